@@ -149,13 +149,15 @@ def _cache_writable(directory: Path) -> None:
         probe = tempfile.NamedTemporaryFile(dir=directory, delete=True)
         probe.close()
     except OSError as error:
-        raise LaamError(f"cache directory {directory} is not writable ({error.strerror}); set --cache or LAAM_CACHE") from error
+        raise LaamError(f"cache directory {directory} is not writable ({error.strerror}); "
+                        "set --cache or LAAM_CACHE") from error
 
 
 def _download(mirror: Mirror, parts: tuple[str, ...], destination: Path, progress: bool) -> str:
     """Stream one file into `destination` atomically; return its SHA-256."""
     digest = hashlib.sha256()
-    handle = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=destination.name + ".", suffix=".part", delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=destination.name + ".", suffix=".part",
+                                         delete=False)
     url = mirror.url(*parts)
     try:
         with handle, Progress(
@@ -203,7 +205,8 @@ def fetch_release(
         if source.exists(kernel.folder, name):
             break
     else:
-        raise LaamError(f"linux {kernel.version} not found on {mirror} (tried {', '.join(kernel.folder + '/' + t for t in tried)})")
+        tried_paths = ", ".join(f"{kernel.folder}/{t}" for t in tried)
+        raise LaamError(f"linux {kernel.version} not found on {mirror} (tried {tried_paths})")
 
     expected, checksum_url = None, None
     for checksum_name in CHECKSUM_FILES:
@@ -217,7 +220,8 @@ def fetch_release(
     actual = _download(source, (kernel.folder, name), destination, progress)
     if expected is not None and actual != expected:
         destination.unlink(missing_ok=True)
-        raise LaamError(f"checksum mismatch for {name}: got {actual}, {checksum_url} lists {expected}; the file was removed")
+        raise LaamError(f"checksum mismatch for {name}: got {actual}, {checksum_url} lists {expected}; "
+                        "the file was removed")
     archive = Archive(destination, source.url(kernel.folder, name), actual, checksum_url)
     _write_meta(archive)
     return archive

@@ -12,7 +12,7 @@ from laam.modelinfo import write_model_info
 from laam.tokenizer import encode_records, load_tokenizer, special_ids
 from laam.windows import windows
 
-CONTEXT, STRIDE = 64, 32
+CONTEXT, STRIDE = 128, 64
 
 
 def window_batch(records_ids, end_header, context=CONTEXT, stride=STRIDE):
@@ -23,7 +23,8 @@ def window_batch(records_ids, end_header, context=CONTEXT, stride=STRIDE):
         for start, end, first in windows(len(ids), context, stride):
             pad = context - (end - 1 - start)
             inputs.append(ids[start:end - 1] + [0] * pad)
-            labels.append([t if start + 1 + i >= first else -100 for i, t in enumerate(ids[start + 1:end])] + [-100] * pad)
+            targets = ids[start + 1:end]
+            labels.append([t if start + 1 + i >= first else -100 for i, t in enumerate(targets)] + [-100] * pad)
             body.append([start + 1 + i >= max(first, body_start) for i in range(end - 1 - start)] + [False] * pad)
     return torch.tensor(inputs), torch.tensor(labels), torch.tensor(body)
 
