@@ -215,9 +215,9 @@ def read_tar(path: Path) -> Iterator[Member]:
 def read_folder(root: Path) -> Iterator[Member]:
     """An unpacked tree; paths are prefixed with the folder's name, as a release tarball names them."""
     root = Path(root).resolve()
-    for directory, dirs, names in os.walk(root):
+    for directory, dirs, names in os.walk(root):  # never follows symlinked folders
         dirs.sort()
-        for name in sorted(names):
+        for name in sorted(names + [d for d in dirs if os.path.islink(os.path.join(directory, d))]):
             full = Path(directory, name)
             path = f"{root.name}/{full.relative_to(root).as_posix()}"
             mode = os.lstat(full).st_mode

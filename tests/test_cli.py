@@ -1,0 +1,71 @@
+"""The `laam` command as users run it: real subprocesses, one-line errors, environment settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def laam(*args, env=None, cwd=None):
+    environment = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-c", "from laam.cli import main; main()", *args],
+                          capture_output=True, text=True, env=environment, cwd=cwd, timeout=300)
+
+
+def test_fetch_then_stats_offline(mirror, tmp_path):
+    fetched = laam("corpus", "fetch", "1.0", "--mirror", str(mirror), "--cache", str(tmp_path), "-q")
+    assert fetched.returncode == 0, fetched.stderr
+    assert "561 archive members" in fetched.stdout and "included   561 files, 4,719,743 bytes" in fetched.stdout
+    assert "97f8c4fe9b7a36edee8e2aa7e4a2306e68a7aed0f746699900b50db34a099155" in fetched.stdout
+    # Settings from the environment; the cached archive is reused with no mirror reachable.
+    stats = laam("corpus", "stats", "--json", "-q", env={"LAAM_CACHE": str(tmp_path), "LAAM_MIRROR": "http://127.0.0.1:9/"})
+    assert stats.returncode == 0, stats.stderr
+    data = json.loads(stats.stdout)
+    assert data["members"] == 561 and data["included"] == 561
+    assert data["by_directory"]["total"]["lines"] == 176_250
+    original = laam("corpus", "stats", "--filter", "original", "-q", env={"LAAM_CACHE": str(tmp_path)})
+    assert "561 archive members, 506 included" in original.stdout
+
+
+def test_tokenizer_train_reports_and_round_trips(mirror, tmp_path):
+    result = laam("tokenizer", "train", "1.0", "--mirror", str(mirror), "--cache", str(tmp_path), "--include",
+                  "linux/kernel/", "--vocab-size", "2048", "--out", str(tmp_path / "tok"), "-q")
+    assert result.returncode == 0, result.stderr
+    assert "vocab      2,048" in result.stdout and "round trip 23 of 23 records exact" in result.stdout
+    stats = laam("corpus", "stats", "1.0", "--cache", str(tmp_path), "--include", "linux/kernel/",
+                 "--tokenizer", str(tmp_path / "tok"), "--json", "-q")
+    assert json.loads(stats.stdout)["by_directory"]["total"]["tokens"] > 30_000
+
+
+@pytest.mark.parametrize("args, message", [
+    (["corpus", "fetch", "1.x"], "malformed kernel version '1.x'"),
+    (["corpus", "fetch", "1.3.5"], "linux 1.3.5 not found on"),
+    (["corpus", "fetch", "1.0", "--mirror", "http://127.0.0.1:9/"], "unreachable"),
+    (["corpus", "fetch", "1.0", "--include", "nothing/"], "no files left after filters"),
+    (["corpus", "fetch", "1.0", "--filter", "everything"], "unknown filter 'everything'"),
+    (["tokenizer", "train", "1.0", "--vocab-size", "100"], "smaller than the byte alphabet"),
+])
+def test_bad_input_is_one_clear_line(mirror, tmp_path, args, message):
+    mirror_args = [] if "--mirror" in args else ["--mirror", str(mirror)]
+    result = laam(*args, *mirror_args, "--cache", str(tmp_path), "-q")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_unwritable_cache_is_one_clear_line(mirror, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = laam("corpus", "fetch", "1.0", "--mirror", str(mirror), "--cache", str(tmp_path / "file" / "c"))
+    assert result.returncode == 2 and "not writable" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_explains_every_option_with_its_default():
+    result = laam("corpus", "fetch", "--help")
+    assert result.returncode == 0
+    for option in ("--mirror", "--cache", "--filter", "--include", "--exclude", "--max-file-size", "LAAM_MIRROR",
+                   "https://cdn.kernel.org/pub/linux/kernel/", "1048576"):
+        assert option in result.stdout, option
