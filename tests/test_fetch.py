@@ -18,7 +18,8 @@ XZ_SHA = "97f8c4fe9b7a36edee8e2aa7e4a2306e68a7aed0f746699900b50db34a099155"
 
 @pytest.mark.parametrize("text, version, folder", [
     ("1.0", "1.0", "v1.0"), ("v1.0/1.0", "1.0", "v1.0"), ("1.2.13", "1.2.13", "v1.2"),
-    ("2.6.39", "2.6.39", "v2.6"), ("6.9.4", "6.9.4", "v6.x"), ("v3.0", "3.0", "v3.x"), ("2.6.32.71", "2.6.32.71", "v2.6"),
+    ("2.6.39", "2.6.39", "v2.6"), ("6.9.4", "6.9.4", "v6.x"), ("v3.0", "3.0", "v3.x"),
+    ("2.6.32.71", "2.6.32.71", "v2.6"),
 ])
 def test_versions_as_users_write_them(text, version, folder):
     kernel = parse_version(text)
@@ -37,7 +38,8 @@ def test_wrong_folder_in_original_form():
 
 
 def test_checksum_list_parsing_ignores_pgp_armour():
-    text = f"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{XZ_SHA}  linux-1.0.tar.xz\n-----BEGIN PGP SIGNATURE-----\nabc\n"
+    text = (f"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{XZ_SHA}  linux-1.0.tar.xz\n"
+            "-----BEGIN PGP SIGNATURE-----\nabc\n")
     assert parse_checksums(text) == {"linux-1.0.tar.xz": XZ_SHA}
 
 
