@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
 from laam import LaamError
 from laam.fetch import DEFAULT_MIRROR, Archive, default_cache, fetch_release, local_archive
 from laam.licenses import copying_license, license_of
@@ -300,7 +302,10 @@ def load_corpus(config: CorpusConfig, progress: bool = True) -> Corpus:
     """Fetch if needed, read safely, filter: the corpus every later stage trains and audits on."""
     name, archive, folder = resolve_source(config, progress)
     members = read_tar(archive.path) if archive else read_folder(folder)
-    files, rows, skipped = select(members, config)
+    with Progress(SpinnerColumn(), TextColumn("reading {task.description}: {task.completed} members"),
+                  TimeElapsedColumn(), disable=not progress, transient=True) as bar:
+        task = bar.add_task(name)
+        files, rows, skipped = select((bar.advance(task) or m for m in members), config)
     if not files:
         raise LaamError(f"no files left after filters (filter={config.filter}, include={list(config.include)}, "
                         f"exclude={list(config.exclude)}) out of {len(rows)} members")
