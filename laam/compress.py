@@ -167,10 +167,14 @@ def weights_fingerprint(folder: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def load_model(folder: Path, device: str = "auto") -> LoadedModel:
+def load_model(folder: Path, device: str = "auto", quiet: bool = False) -> LoadedModel:
     """The model folder's weights in float32, eval mode, on `device`, with its window policy."""
     import torch
+    import transformers
     from transformers import AutoModelForCausalLM
+
+    if quiet:
+        transformers.utils.logging.disable_progress_bar()
 
     info = read_model_info(folder)
     device = resolve_device(device)
@@ -625,7 +629,7 @@ def compress_corpus(model_dir: Path, out: Path, globs: list[str] | None = None, 
     corpus_config = info.corpus_config(cache)
     corpus = load_corpus(corpus_config, progress=not quiet)
     files = select_files(corpus.files, globs)
-    loaded = load_model(model_dir, config.device)
+    loaded = load_model(model_dir, config.device, quiet)
     container, stats = compress_files(loaded, files, config, quiet=quiet)
     size = write_container(container, out)
     decode_stats, verified = None, None

@@ -14,6 +14,9 @@ from laam.fetch import default_cache
 
 ModelDir = Annotated[Path, typer.Option("--model", help="Model folder (from `laam train`).", exists=True,
                                         file_okay=False)]
+Threads = Annotated[int, typer.Option(help="CPU threads for the model (torch.set_num_threads). One thread is "
+                                      "reproducible and fastest for small models; decompress with the same number, "
+                                      "since thread count can change float sums.")]
 Device = Annotated[str, typer.Option(help="auto (cuda when available, else cpu), cpu, cuda or cuda:N. Decompress "
                                      "on the same kind of device and software as compress.")]
 
@@ -27,6 +30,7 @@ def compress_command(
         "file of the model's training corpus.")] = None,
     batch_size: Annotated[int, typer.Option(help="Files stepped through the model together.")] = 16,
     device: Device = "auto",
+    threads: Threads = 1,
     roundtrip: Annotated[bool, typer.Option(help="Decode the archive right after writing it and check every file's "
                                             "SHA-256 (measures decompression speed; doubles the time).")] = True,
     archive_baselines: Annotated[bool, typer.Option(help="Also run gzip/xz/zstd on the corpus's whole uncompressed "
@@ -37,8 +41,11 @@ def compress_command(
     quiet: Quiet = False,
 ):
     """Arithmetic-code the model's corpus under its own next-token probabilities, and compare with gzip/xz/zstd."""
+    import torch
+
     from laam.compress import CompressConfig, compress_corpus
 
+    torch.set_num_threads(threads)
     result = compress_corpus(model, archive, files, CompressConfig(batch_size=batch_size, device=device), cache,
                              roundtrip=roundtrip, archive_baselines=archive_baselines, report_path=report, quiet=quiet)
     corpus, rates, speed = result["corpus"], result["bits_per_byte"], result["throughput"]
@@ -71,13 +78,17 @@ def decompress_command(
     verify: Annotated[bool, typer.Option(help="Check every rebuilt file against the SHA-256 of the archive's "
                                          "manifest (sizes are always checked).")] = False,
     device: Device = "auto",
+    threads: Threads = 1,
     quiet: Quiet = False,
 ):
     """Rebuild every file of an archive, byte for byte, from the model that compressed it."""
+    import torch
+
     from laam.compress import decompress_container, load_model, read_container, write_file
 
+    torch.set_num_threads(threads)
     container = read_container(archive)
-    loaded = load_model(model, device)
+    loaded = load_model(model, device, quiet)
     started = time.perf_counter()
     written, failed, size = 0, [], 0
     for decoded in decompress_container(loaded, container, verify=verify, quiet=quiet):
