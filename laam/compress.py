@@ -48,7 +48,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +136,8 @@ class LoadedModel:
     weights_bytes: int
     pad_id: int
     end_file_id: int
-    cache_kwarg: str = field(default="cache")
+    cache_kwarg: str = "cache"  # transformers 5 renamed past_key_values to cache
+    keep_kwarg: str = "logits_to_keep"  # num_logits_to_keep before transformers 4.50
 
 
 def resolve_device(device: str) -> str:
@@ -182,10 +183,10 @@ def load_model(folder: Path, device: str = "auto", quiet: bool = False) -> Loade
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).to(device).eval()
     ids = special_ids(tokenizer)
     sha, size = weights_fingerprint(folder)
-    # transformers 5 renamed the forward argument past_key_values to cache
-    kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    params = inspect.signature(model.forward).parameters
     return LoadedModel(Path(folder), model, tokenizer, info.context, info.stride, device, sha, size,
-                       ids[PAD], ids[END_FILE], kwarg)
+                       ids[PAD], ids[END_FILE], "cache" if "cache" in params else "past_key_values",
+                       "logits_to_keep" if "logits_to_keep" in params else "num_logits_to_keep")
 
 
 def _new_cache(loaded: LoadedModel):
@@ -236,8 +237,9 @@ def step_batch(loaded: LoadedModel, tokens, header_tokens: list[int], lengths: l
             inputs = tokens[:, start:p]
         else:
             inputs = tokens[:, p - 1:p]
-        logits = loaded.model(input_ids=inputs.to(loaded.device), use_cache=True, logits_to_keep=1,
-                              **{loaded.cache_kwarg: cache}).logits[:, -1]
+        # only the last position's logits: a [files, vocab] head instead of [files, window, vocab] at a slide
+        logits = loaded.model(input_ids=inputs.to(loaded.device), use_cache=True,
+                              **{loaded.cache_kwarg: cache, loaded.keep_kwarg: 1}).logits[:, -1]
         rows = np.flatnonzero((headers_np <= p) & (p < lengths_np))
         if len(rows) == 0:
             continue

@@ -85,6 +85,39 @@ def test_batching_does_not_change_the_decoded_bytes(loaded, tiny_corpus):
         assert decoded == {f.path: f.data for f in files}
 
 
+@pytest.fixture(scope="module")
+def untrained_model_dir(tiny_corpus, tiny_tokenizer_dir, tmp_path_factory) -> Path:
+    """The tiny model's shape, untrained: near-uniform probabilities over all 512 tokens, so every token costs
+    ≈9 bits and the streams are long: a hard test of encoder/decoder agreement."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from laam.modelinfo import write_model_info
+    from laam.tokenizer import load_tokenizer
+
+    folder = tmp_path_factory.mktemp("untrained")
+    tokenizer = load_tokenizer(tiny_tokenizer_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_model_info(folder, tiny_corpus, 128, 64)
+    return folder
+
+
+def test_round_trip_under_an_untrained_model(untrained_model_dir, tiny_corpus):
+    loaded = load_model(untrained_model_dir, "cpu")
+    files = [f for f in tiny_corpus.files if f.path.endswith(("ctype.c", "open.c", "errno.c"))]
+    container, stats = compress_files(loaded, files, CompressConfig(batch_size=2, device="cpu"))
+    decoded = {d.path: d for d in decompress_container(loaded, container, verify=True)}
+    assert {p: d.data for p, d in decoded.items()} == {f.path: f.data for f in files}
+    assert all(d.ok for d in decoded.values())
+    # the range coder writes what the model's cross-entropy says, give or take its flush words
+    coded_bits = 32 * sum(b.words for b in container.batches)
+    assert stats.ideal_bits / stats.coded_tokens > 7  # nothing memorized
+    assert stats.ideal_bits <= coded_bits <= stats.ideal_bits * 1.01 + 64 * len(container.batches)
+
+
 def test_plan_batches_groups_by_length():
     assert plan_batches([5, 50, 7, 40, 6], 2) == [[1, 3], [2, 4], [0]]
     with pytest.raises(LaamError):
