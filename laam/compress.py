@@ -134,6 +134,7 @@ class LoadedModel:
     device: str
     weights_sha256: str
     weights_bytes: int
+    tokenizer_sha256: str
     pad_id: int
     end_file_id: int
     cache_kwarg: str = "cache"  # transformers 5 renamed past_key_values to cache
@@ -183,8 +184,9 @@ def load_model(folder: Path, device: str = "auto", quiet: bool = False) -> Loade
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).to(device).eval()
     ids = special_ids(tokenizer)
     sha, size = weights_fingerprint(folder)
+    tokenizer_sha = hashlib.sha256((Path(folder) / "tokenizer.json").read_bytes()).hexdigest()
     params = inspect.signature(model.forward).parameters
-    return LoadedModel(Path(folder), model, tokenizer, info.context, info.stride, device, sha, size,
+    return LoadedModel(Path(folder), model, tokenizer, info.context, info.stride, device, sha, size, tokenizer_sha,
                        ids[PAD], ids[END_FILE], "cache" if "cache" in params else "past_key_values",
                        "logits_to_keep" if "logits_to_keep" in params else "num_logits_to_keep")
 
@@ -338,6 +340,7 @@ def compress_files(loaded: LoadedModel, files: list[CorpusFile], config: Compres
     stats.seconds = time.perf_counter() - started
     header = {"format": FORMAT, "laam": __version__,
               "model": {"weights_sha256": loaded.weights_sha256, "weights_bytes": loaded.weights_bytes,
+                        "tokenizer_sha256": loaded.tokenizer_sha256,
                         "context": loaded.context, "stride": loaded.stride,
                         "vocab_size": loaded.model.config.vocab_size},
               "batch_size": config.batch_size, "environment": environment(loaded.device)}
@@ -462,33 +465,40 @@ class DecodedFile:
     problem: str | None = None
 
 
-def check_model(container: Container, loaded: LoadedModel) -> None:
+def check_model(container: Container, loaded: LoadedModel) -> list[str]:
+    """Refuse another model or tokenizer; return how the software/device differ from the encoder's (may derail)."""
     model = container.header["model"]
     if model["weights_sha256"] != loaded.weights_sha256:
         raise LaamError(f"this archive was compressed with other weights (sha256 {model['weights_sha256'][:12]}…) "
                         f"than {loaded.folder} ({loaded.weights_sha256[:12]}…); decode it with that model")
+    if model.get("tokenizer_sha256") != loaded.tokenizer_sha256:
+        raise LaamError(f"this archive was compressed with another tokenizer than the one in {loaded.folder}")
     if (model["context"], model["stride"]) != (loaded.context, loaded.stride):
         raise LaamError(f"archive coded with context {model['context']}/stride {model['stride']}, model folder says "
                         f"{loaded.context}/{loaded.stride}")
     was, now = container.header.get("environment", {}), environment(loaded.device)
-    differs = [f"{k} {was.get(k)} -> {now.get(k)}" for k in ("torch", "transformers", "device", "threads")
-               if was.get(k) != now.get(k)]
-    if differs:
-        warnings.warn("decoding in another environment than encoding (" + ", ".join(differs) + "): the model's "
-                      "probabilities may differ and derail decoding; --verify will tell", stacklevel=2)
+    keys = ["torch", "transformers", "device", "device_name"] + (["threads"] if now["device"] == "cpu" else [])
+    return [f"{k} {was.get(k)} -> {now.get(k)}" for k in keys if was.get(k) != now.get(k)]
 
 
-def decompress_container(loaded: LoadedModel, container: Container, verify: bool = True,
-                         quiet: bool = True) -> Iterator[DecodedFile]:
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+def decompress_container(loaded: LoadedModel, container: Container, verify: bool = True, quiet: bool = True,
+                         warn: Callable[[str], None] = _warn) -> Iterator[DecodedFile]:
     """Decode every file (in batch order), yielding each as soon as its batch is done."""
     import constriction
     import torch
 
-    check_model(container, loaded)
+    differences = check_model(container, loaded)
+    if differences:
+        warn("decoding in another environment than encoding (" + ", ".join(differences) + "): the model's "
+             "probabilities may differ and derail decoding; sizes and --verify will tell")
     family = constriction.stream.model.Categorical(perfect=False)
     files = container.files
     total = sum(f.tokens - f.header_tokens for f in files)
-    with _progress(quiet) as bar, deterministic():
+    with _progress(quiet) as bar:
         task = bar.add_task("decompress", total=total)
         for batch, stream in zip(container.batches, container.streams):
             members = [files[i] for i in batch.files]
@@ -504,8 +514,9 @@ def decompress_container(loaded: LoadedModel, container: Container, verify: bool
             def code(p, rows, probs, decoder=decoder):
                 return np.asarray(decoder.decode(family, probs))
 
-            step_batch(loaded, tokens, [f.header_tokens for f in members], [f.tokens for f in members],
-                       code, lambda n, task=task: bar.update(task, advance=n))
+            with deterministic():
+                step_batch(loaded, tokens, [f.header_tokens for f in members], [f.tokens for f in members],
+                           code, lambda n, task=task: bar.update(task, advance=n))
             for row, f in enumerate(members):
                 yield rebuild(loaded, f, tokens[row, :f.tokens].tolist(), verify)
 

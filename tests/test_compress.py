@@ -176,9 +176,21 @@ def test_container_refuses_other_weights_and_unsafe_paths(compressed, loaded, tm
     other = _tampered(out, tmp_path / "other.laamz", lambda c: c.header["model"].update(weights_sha256="f" * 64))
     with pytest.raises(LaamError, match="other weights"):
         list(decompress_container(loaded, read_container(other)))
+    other = _tampered(out, tmp_path / "tok.laamz", lambda c: c.header["model"].update(tokenizer_sha256="0" * 64))
+    with pytest.raises(LaamError, match="another tokenizer"):
+        list(decompress_container(loaded, read_container(other)))
     escape = _tampered(out, tmp_path / "escape.laamz", lambda c: setattr(c.files[0], "path", "../escape.c"))
     with pytest.raises(LaamError, match="unsafe"):
         read_container(escape)
+
+
+def test_decoding_in_another_environment_warns(compressed, loaded, tiny_corpus, tmp_path):
+    out, _ = compressed
+    moved = _tampered(out, tmp_path / "moved.laamz", lambda c: c.header["environment"].update(torch="1.0"))
+    warnings = []
+    decoded = {d.path: d.data for d in decompress_container(loaded, read_container(moved), warn=warnings.append)}
+    assert decoded == {f.path: f.data for f in tiny_corpus.files}  # same software in truth, so still exact
+    assert len(warnings) == 1 and "torch 1.0 -> " in warnings[0]
 
 
 def test_cli_compress_selects_files_and_reports(tiny_model_dir, tmp_path):

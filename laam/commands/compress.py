@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from laam import LaamError
-from laam.cli import Cache, Quiet, app, out
+from laam.cli import Cache, Quiet, app, console, out
 from laam.fetch import default_cache
 
 ModelDir = Annotated[Path, typer.Option("--model", help="Model folder (from `laam train`).", exists=True,
@@ -91,7 +91,8 @@ def decompress_command(
     loaded = load_model(model, device, quiet)
     started = time.perf_counter()
     written, failed, size = 0, [], 0
-    for decoded in decompress_container(loaded, container, verify=verify, quiet=quiet):
+    warn = lambda message: console.print(f"[yellow]warning:[/] {message}", highlight=False)  # noqa: E731
+    for decoded in decompress_container(loaded, container, verify=verify, quiet=quiet, warn=warn):
         if decoded.ok:
             write_file(out_dir, decoded)
             written += 1
