@@ -587,12 +587,13 @@ def release_tar_bytes(config) -> tuple[str, bytes] | None:
 
 def build_report(loaded: LoadedModel, stats: CodingStats, archive_path: Path, size: ContainerSize,
                  same_bytes: bytes | None, release: tuple[str, bytes] | None,
-                 decode_stats: CodingStats | None, verified: int | None, corpus_name: str) -> dict:
+                 decode_stats: CodingStats | None, verified: int | None, corpus: dict) -> dict:
     """compression.json: what the model card and audit report quote.
 
     Schema (`format` = "laam-compression/1"; sizes in bytes, rates in bits per byte of file content):
       model: {folder, weights_sha256, weights_bytes, parameters, context, stride, vocab_size}
-      corpus: {name, files, bytes, coded_tokens}
+      corpus: {name, fingerprint, training_corpus (fingerprint equals the model's laam.json), files, bytes,
+               coded_tokens}
       archive: {path, bytes, header_bytes, checksum_bytes, payload_bytes} (bytes = the whole file)
       bits_per_byte: {ideal: sum(-log2 p)/bytes (the model's cross-entropy under its float probabilities),
                       stream: 8*payload/bytes (what the range coder actually wrote),
@@ -601,7 +602,8 @@ def build_report(loaded: LoadedModel, stats: CodingStats, archive_path: Path, si
                       adjusted: 8*(archive + weights bytes)/bytes (as in "Language Modeling Is Compression")}
       baselines: {same_bytes: {bytes, "gzip -9"|"xz -9e"|"zstd -19": {bytes, bits_per_byte, seconds}} on the
                   concatenated file contents, or null;
-                  archive: {name, same keys} on the corpus's uncompressed release tar (every member), or null}
+                  archive: {name, same keys} on the corpus's uncompressed release tar (every member, with tar's
+                  512-byte headers and zero padding, so its bits/byte run lower than on the contents), or null}
       throughput: {compress_bytes_per_s, compress_seconds, decompress_bytes_per_s, decompress_seconds}
                   (decompress_* null when no round trip was run)
       roundtrip: {files, verified} (files decoded byte-exact with matching SHA-256) or null
@@ -615,7 +617,7 @@ def build_report(loaded: LoadedModel, stats: CodingStats, archive_path: Path, si
         "model": {"folder": str(loaded.folder), "weights_sha256": loaded.weights_sha256,
                   "weights_bytes": loaded.weights_bytes, "parameters": parameters, "context": loaded.context,
                   "stride": loaded.stride, "vocab_size": config.vocab_size},
-        "corpus": {"name": corpus_name, "files": stats.files, "bytes": stats.bytes, "coded_tokens": stats.coded_tokens},
+        "corpus": {**corpus, "files": stats.files, "bytes": stats.bytes, "coded_tokens": stats.coded_tokens},
         "archive": {"path": str(archive_path), "bytes": size.total, "header_bytes": size.header,
                     "checksum_bytes": size.checksums, "payload_bytes": size.payload},
         "bits_per_byte": {"ideal": stats.ideal_bits / n, "stream": 8 * size.payload / n,
@@ -655,7 +657,9 @@ def compress_corpus(model_dir: Path, out: Path, globs: list[str] | None = None, 
         decode_stats.seconds = time.perf_counter() - started
     same = b"".join(f.data for f in files) if same_bytes_baselines else None
     release = release_tar_bytes(corpus_config) if archive_baselines else None
-    report = build_report(loaded, stats, Path(out), size, same, release, decode_stats, verified, corpus.name)
+    about = {"name": corpus.name, "fingerprint": corpus.fingerprint(),
+             "training_corpus": corpus.fingerprint() == info.corpus_fingerprint}
+    report = build_report(loaded, stats, Path(out), size, same, release, decode_stats, verified, about)
     report_path = Path(report_path) if report_path else Path(out).with_name(REPORT_FILE)
     report_path.write_text(json.dumps(report, indent=1) + "\n")
     report["report_path"] = str(report_path)

@@ -203,6 +203,7 @@ def test_cli_compress_selects_files_and_reports(tiny_model_dir, tmp_path):
     assert [f.path for f in read_container(out).files] == ["linux/lib/ctype.c"]
     report = json.loads((tmp_path / "compression.json").read_text())
     assert report["corpus"]["files"] == 1 and report["roundtrip"]["verified"] == 1
+    assert report["corpus"]["training_corpus"] and report["baselines"]["archive"] is None
     assert "bits/byte" in result.output and "bytes/s" in result.output
     result = CliRunner().invoke(app, ["compress", "--model", str(tiny_model_dir), "--out", str(out), "--files",
                                       "nothing/*", "--quiet"])
@@ -218,3 +219,18 @@ def test_write_container_is_atomic_and_readable(compressed, tmp_path):
     assert size.checksums == 32 * len(container.files)
     assert copy.read_bytes() == out.read_bytes()
     assert not list(tmp_path.glob("*.part"))
+
+
+@pytest.mark.slow
+def test_cli_compress_archive_baselines_match_the_known_figure(tiny_model_dir, tmp_path):
+    """xz -9e packs the Linux 1.0 tar into 934,028 bytes (1.445 bits/byte): the baseline runs on those very bytes."""
+    from laam.cli import app
+
+    result = CliRunner().invoke(app, ["compress", "--model", str(tiny_model_dir), "--out", str(tmp_path / "a.laamz"),
+                                      "--files", "*/errno.c", "--no-roundtrip", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    archive = json.loads((tmp_path / "compression.json").read_text())["baselines"]["archive"]
+    assert archive["name"] == "linux-1.0.tar" and archive["bytes"] == 5_171_200
+    assert archive["xz -9e"]["bytes"] == 934_028
+    rates = [archive[name]["bits_per_byte"] for name in ("gzip -9", "zstd -19", "xz -9e")]
+    assert rates == sorted(rates, reverse=True)
