@@ -77,7 +77,7 @@ REPORT_FILE = "compression.json"
 
 @dataclass
 class CompressConfig:
-    """How to run the model while coding; the decoder re-uses batch_size from the container."""
+    """How to run the model while coding (the decoder follows the batches stored in the container)."""
 
     batch_size: int = 16  # files stepped together: larger is faster until the device is busy
     device: str = "auto"  # auto = cuda when available, else cpu
@@ -228,7 +228,7 @@ def step_batch(loaded: LoadedModel, tokens, header_tokens: list[int], lengths: l
     """
     import torch
 
-    rows_total, longest = tokens.shape
+    longest = tokens.shape[1]
     cache, window_start = None, -1
     first = min(header_tokens)
     lengths_np, headers_np = np.array(lengths), np.array(header_tokens)
