@@ -19,6 +19,7 @@ from pathlib import Path
 
 from laam import LaamError, __version__
 from laam.corpus import Corpus, license_counts, load_corpus
+from laam.fetch import DEFAULT_MIRROR
 from laam.modelinfo import INFO_FILE, ModelInfo, read_model_info
 
 CARD_FILE = "README.md"
@@ -289,6 +290,8 @@ def reproduce_commands(facts: Facts) -> list[str]:
     corpus = facts.corpus.config
     fetch = ["laam", "corpus", "fetch", corpus.source if not Path(corpus.source).exists() else facts.corpus.name
              .removeprefix("linux-"), "--filter", corpus.filter]
+    if corpus.mirror != DEFAULT_MIRROR and corpus.mirror.startswith(("http://", "https://")):
+        fetch += ["--mirror", corpus.mirror]
     fetch += [arg for glob in corpus.include for arg in ("--include", glob)]
     fetch += [arg for glob in corpus.exclude for arg in ("--exclude", glob)]
     commands = [" ".join(fetch)]
@@ -349,6 +352,10 @@ def _curve_section(facts: Facts) -> str:
         picks = sorted({0, len(losses) // 4, len(losses) // 2, 3 * len(losses) // 4, len(losses) - 1})
         parts.append(_table(("step", "loss"), [(losses[i][0], f"{losses[i][1]:.4f}") for i in picks]))
         parts.append(f"Every logged step is in `{METRICS_FILE}`.")
+    evals = [m for m in facts.metrics if m.get("memorized") is not None]
+    if evals:
+        parts.append(f"Body tokens memorized at the last evaluation (step {evals[-1].get('step')}): "
+                     f"{100 * evals[-1]['memorized']:.3f}%.")
     if not parts:
         parts.append("No training metrics were recorded with this model.")
     return "\n\n".join(parts)

@@ -20,7 +20,8 @@ from tests.conftest import TARBALL
 # an audit.json of the audit stage's schema (the audit itself is another stage's job)
 AUDIT = {"summary": {"files": 12, "verbatim_files": 11, "verbatim_pct": 91.6667, "bytes_reproduced_pct": 97.25,
                      "k_extractable_pct": 83.5, "pythia_score": 0.9431, "k": 50, "pythia_prefix": 32}}
-METRICS = [{"step": s, "loss": 5.0 / (1 + s), "tokens": 1000 * s} for s in range(0, 101, 10)]
+METRICS = [{"step": s, "loss": 5.0 / (1 + s), "tokens": 1000 * s} for s in range(0, 101, 10)] + [
+    {"step": 100, "tokens": 100000, "memorized": 0.99875, "accuracy": 0.999}]
 
 
 def make_run(tiny_model_dir: Path, root: Path, audit: bool = True) -> Path:
@@ -35,7 +36,7 @@ def make_run(tiny_model_dir: Path, root: Path, audit: bool = True) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(2, 1.5))
-    axes.plot([m["step"] for m in METRICS], [m["loss"] for m in METRICS])
+    axes.plot([m["step"] for m in METRICS if "loss" in m], [m["loss"] for m in METRICS if "loss" in m])
     figure.savefig(run / "metrics.png")
     plt.close(figure)
     if audit:
@@ -90,7 +91,8 @@ def test_card_facts_come_from_the_run(carded, tiny_corpus):
     assert "laam corpus fetch 1.0 --filter source --include linux/lib/ --exclude linux/lib/malloc.c" in text
     assert 'pipeline("text-generation", "laam-test/tiny")' in text
     assert "![training loss](training_curve.png)" in text and (carded / "training_curve.png").is_file()
-    assert f"| {METRICS[-1]['step']} | {METRICS[-1]['loss']:.4f} |" in text  # the curve's last logged loss
+    assert f"| 100 | {5.0 / 101:.4f} |" in text  # the curve's last logged loss
+    assert "memorized at the last evaluation (step 100): 99.875%" in text
     assert "[`audit.html`](audit.html)" in text
 
 
