@@ -75,7 +75,7 @@ def build_bom(facts: Facts, config: CardConfig):
     weights = facts.folder / WEIGHTS_FILE
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=config.repo_id or facts.name, bom_ref=MODEL_REF,
-        version=facts.info.corpus_fingerprint, licenses=[_license(config.license)],
+        licenses=[_license(config.license)],
         description=f"{facts.parameters:,}-parameter Llama that memorized {corpus.name}",
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=_sha256(weights))] if weights.is_file() else [],
     )

@@ -154,20 +154,28 @@ def mof_document(facts: Facts, config: CardConfig) -> dict:
             "repository": config.code_url or "",
             "huggingface": f"https://huggingface.co/{config.repo_id}" if config.repo_id else "",
             "license": {
-                "distribution": {"name": config.license, "path": f"https://spdx.org/licenses/{config.license}.html"},
-                "code": {"name": CODE_LICENSE, "path": f"https://spdx.org/licenses/{CODE_LICENSE}.html"},
+                "distribution": {"name": config.license, "path": _spdx_url(config.license)},
+                "code": {"name": CODE_LICENSE, "path": _spdx_url(CODE_LICENSE)},
                 "data": {"name": data_license(facts), "path": facts.corpus.source_url},
                 "document": {"name": config.docs_license,
-                             "path": f"https://spdx.org/licenses/{config.docs_license}.html"},
+                             "path": _spdx_url(config.docs_license)},
             },
+            # as the Model Openness Tool serializes a model: only the components included, each with its license
             "components": [
-                {"name": c["name"], "description": c["description"], "component_path": c["component_path"] or "",
-                 "license": c["license"] or "Component not included", "license_path": ""}
-                for c in components
+                {"name": c["name"], "description": c["description"], "license": c["license"],
+                 "license_path": _spdx_url(c["license"]), "component_path": c["component_path"]}
+                for c in components if c["component_path"]
             ],
         },
-        "laam": {"class": klass, "missing_for_next_class": missing},
+        "laam": {"class": klass, "missing_for_next_class": missing,
+                 "not_included": [c["name"] for c in components if not c["component_path"]]},
     }
+
+
+def _spdx_url(license_id: str | None) -> str:
+    if not license_id or " " in license_id:  # an expression has no single page
+        return ""
+    return f"https://spdx.org/licenses/{license_id}.html"
 
 
 def write_mof_yaml(facts: Facts, config: CardConfig, path: Path) -> Path:

@@ -116,11 +116,14 @@ def test_osaid_and_mof_tables(carded):
     mof = yaml.safe_load((carded / "mof.yml").read_text())
     assert mof["framework"]["name"] == "Model Openness Framework"
     components = {c["name"]: c for c in mof["release"]["components"]}
-    assert set(components) == {name for name, *_ in MOF_COMPONENTS}
+    assert set(components) | set(mof["laam"]["not_included"]) == {name for name, *_ in MOF_COMPONENTS}
     assert components["Model parameters (Final)"] == {
         "name": "Model parameters (Final)", "description": "Trained model parameters, weights and biases",
-        "component_path": "model.safetensors", "license": "MIT", "license_path": ""}
-    assert components["Technical report"]["license"] == "Component not included"
+        "license": "MIT", "license_path": "https://spdx.org/licenses/MIT.html", "component_path": "model.safetensors"}
+    assert components["Evaluation results"]["component_path"] == "audit.json, audit.html"
+    # a local tarball is not a public place to get the data from; no technical report was given
+    assert {"Technical report", "Datasets", "Research paper", "Training code"} <= set(mof["laam"]["not_included"])
+    assert all(c["license"] for c in components.values())
     assert mof["release"]["license"]["data"]["name"] == "GPL-2.0-only"
     assert mof["laam"]["class"] == "Class III - Open Model (conditional)"
     assert "Class: **Class III - Open Model (conditional)**" in text
@@ -154,15 +157,24 @@ def test_card_without_audit_says_so(tiny_model_dir, tmp_path):
     from laam.card import write_card
 
     run = make_run(tiny_model_dir, tmp_path, audit=False)
+    info = json.loads((run / "model" / "laam.json").read_text())
+    info["training"].update({"command": "/venv/bin/laam train --preset tiny --max-steps 600",
+                             "train_config": {"lr": 0.005, "batch_size": 8}, "git_commit": "0123abc"})
+    (run / "model" / "laam.json").write_text(json.dumps(info))
     result = write_card(run / "model", CardConfig(license="Apache-2.0", technical_report="https://example.org/r"))
     text = result.card.read_text()
+    assert "\nlaam train --preset tiny --max-steps 600\n" in text  # the recorded command, as one runs it
+    assert '"lr": 0.005' in text and "git commit `0123abc`" in text
+    assert "| Code | Training code, with the arguments and settings used | ✅ |" in text
     assert "Not audited yet" in text and "has not been audited yet" in text
     assert "model-index" not in text and "license: apache-2.0" in text
     assert check_card(run / "model") == []
     # no audit: Evaluation results are missing, so even the technical report does not earn an unconditional class
     assert result.mof_class == "Class III - Open Model (conditional)"
-    assert "Evaluation results" in yaml.safe_load((run / "model" / "mof.yml").read_text())["laam"][
-        "missing_for_next_class"]
+    mof = yaml.safe_load((run / "model" / "mof.yml").read_text())
+    assert mof["laam"]["missing_for_next_class"] == ["Evaluation results"]
+    training_code = next(c for c in mof["release"]["components"] if c["name"] == "Training code")
+    assert training_code["license"] == "MIT" and "laam.train" in training_code["component_path"]
 
 
 # --- CycloneDX --------------------------------------------------------------------------------------
