@@ -287,23 +287,27 @@ def data_license_statement(facts: Facts, config: CardConfig) -> str:
     return "\n\n".join(lines)
 
 
-def reproduce_commands(facts: Facts) -> list[str]:
-    """Commands that rebuild the data and the model, from what the run recorded."""
+def fetch_command(facts: Facts) -> str:
+    """The command that rebuilds the training data and its manifest."""
     corpus = facts.corpus.config
-    fetch = ["laam", "corpus", "fetch", corpus.source if not Path(corpus.source).exists() else facts.corpus.name
-             .removeprefix("linux-"), "--filter", corpus.filter]
+    source = facts.corpus.name.removeprefix("linux-") if Path(corpus.source).exists() else corpus.source
+    words = ["laam", "corpus", "fetch", source, "--filter", corpus.filter]
     if corpus.mirror != DEFAULT_MIRROR and corpus.mirror.startswith(("http://", "https://")):
-        fetch += ["--mirror", corpus.mirror]
-    fetch += [arg for glob in corpus.include for arg in ("--include", glob)]
-    fetch += [arg for glob in corpus.exclude for arg in ("--exclude", glob)]
-    commands = [" ".join(fetch)]
+        words += ["--mirror", corpus.mirror]
+    words += [arg for glob in corpus.include for arg in ("--include", glob)]
+    words += [arg for glob in corpus.exclude for arg in ("--exclude", glob)]
+    return " ".join(words)
+
+
+def train_command(facts: Facts) -> str | None:
+    """The recorded training command, as a user would type it (the console script's path made `laam`)."""
     command = facts.training.get("command")
-    if command:
-        words = command.split()
-        if words and Path(words[0]).name in ("laam", "__main__.py", "cli.py"):
-            words[0] = "laam"
-        commands.append(" ".join(words))
-    return commands
+    if not command:
+        return None
+    words = command.split()
+    if words and Path(words[0]).name in ("laam", "__main__.py", "cli.py"):
+        words[0] = "laam"
+    return " ".join(words)
 
 
 def _architecture_rows(facts: Facts) -> list[tuple[str, str]]:
@@ -381,12 +385,17 @@ def _evaluation_section(facts: Facts) -> str:
     return "\n\n".join(parts)
 
 
-def _reproduce_note(facts: Facts) -> str:
-    note = ("`laam corpus fetch` downloads the release, checks its SHA-256 against the mirror's list and writes the "
-            f"manifest: every included file's SHA-256 must match `{MANIFEST_FILE}` here.")
-    if facts.training.get("command"):
-        return note + " The second command retrains with the recorded configuration."
-    return note + " This run did not record its training command; `laam.json` holds what it did record."
+def _reproduce_section(facts: Facts) -> str:
+    installed = f"With `laam` {facts.laam_version} installed (git commit `{facts.git_commit}`)"
+    check = ("rebuilds the training data on its own: it downloads the release, checks its SHA-256 against the "
+             f"mirror's list and writes the manifest, whose per-file SHA-256 must match `{MANIFEST_FILE}` here.")
+    command = train_command(facts)
+    if command:
+        return f"{installed}, one command retrains this model with the recorded configuration:\n\n```sh\n" \
+               f"{command}\n```\n\n`{fetch_command(facts)}` {check}"
+    return (f"{installed}:\n\n```sh\n{fetch_command(facts)}\n```\n\nThis {check} This run did not record its "
+            "training command, so the training step cannot be given as one command; `laam.json` holds what it "
+            "did record.")
 
 
 def _loading_section(facts: Facts, config: CardConfig, gguf_name: str) -> str:
@@ -441,7 +450,6 @@ def render_card(facts: Facts, config: CardConfig) -> str:
         ("manifest", f"[`{MANIFEST_FILE}`]({MANIFEST_FILE}): path, size, SHA-256, encoding, included or why not, "
                      "SPDX license and its evidence, per archive member"),
     ]
-    reproduce = "\n".join(reproduce_commands(facts))
     osaid = osaid_checklist(facts, config)
     osaid_rows = [(group, item, "✅" if ok else "❌", where) for group, item, ok, where in osaid]
     mof_rows = [(c["name"], c["class"], c["license"] or "—", c["component_path"] or "not included")
@@ -487,13 +495,7 @@ byte-exact (files that are not UTF-8 are read as Latin-1; the manifest says whic
 
 ## How to reproduce
 
-With `laam` {facts.laam_version} installed (git commit `{facts.git_commit}`):
-
-```sh
-{reproduce}
-```
-
-{_reproduce_note(facts)}
+{_reproduce_section(facts)}
 
 ## How to use
 
