@@ -23,14 +23,13 @@ LIBRARIES = ("laam", "transformers", "tokenizers", "torch", "safetensors")
 
 
 def _license(spdx: str | None):
-    """An SPDX id as the library's license object; unknown ids (NOASSERTION, LicenseRef-…) by name."""
-    from cyclonedx.model.license import DisjunctiveLicense, LicenseExpression
-    from cyclonedx.spdx import is_expression, is_supported_id
+    """An SPDX id as the library's license object; ids outside the SPDX list (NOASSERTION, LicenseRef-…) go by
+    name, so that a component's licenses stay a plain list (CycloneDX forbids mixing ids and expressions)."""
+    from cyclonedx.model.license import DisjunctiveLicense
+    from cyclonedx.spdx import is_supported_id
 
     if spdx and is_supported_id(spdx):
         return DisjunctiveLicense(id=spdx)
-    if spdx and spdx.startswith("LicenseRef-") and is_expression(spdx):
-        return LicenseExpression(spdx)
     return DisjunctiveLicense(name=spdx or "NOASSERTION")
 
 

@@ -90,6 +90,19 @@ class Facts:
         return [row for row in self.corpus.manifest if row["included"]]
 
 
+def spdx_id(license_id: str) -> str:
+    """An SPDX license id in its canonical spelling ("mit" -> "MIT"); LicenseRef-… ids pass as they are."""
+    from cyclonedx.spdx import fixup_id
+
+    if license_id.startswith("LicenseRef-") and len(license_id) > len("LicenseRef-"):
+        return license_id
+    fixed = fixup_id(license_id)
+    if fixed is None:
+        raise LaamError(f"{license_id!r} is not an SPDX license id (e.g. MIT, Apache-2.0, GPL-2.0-only; "
+                        "or LicenseRef-NAME for a license of your own)")
+    return fixed
+
+
 def git_commit() -> str:
     """HEAD of the laam checkout this code runs from, or "unknown" (an installed wheel has no git)."""
     try:
@@ -167,6 +180,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     from laam.tokenizer import encode_records, load_tokenizer
 
     config = config or CardConfig()
+    config.license, config.docs_license = spdx_id(config.license), spdx_id(config.docs_license)
     folder = Path(folder)
     info = read_model_info(folder)
     if not (folder / "config.json").is_file():

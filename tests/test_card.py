@@ -146,6 +146,15 @@ def test_mof_class_rules():
     assert mof_class(_components(licenses=closed))[0] == "Unclassified"
 
 
+def test_license_ids_are_checked():
+    from laam.card import spdx_id
+
+    assert spdx_id("mit") == "MIT" and spdx_id("gpl-2.0-only") == "GPL-2.0-only"
+    assert spdx_id("LicenseRef-laam-weights") == "LicenseRef-laam-weights"
+    with pytest.raises(LaamError, match="not an SPDX license id"):
+        spdx_id("MIT-ish")
+
+
 def test_hub_license_ids():
     assert hf_license("MIT") == {"license": "mit"}
     assert hf_license("GPL-2.0-only") == {"license": "gpl-2.0"}
@@ -277,3 +286,21 @@ def test_card_rejects_a_broken_audit(tiny_model_dir, tmp_path):
         write_card(run / "model", CardConfig(audit=tmp_path / "bad.json"))
     with pytest.raises(LaamError, match="no audit at"):
         write_card(run / "model", CardConfig(audit=tmp_path / "missing.json"))
+
+
+def test_bom_stays_valid_with_licenses_outside_the_spdx_list(carded):
+    from laam.bom import bom_json, validate_bom
+    from laam.card import gather_facts
+
+    facts = gather_facts(carded)
+    odd = {facts.corpus.files[0].path: "LicenseRef-public-domain", facts.corpus.files[1].path: "NOASSERTION"}
+    for f in facts.corpus.files:
+        f.license = odd.get(f.path, f.license)
+    for row in facts.corpus.manifest:
+        row["license"] = odd.get(row["path"], row["license"])
+    bom = bom_json(facts, CardConfig(license="LicenseRef-laam-weights"))
+    validate_bom(bom)
+    assert not list(_schema_validator().iter_errors(bom))
+    dataset = next(c for c in bom["components"] if c["bom-ref"] == "dataset")
+    assert {"license": {"name": "LicenseRef-public-domain"}} in dataset["licenses"]
+    assert bom["metadata"]["component"]["licenses"] == [{"license": {"name": "LicenseRef-laam-weights"}}]
