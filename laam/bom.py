@@ -121,7 +121,7 @@ def model_card_object(facts: Facts) -> dict:
         "properties": [{"name": f"laam:{k}", "value": str(v)} for k, v in (
             ("parameters", facts.parameters), ("context", facts.info.context), ("stride", facts.info.stride),
             ("corpus_fingerprint", facts.info.corpus_fingerprint), ("laam_version", facts.laam_version),
-            ("git_commit", facts.git_commit))],
+            ("git_commit", facts.git_commit or "not recorded"))],
     }
     if facts.audit:
         summary = facts.audit["summary"]

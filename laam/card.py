@@ -65,8 +65,9 @@ class Facts:
     tensors: dict[str, list[int]]  # name -> shape, from the safetensors header
     vocab_size: int
     data_tokens: int
-    laam_version: str
-    git_commit: str
+    laam_version: str  # of the code that trained the model (as recorded, else this one)
+    git_commit: str | None  # of the code that trained the model, if the run recorded it
+    card_commit: str  # of the code writing the card now ("unknown" outside a git checkout)
     audit: dict | None = None
     audit_html: bool = False
     metrics: list[dict] = field(default_factory=list)
@@ -198,7 +199,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
         tensors=tensors, vocab_size=len(tokenizer),
         data_tokens=sum(len(ids) for ids in encode_records(tokenizer, corpus.records())),
         laam_version=info.training.get("laam_version", __version__),
-        git_commit=info.training.get("git_commit") or git_commit(),
+        git_commit=info.training.get("git_commit"), card_commit=git_commit(),
     )
     audit_path = find_audit(folder, config.audit)
     if audit_path is not None:
@@ -353,7 +354,9 @@ def _training_section(facts: Facts) -> str:
     t = facts.training
     shown = [(k, t[k]) for k in ("status", "steps", "epochs", "tokens_seen", "wall_seconds", "train_seconds",
                                  "memorized", "accuracy", "final_loss", "device", "processes") if k in t]
-    parts = [f"- Package: `laam` {facts.laam_version}, git commit `{facts.git_commit}` ({CODE_LICENSE}).",
+    commit = f"git commit `{facts.git_commit}`" if facts.git_commit else "git commit not recorded by this run"
+    parts = [f"- Package: `laam` {facts.laam_version}, {commit} ({CODE_LICENSE}); this card was written by "
+             f"`laam card` {__version__}, git commit `{facts.card_commit}`.",
              f"- Command: `{t['command']}`" if t.get("command") else "- Command: not recorded by this run."]
     if shown:
         parts.append("\n" + _table(("fact", "value"), shown))
@@ -400,7 +403,8 @@ def _evaluation_section(facts: Facts) -> str:
 
 
 def _reproduce_section(facts: Facts) -> str:
-    installed = f"With `laam` {facts.laam_version} installed (git commit `{facts.git_commit}`)"
+    commit = f" (git commit `{facts.git_commit}`)" if facts.git_commit else ""
+    installed = f"With `laam` {facts.laam_version}{commit} installed"
     check = ("rebuilds the training data on its own: it downloads the release, checks its SHA-256 against the "
              f"mirror's list and writes the manifest, whose per-file SHA-256 must match `{MANIFEST_FILE}` here.")
     command = train_command(facts)
@@ -497,7 +501,7 @@ byte-exact (files that are not UTF-8 are read as Latin-1; the manifest says whic
 
 ## Architecture
 
-{_table(("", ""), _architecture_rows(facts))}
+{_table(("property", "value"), _architecture_rows(facts))}
 
 ## Training curve
 

@@ -75,7 +75,8 @@ def data_license(facts: Facts) -> str:
 
 def _code(facts: Facts, config: CardConfig, modules: str) -> str:
     where = f" at {config.code_url}" if config.code_url else ""
-    return f"laam {facts.laam_version}{where} ({modules}; git commit {facts.git_commit})"
+    commit = f"; git commit {facts.git_commit}" if facts.git_commit else ""
+    return f"laam {facts.laam_version}{where} ({modules}{commit})"
 
 
 def mof_components(facts: Facts, config: CardConfig) -> list[dict]:
