@@ -98,3 +98,41 @@ def test_llama_cpp_greedy_equals_transformers(gguf_file, tiny_model_dir, tiny_co
                 break
         assert produced == expected, f.path
         assert len(expected) > 10
+
+
+def test_llama_cpp_logits_match_with_grouped_kv_heads_and_tied_embeddings(tiny_model_dir, tiny_corpus, tmp_path):
+    """Shapes the training engine can make and the tiny model does not have: fewer key/value heads than heads
+    (k is permuted per kv head) and tied embeddings (no output tensor). Random weights: compare logits."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install 'laam[gguf]')")
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from laam.export_gguf import export_gguf
+    from laam.tokenizer import encode_records, load_tokenizer
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    base = json.loads((tiny_model_dir / "config.json").read_text())
+    config = LlamaConfig(vocab_size=base["vocab_size"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         tie_word_embeddings=True, initializer_range=0.3, bos_token_id=0, eos_token_id=3,
+                         pad_token_id=4)
+    model = LlamaForCausalLM(config).eval()
+    model.save_pretrained(tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_model_dir / name, tmp_path / name)
+    result = export_gguf(tmp_path, tmp_path / "gqa.gguf")
+    assert result.tensors == 2 + 9 * 2  # no output.weight: llama.cpp reuses token_embd
+
+    ids = encode_records(load_tokenizer(tmp_path), [tiny_corpus.records()[0]])[0][:100]
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+    llm = llama_cpp.Llama(model_path=str(result.path), n_ctx=128, n_threads=1, logits_all=True, verbose=False,
+                          type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)  # exact KV cache
+    llm.eval(ids)
+    produced = np.asarray(llm.scores[:len(ids)])
+    assert expected.std() > 0.5  # logits far from uniform, so the comparison means something
+    np.testing.assert_allclose(produced, expected, atol=1e-3)  # ~3e-5 seen; a wrong k layout is off by ~10
+    assert (produced.argmax(-1) == expected.argmax(-1)).all()
