@@ -20,7 +20,7 @@ from pathlib import Path
 from laam import LaamError, __version__
 from laam.corpus import Corpus, license_counts, load_corpus
 from laam.fetch import DEFAULT_MIRROR
-from laam.modelinfo import INFO_FILE, ModelInfo, read_model_info
+from laam.modelinfo import ModelInfo, read_model_info
 
 CARD_FILE = "README.md"
 AUDIT_FILE, AUDIT_HTML = "audit.json", "audit.html"
@@ -50,6 +50,9 @@ class CardConfig:
     technical_report: str | None = None  # URL or path of a technical report, if one exists
     research_paper: str | None = None  # URL of a research paper, if one exists
     code_url: str | None = None  # where the laam source code is published (its git repository)
+
+    def __post_init__(self):
+        self.license, self.docs_license = spdx_id(self.license), spdx_id(self.docs_license)
 
 
 @dataclass
@@ -181,7 +184,6 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     from laam.tokenizer import encode_records, load_tokenizer
 
     config = config or CardConfig()
-    config.license, config.docs_license = spdx_id(config.license), spdx_id(config.docs_license)
     folder = Path(folder)
     info = read_model_info(folder)
     if not (folder / "config.json").is_file():
@@ -616,6 +618,3 @@ def check_card(folder: Path) -> list[str]:
 def today() -> str:
     return date.today().isoformat()
 
-
-__all__ = ["CardConfig", "CardResult", "Facts", "check_card", "gather_facts", "render_card", "write_card",
-           "INFO_FILE"]

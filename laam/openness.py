@@ -107,7 +107,8 @@ def mof_components(facts: Facts, config: CardConfig) -> list[dict]:
                                            if present["tokenizer.json"] else None, CODE_LICENSE),
         "Datasets": (data_where, data_license(facts)),
         "Data preprocessing code": (_code(facts, config, "laam.fetch, laam.corpus, laam.licenses"), CODE_LICENSE),
-        "Model parameters (Intermediate)": (str(facts.checkpoints) if facts.checkpoints else None, config.license),
+        # checkpoints stay in the local run folder (laam push does not upload them): not released
+        "Model parameters (Intermediate)": (None, config.license),
         "Model metadata": ("laam.json, config.json, generation_config.json", config.license),
         "Research paper": (config.research_paper, docs),
     }
@@ -217,6 +218,7 @@ def osaid_checklist(facts: Facts, config: CardConfig) -> list[tuple[str, str, bo
          "config.json (transformers LlamaForCausalLM, Apache-2.0); laam.generate"),
         ("Parameters", f"Model parameters under OSI-approved terms (declared: {config.license})",
          (folder / WEIGHTS_FILE).is_file() and is_open(config.license), WEIGHTS_FILE),
-        ("Parameters", "Intermediate checkpoints (optional)", facts.checkpoints is not None,
-         str(facts.checkpoints) if facts.checkpoints else "not kept with this model"),
+        ("Parameters", "Intermediate checkpoints (optional)", False,
+         f"kept only in the local run folder ({facts.checkpoints}); not published" if facts.checkpoints
+         else "not kept with this model"),
     ]
