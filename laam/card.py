@@ -316,15 +316,46 @@ def fetch_command(facts: Facts) -> str:
     return " ".join(words)
 
 
+# options of `laam train` whose values only make sense on the machine that trained (folders), and flags about
+# that machine's run folder; a reader's reproduction leaves them to their defaults
+LOCAL_OPTIONS = ("--cache", "--out", "--tokenizer")
+LOCAL_FLAGS = ("-q", "--quiet", "--overwrite", "--no-overwrite", "--resume", "--no-resume")
+
+
 def train_command(facts: Facts) -> str | None:
-    """The recorded training command, as a user would type it (the console script's path made `laam`)."""
+    """The recorded training command, made portable: `laam` for the console script's path, the release version
+    for a local archive, and no options naming the training machine's folders or a local mirror."""
     command = facts.training.get("command")
     if not command:
         return None
-    words = command.split()
+    words, portable = command.split(), []
     if words and Path(words[0]).name in ("laam", "__main__.py", "cli.py"):
         words[0] = "laam"
-    return " ".join(words)
+    skip = False
+    for word in words:
+        name, _, value = word.partition("=")
+        if skip:
+            skip = False
+            local_mirror = portable and portable[-1] == "--mirror" and not word.startswith(("http://", "https://"))
+            if local_mirror or (portable and portable[-1] in LOCAL_OPTIONS):
+                portable.pop()
+                continue
+        elif name in LOCAL_OPTIONS + ("--mirror",) and not value:
+            skip = True
+        elif name in LOCAL_OPTIONS or word in LOCAL_FLAGS:
+            continue
+        elif name == "--mirror" and not value.startswith(("http://", "https://")):
+            continue
+        elif word == facts.corpus.config.source and Path(word).exists():
+            word = facts.corpus.name.removeprefix("linux-")
+        portable.append(word)
+    return " ".join(portable)
+
+
+def recorded_command(facts: Facts) -> str | None:
+    command = facts.training.get("command")
+    return command and " ".join(["laam" if i == 0 and Path(w).name == "laam" else w
+                                 for i, w in enumerate(command.split())])
 
 
 def _architecture_rows(facts: Facts) -> list[tuple[str, str]]:
@@ -359,7 +390,8 @@ def _training_section(facts: Facts) -> str:
     commit = f"git commit `{facts.git_commit}`" if facts.git_commit else "git commit not recorded by this run"
     parts = [f"- Package: `laam` {facts.laam_version}, {commit} ({CODE_LICENSE}); this card was written by "
              f"`laam card` {__version__}, git commit `{facts.card_commit}`.",
-             f"- Command: `{t['command']}`" if t.get("command") else "- Command: not recorded by this run."]
+             f"- Command, as run: `{recorded_command(facts)}`" if t.get("command")
+             else "- Command: not recorded by this run."]
     if shown:
         parts.append("\n" + _table(("fact", "value"), shown))
     configs = {k: t[k] for k in ("model_config", "train_config") if isinstance(t.get(k), dict)}

@@ -167,12 +167,16 @@ def test_card_without_audit_says_so(tiny_model_dir, tmp_path):
 
     run = make_run(tiny_model_dir, tmp_path, audit=False)
     info = json.loads((run / "model" / "laam.json").read_text())
-    info["training"].update({"command": "/venv/bin/laam train --preset tiny --max-steps 600",
+    info["training"].update({"command": "/venv/bin/laam train 1.0 --preset tiny --out /tmp/run --max-steps 600 "
+                                        "--mirror /srv/mirror --cache=/tmp/c -q",
                              "train_config": {"lr": 0.005, "batch_size": 8}, "git_commit": "0123abc"})
     (run / "model" / "laam.json").write_text(json.dumps(info))
     result = write_card(run / "model", CardConfig(license="Apache-2.0", technical_report="https://example.org/r"))
     text = result.card.read_text()
-    assert "\nlaam train --preset tiny --max-steps 600\n" in text  # the recorded command, as one runs it
+    # the recorded command, as run, and without this machine's folders as the one-command reproduction
+    as_run = "laam train 1.0 --preset tiny --out /tmp/run --max-steps 600 --mirror /srv/mirror --cache=/tmp/c -q"
+    assert f"`{as_run}`" in text
+    assert "```sh\nlaam train 1.0 --preset tiny --max-steps 600\n```" in text
     assert '"lr": 0.005' in text and "git commit `0123abc`" in text
     assert "| Code | Training code, with the arguments and settings used | ✅ |" in text
     assert "Not audited yet" in text and "has not been audited yet" in text
