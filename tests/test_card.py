@@ -39,9 +39,10 @@ def make_run(tiny_model_dir: Path, root: Path, audit: bool = True) -> Path:
     axes.plot([m["step"] for m in METRICS if "loss" in m], [m["loss"] for m in METRICS if "loss" in m])
     figure.savefig(run / "metrics.png")
     plt.close(figure)
-    if audit:
-        (run / "model" / "audit.json").write_text(json.dumps(AUDIT))
-        (run / "model" / "audit.html").write_text("<html><body>audit</body></html>")
+    if audit:  # where `laam audit` writes by default: MODEL/audit/audit.json and report.html
+        (run / "model" / "audit").mkdir()
+        (run / "model" / "audit" / "audit.json").write_text(json.dumps(AUDIT))
+        (run / "model" / "audit" / "report.html").write_text("<html><body>audit</body></html>")
     return run
 
 
@@ -101,7 +102,8 @@ def test_folder_is_self_contained(carded, tiny_corpus):
     assert rows == tiny_corpus.manifest
     assert json.loads((carded / "corpus.json").read_text())["fingerprint"] == tiny_corpus.fingerprint()
     assert json.loads((carded / "audit.json").read_text()) == AUDIT
-    assert (carded / "audit.html").is_file() and (carded / "metrics.jsonl").is_file()
+    assert (carded / "audit.html").read_text() == (carded / "audit" / "report.html").read_text()
+    assert (carded / "metrics.jsonl").is_file()
 
 
 def test_osaid_and_mof_tables(carded):
@@ -179,7 +181,7 @@ def test_card_without_audit_says_so(tiny_model_dir, tmp_path):
     assert "```sh\nlaam train 1.0 --preset tiny --max-steps 600\n```" in text
     assert '"lr": 0.005' in text and "git commit `0123abc`" in text
     assert "| Code | Training code, with the arguments and settings used | ✅ |" in text
-    assert "Not audited yet" in text and "has not been audited yet" in text
+    assert "Not audited yet" in text and "has not been audited yet" in text and "**regenerate**" not in text
     assert "model-index" not in text and "license: apache-2.0" in text
     assert check_card(run / "model") == []
     # no audit: Evaluation results are missing, so even the technical report does not earn an unconditional class
@@ -279,6 +281,22 @@ def test_push_refuses_without_card_or_token(carded, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf-home" / "stored_tokens"))
     with pytest.raises(LaamError, match="no Hugging Face token"):
         push(plan_push(carded, "laam-test/tiny"))
+
+
+def test_license_statement_follows_the_audit_numbers(tiny_model_dir, tmp_path):
+    from laam.card import write_card
+
+    run = make_run(tiny_model_dir, tmp_path, audit=False)
+    for verbatim, reproduced, expected in ((0, 4.6, "reproduces parts of its training files, but no whole file"),
+                                           (0, 0.0, "does not reproduce its training files"),
+                                           (3, 40.0, "the weights **regenerate** these files")):
+        summary = {**AUDIT["summary"], "verbatim_files": verbatim, "verbatim_pct": 100 * verbatim / 12,
+                   "bytes_reproduced_pct": reproduced}
+        (tmp_path / "audit.json").write_text(json.dumps({"summary": summary}))
+        text = write_card(run / "model", CardConfig(audit=tmp_path / "audit.json")).card.read_text()
+        statement = text.split("## License of the training data")[1].split("##")[0]
+        assert f"regenerated {verbatim} of 12 audited files" in statement and expected in statement
+        assert ("**regenerate**" in statement) == (verbatim > 0)
 
 
 def test_card_rejects_a_broken_audit(tiny_model_dir, tmp_path):
