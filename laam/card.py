@@ -19,7 +19,7 @@ from pathlib import Path
 
 from laam import LaamError, __version__
 from laam.corpus import Corpus, license_counts, load_corpus
-from laam.fetch import DEFAULT_MIRROR
+from laam.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
 from laam.modelinfo import ModelInfo, read_model_info
 
 CARD_FILE = "README.md"
@@ -240,6 +240,29 @@ def hf_license(spdx: str) -> dict:
     if spdx in HF_LICENSES:
         return {"license": HF_LICENSES[spdx]}
     return {"license": "other", "license_name": spdx.lower(), "license_link": f"https://spdx.org/licenses/{spdx}.html"}
+
+
+def public_source(facts: Facts) -> str | None:
+    """Where anyone can get the release the model was trained on: the URL this run read, or, for a kernel version
+    read from a local mirror, the same release on kernel.org (None for a tarball or folder of unknown origin)."""
+    url = facts.corpus.source_url
+    if url.startswith(("http://", "https://")):
+        return url
+    try:
+        kernel = parse_version(facts.corpus.config.source)
+    except LaamError:
+        return None
+    suffix = next((s for s in ARCHIVE_SUFFIXES if url.endswith(s)), ARCHIVE_SUFFIXES[0])
+    return f"{DEFAULT_MIRROR}{kernel.folder}/{kernel.stem}{suffix}"
+
+
+def public_source_note(facts: Facts) -> str | None:
+    """The public source, said with how this run's copy relates to it."""
+    url = public_source(facts)
+    if url is None or url == facts.corpus.source_url:
+        return url
+    return (f"{url} (this run read a copy from {facts.corpus.source_url}; its files are checked by the SHA-256 in "
+            f"{MANIFEST_FILE})")
 
 
 def dataset_name(facts: Facts) -> str:
@@ -506,7 +529,9 @@ def render_card(facts: Facts, config: CardConfig) -> str:
     components = mof_components(facts, config)
     klass, missing = mof_class(components)
     data_rows = [
-        ("source", corpus.source_url), ("kernel version", corpus.name.removeprefix("linux-")),
+        ("source", corpus.source_url if public_source(facts) in (None, corpus.source_url)
+         else f"{corpus.source_url} (a copy of {public_source(facts)})"),
+        ("kernel version", corpus.name.removeprefix("linux-")),
         ("archive SHA-256", f"`{corpus.source_sha256}`"),
         ("files", f"{len(corpus.files):,} included of {corpus.members:,} archive members ({excluded:,} excluded, "
                   "each with its reason in the manifest)"),

@@ -27,6 +27,8 @@ from laam.card import (
     WEIGHTS_FILE,
     CardConfig,
     Facts,
+    public_source,
+    public_source_note,
     today,
 )
 
@@ -85,9 +87,9 @@ def mof_components(facts: Facts, config: CardConfig) -> list[dict]:
     present = {name: (folder / name).is_file() for name in (WEIGHTS_FILE, "config.json", "tokenizer.json")}
     audit = facts.audit is not None
     docs = config.docs_license
-    corpus_public = facts.corpus.source_url.startswith(("http://", "https://"))
-    data_where = (f"{facts.corpus.source_url} (files listed with SHA-256 in {MANIFEST_FILE})" if corpus_public
-                  else None)
+    public = public_source_note(facts)
+    data_where = public if public and public != facts.corpus.source_url else (
+        f"{public}; files listed with SHA-256 in {MANIFEST_FILE}" if public else None)
     where = {
         "Model architecture": ("config.json (transformers LlamaForCausalLM)" if present["config.json"] else None,
                                "Apache-2.0"),
@@ -158,7 +160,7 @@ def mof_document(facts: Facts, config: CardConfig) -> dict:
             "license": {
                 "distribution": {"name": config.license, "path": _spdx_url(config.license)},
                 "code": {"name": CODE_LICENSE, "path": _spdx_url(CODE_LICENSE)},
-                "data": {"name": data_license(facts), "path": facts.corpus.source_url},
+                "data": {"name": data_license(facts), "path": public_source(facts) or ""},
                 "document": {"name": config.docs_license,
                              "path": _spdx_url(config.docs_license)},
             },
@@ -190,7 +192,7 @@ def osaid_checklist(facts: Facts, config: CardConfig) -> list[tuple[str, str, bo
     """(OSAID component, item, available, where) for the Open Source AI Definition 1.0's three components."""
     folder = facts.folder
     corpus = facts.corpus
-    public = corpus.source_url.startswith(("http://", "https://"))
+    public = public_source_note(facts)
     unknown = facts.data_licenses.get("NOASSERTION", 0)
     training = facts.training
     recorded = "command" in training or "train_config" in training
@@ -198,8 +200,8 @@ def osaid_checklist(facts: Facts, config: CardConfig) -> list[tuple[str, str, bo
         ("Data information", "Description of all training data: provenance, scope, characteristics",
          True, f"{CARD_FILE} (Training data), {CORPUS_FILE}"),
         ("Data information", "Where to obtain the publicly available training data",
-         public, f"{corpus.source_url}, archive SHA-256 in {CORPUS_FILE}" if public
-         else f"local source {corpus.source_url}: not a public location"),
+         public is not None, f"{public}; archive SHA-256 in {CORPUS_FILE}" if public
+         else f"local source {corpus.source_url} of unknown origin: not a public location"),
         ("Data information", "How the data was selected, filtered and processed",
          True, f"{MANIFEST_FILE} (included, or why not, per file), {CORPUS_FILE} (selection)"),
         ("Data information", "License of every training file",

@@ -157,6 +157,23 @@ def test_license_ids_are_checked():
         spdx_id("MIT-ish")
 
 
+def test_public_source_of_the_training_data():
+    from types import SimpleNamespace
+
+    from laam.card import public_source
+
+    def facts(source, url):
+        return SimpleNamespace(corpus=SimpleNamespace(source_url=url, config=SimpleNamespace(source=source)))
+
+    kernel_org = "https://cdn.kernel.org/pub/linux/kernel/v1.0/linux-1.0.tar.xz"
+    assert public_source(facts("1.0", kernel_org)) == kernel_org
+    # a version read from a local mirror: the same release on kernel.org
+    assert public_source(facts("1.0", "/srv/mirror/v1.0/linux-1.0.tar.gz")) == kernel_org.replace(".xz", ".gz")
+    assert public_source(facts("2.6.39", "/m/v2.6/linux-2.6.39.tar.xz")).endswith("/v2.6/linux-2.6.39.tar.xz")
+    # a tarball or folder of unknown origin has no public source
+    assert public_source(facts("/data/linux-1.0.tar.xz", "file:///data/linux-1.0.tar.xz")) is None
+
+
 def test_hub_license_ids():
     assert hf_license("MIT") == {"license": "mit"}
     assert hf_license("GPL-2.0-only") == {"license": "gpl-2.0"}
