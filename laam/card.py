@@ -189,8 +189,9 @@ def model_name(folder: Path) -> str:
     return folder.parent.name if folder.name == "model" else folder.name
 
 
-def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | None = None) -> Facts:
-    """Read a model folder and reload the exact corpus it was trained on."""
+def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | None = None,
+                 progress: bool = False) -> Facts:
+    """Read a model folder and reload the exact corpus it was trained on (progress: show the corpus read)."""
     from laam.tokenizer import encode_records, load_tokenizer
 
     config = config or CardConfig()
@@ -199,7 +200,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     if not (folder / "config.json").is_file():
         raise LaamError(f"{folder} has no config.json: not a saved transformers model")
     model_config = json.loads((folder / "config.json").read_text())
-    corpus = load_corpus(info.corpus_config(cache), progress=False)
+    corpus = load_corpus(info.corpus_config(cache), progress=progress)
     if corpus.fingerprint() != info.corpus_fingerprint:
         raise LaamError(f"the corpus reloaded for {folder} (fingerprint {corpus.fingerprint()}) is not the one it "
                         f"was trained on ({info.corpus_fingerprint}): the source changed")
@@ -629,14 +630,15 @@ def _copy(source: Path, target: Path, written: list[Path]) -> None:
     written.append(target)
 
 
-def write_card(folder: Path, config: CardConfig | None = None, cache: Path | None = None) -> CardResult:
+def write_card(folder: Path, config: CardConfig | None = None, cache: Path | None = None,
+               progress: bool = False) -> CardResult:
     """Gather the facts, make the folder self-contained, write README.md, mof.yml and bom.cdx.json."""
     from laam.bom import write_bom
     from laam.openness import mof_class, mof_components, write_mof_yaml
 
     config = config or CardConfig()
     folder = Path(folder)
-    facts = gather_facts(folder, config, cache)
+    facts = gather_facts(folder, config, cache, progress)
     written: list[Path] = []
     facts.corpus.write_manifest(folder)
     written += [folder / MANIFEST_FILE, folder / CORPUS_FILE]

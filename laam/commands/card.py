@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from laam import LaamError
-from laam.cli import Cache, app, out
+from laam.cli import Cache, Quiet, app, out
 from laam.fetch import default_cache
 
 export_app = typer.Typer(help="Export a model folder to other formats.", no_args_is_help=True)
@@ -41,12 +41,13 @@ def card_command(
     research_paper: Annotated[str | None, typer.Option(help="URL of a research paper, if any.")] = None,
     code_url: Annotated[str | None, typer.Option(help="Where the laam source code is published.")] = None,
     cache: Cache = default_cache(),
+    quiet: Quiet = False,
 ):
     """Write README.md (model card), mof.yml and bom.cdx.json into the model folder, from the run's facts."""
     from laam.card import check_card, write_card
 
     config = _card_config(license_, repo_id, audit, docs_license, technical_report, research_paper, code_url)
-    result = write_card(model, config, cache)
+    result = write_card(model, config, cache, progress=not quiet)
     for path in result.files:
         out.print(f"  wrote {path}")
     out.print(f"Model Openness Framework: {result.mof_class}")
@@ -64,13 +65,15 @@ def bom_command(
     out_path: Annotated[Path | None, typer.Option("--out", help="Where to write the CycloneDX JSON "
                                                   "(default: MODEL/bom.cdx.json).")] = None,
     cache: Cache = default_cache(),
+    quiet: Quiet = False,
 ):
     """Write the AI bill of materials (CycloneDX 1.6 ML-BOM, validated against the official schema)."""
     from laam.bom import write_bom
     from laam.card import CardConfig, gather_facts
 
     config = CardConfig(license=license_, repo_id=repo_id)
-    path = write_bom(gather_facts(model, config, cache), config, out_path or Path(model) / "bom.cdx.json")
+    facts = gather_facts(model, config, cache, progress=not quiet)
+    path = write_bom(facts, config, out_path or Path(model) / "bom.cdx.json")
     out.print(f"wrote {path} (valid CycloneDX 1.6)")
 
 
