@@ -86,7 +86,9 @@ def build_bom(facts: Facts, config: CardConfig):
             continue
         libraries.append(Component(type=ComponentType.LIBRARY, name=name, version=version, bom_ref=f"pypi:{name}",
                                    purl=PackageURL(type="pypi", name=name, version=version)))
-    tools = ToolRepository(components=[c for c in libraries if c.name == "laam"])
+    # the tool that wrote the BOM: laam itself, as a separate object (every bom-ref must be unique in a BOM)
+    tools = ToolRepository(components=[Component(type=ComponentType.APPLICATION, name="laam", version=c.version,
+                                                 purl=c.purl) for c in libraries if c.name == "laam"])
     bom = Bom(metadata=BomMetaData(component=model, tools=tools), components=[dataset, *libraries])
     bom.register_dependency(model, [dataset, *libraries])
     return bom

@@ -249,6 +249,19 @@ def test_bom_is_valid_cyclonedx_1_6_with_model_card(carded, tiny_corpus):
         assert files[f.path]["hashes"] == [{"alg": "SHA-256", "content": hashlib.sha256(f.data).hexdigest()}]
         assert files[f.path]["licenses"] == [{"license": {"id": f.license}}]
     assert "dataset" in next(x for x in bom["dependencies"] if x["ref"] == "model")["dependsOn"]
+    refs = []
+
+    def collect(node):  # every bom-ref must be unique within a BOM (the schema cannot check it)
+        if isinstance(node, dict):
+            refs.extend([node["bom-ref"]] if "bom-ref" in node else [])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(bom)
+    assert len(refs) == len(set(refs)) and len(refs) > len(tiny_corpus.files)
 
 
 def test_bom_validation_rejects_a_broken_model_card(carded):
