@@ -75,7 +75,9 @@ class GenerationStats:
 def load_model(folder: Path, threads: int | None = None):
     """A saved LaaM model for inference: float32, SDPA attention, eval mode."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()  # no "Loading weights" bar in the middle of our own output
     if threads:
         torch.set_num_threads(threads)
     if not (Path(folder) / "config.json").is_file():

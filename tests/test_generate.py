@@ -72,7 +72,8 @@ def test_sampling_is_seeded_and_batch_independent(tiny, tiny_corpus):
     hot = Sampling(greedy=False, temperature=5.0, top_k=50, top_p=0.95, seed=7)
     a = WindowedGenerator(model, info.context, info.stride, batch_size=4).run(requests, hot)
     b = WindowedGenerator(model, info.context, info.stride, batch_size=1).run(requests, hot)
-    c = WindowedGenerator(model, info.context, info.stride, batch_size=4).run(requests, Sampling(False, 5.0, 50, .95, 8))
+    other_seed = Sampling(greedy=False, temperature=5.0, top_k=50, top_p=0.95, seed=8)
+    c = WindowedGenerator(model, info.context, info.stride, batch_size=4).run(requests, other_seed)
     assert a == b
     assert a != c
     greedy = WindowedGenerator(model, info.context, info.stride, batch_size=4).run(requests)
