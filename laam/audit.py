@@ -35,10 +35,10 @@ LENGTH_BUCKETS = [(0, 1024, "< 1 KB"), (1024, 4096, "1–4 KB"), (4096, 16384, "
 @dataclass
 class AuditConfig:
     files: str | None = None  # glob over corpus paths (`*` crosses `/`); None: every file
-    batch_size: int = 32
+    batch_size: int = 64
     k: int = 50  # Carlini et al.'s prefix and continuation length
     pythia_prefix: int = 32  # Pythia's prefix and continuation length
-    every: int = 64  # extraction offsets: 0, every, 2*every, ... of each record (1 = every offset)
+    every: int = 512  # extraction offsets: 0, every, 2*every, ... of each record (1 = every offset)
     extraction: bool = True
     margin: float = 0.1  # regenerate at most (1 + margin) * original tokens + 16 (output past that is wrong anyway)
 
@@ -182,7 +182,7 @@ class Regenerated:
     data: bytes  # the regenerated file's bytes
 
 
-def regenerate(model, tokenizer, files: list[CorpusFile], context: int, stride: int, batch_size: int = 32,
+def regenerate(model, tokenizer, files: list[CorpusFile], context: int, stride: int, batch_size: int = 64,
                margin: float = 0.1, on_done: Callable[[int, list[int]], None] | None = None,
                engine: WindowedGenerator | None = None) -> list[Regenerated]:
     """Greedy regeneration of each file from its path prompt, all files batched."""
@@ -296,7 +296,7 @@ def run_audit(model, tokenizer, corpus: Corpus, context: int, stride: int, confi
                              engine=engine)
     regen_stats = asdict(engine.stats)
     records_ids = encode_records(tokenizer, [f.record for f in files])
-    extraction_engine = WindowedGenerator(model, context, stride, max(config.batch_size, 64))
+    extraction_engine = WindowedGenerator(model, context, stride, max(config.batch_size, 128))
     if config.extraction:
         total = count_extraction_samples(records_ids, config.k, config.pythia_prefix, config.every)
         extraction = extraction_metrics(extraction_engine, records_ids, config.k, config.pythia_prefix, config.every,

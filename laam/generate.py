@@ -72,8 +72,53 @@ class GenerationStats:
     extra: dict = field(default_factory=dict)
 
 
+SMALL_HEADS = "laam_small_heads"
+
+
+def small_head_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention for many tiny heads (the original 5M model has 32 heads of size 2).
+
+    PyTorch's SDPA kernels on CPU spend ~1 ms a call on such shapes, most of a decoding step; two batched
+    matmuls over query heads grouped by their key/value head do the same work several times faster.
+    The mask is transformers' SDPA boolean mask (True: attend); masked scores get the dtype's minimum,
+    not -inf, so fully padded rows stay finite.
+    """
+    batch, heads, q_len, dim = query.shape
+    kv_heads, kv_len = key.shape[1], key.shape[2]
+    groups = heads // kv_heads
+    scaling = dim ** -0.5 if scaling is None else scaling
+    q = query.reshape(batch, kv_heads, groups * q_len, dim)  # head h reads kv head h // groups, as repeat_kv does
+    scores = torch.matmul(q, key.transpose(-1, -2)).mul_(scaling).view(batch, kv_heads, groups, q_len, kv_len)
+    if attention_mask is None:  # transformers skips the mask when plain causal attention is enough
+        attention_mask = torch.ones(q_len, kv_len, dtype=torch.bool).tril(kv_len - q_len)
+    elif attention_mask.dim() == 4:
+        attention_mask = attention_mask[:, :, None]  # [batch, 1, 1, q, kv] over the groups
+    if attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    else:
+        scores = scores + attention_mask
+    probs = scores.softmax(-1).view(batch, kv_heads, groups * q_len, kv_len)
+    out = torch.matmul(probs, value).view(batch, heads, q_len, dim)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_small_head_attention() -> str:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(SMALL_HEADS, small_head_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(SMALL_HEADS, sdpa_mask)
+    return SMALL_HEADS
+
+
+def attention_for(config) -> str:
+    """Our small-head attention where heads are tiny (<= 8 dims), SDPA otherwise."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return register_small_head_attention() if head_dim <= 8 else "sdpa"
+
+
 def load_model(folder: Path, threads: int | None = None):
-    """A saved LaaM model for inference: float32, SDPA attention, eval mode."""
+    """A saved LaaM model for inference: float32, eval mode, the fastest attention for its head size."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging
 
@@ -82,7 +127,10 @@ def load_model(folder: Path, threads: int | None = None):
         torch.set_num_threads(threads)
     if not (Path(folder) / "config.json").is_file():
         raise LaamError(f"no model in {folder} (expected a save_pretrained folder with config.json)")
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, attn_implementation="sdpa")
+    from transformers import AutoConfig
+
+    attention = attention_for(AutoConfig.from_pretrained(str(folder)))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, attn_implementation=attention)
     return model.eval()
 
 
@@ -104,7 +152,7 @@ def _layer_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def _choose(logits: torch.Tensor, rows: list[_Row], sampling: Sampling) -> list[int]:
     """Next token of each row from its last logits [n, vocab]."""
     if sampling.greedy:
-        return logits.argmax(-1).tolist()
+        return logits.max(-1).indices.tolist()  # = argmax (first maximum on ties), ~2x faster on CPU
     logits = logits.float() / sampling.temperature
     if sampling.top_k:
         kth = torch.topk(logits, min(sampling.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
@@ -122,7 +170,7 @@ def _choose(logits: torch.Tensor, rows: list[_Row], sampling: Sampling) -> list[
 class WindowedGenerator:
     """Generates many requests at once with one model; see the module docstring."""
 
-    def __init__(self, model, context: int, stride: int, batch_size: int = 32):
+    def __init__(self, model, context: int, stride: int, batch_size: int = 64):
         if not 0 < stride <= context:
             raise LaamError(f"stride must be in 1..context, got {stride} for context {context}")
         self.model, self.context, self.stride, self.batch_size = model, context, stride, max(1, batch_size)
@@ -278,7 +326,7 @@ def _trim(layers, mask):
     return [(k[:, :, drop:], v[:, :, drop:]) for k, v in layers], mask[:, drop:]
 
 
-def generate(model, requests: Sequence[Request], context: int, stride: int, batch_size: int = 32,
+def generate(model, requests: Sequence[Request], context: int, stride: int, batch_size: int = 64,
              sampling: Sampling | None = None, **callbacks) -> list[list[int]]:
     """Convenience wrapper: new tokens of each request (see WindowedGenerator.run)."""
     return WindowedGenerator(model, context, stride, batch_size).run(requests, sampling, **callbacks)

@@ -78,3 +78,30 @@ def test_sampling_is_seeded_and_batch_independent(tiny, tiny_corpus):
     assert a != c
     greedy = WindowedGenerator(model, info.context, info.stride, batch_size=4).run(requests)
     assert a != greedy
+
+
+def test_small_head_attention_equals_sdpa():
+    """The original 5M shape (32 heads of size 2, 4 kv heads) uses our attention; it must match SDPA."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from laam.generate import SMALL_HEADS, attention_for
+
+    config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=64)
+    assert attention_for(config) == SMALL_HEADS
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    x = torch.randint(0, 300, (3, 40))
+    mask = torch.ones(3, 40, dtype=torch.long)
+    mask[1, :15] = 0
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    requests = [Request(list(range(5 + i, 12 + 3 * i)), 100, None) for i in range(5)]
+    results = {}
+    for attention in ("sdpa", SMALL_HEADS):
+        model.set_attn_implementation(attention)
+        with torch.inference_mode():
+            results[attention] = (model(input_ids=x, attention_mask=mask, position_ids=positions).logits,
+                                  WindowedGenerator(model, 48, 16, batch_size=3).run(requests))
+    (sdpa_logits, sdpa_out), (small_logits, small_out) = results["sdpa"], results[SMALL_HEADS]
+    assert torch.allclose(sdpa_logits[mask.bool()], small_logits[mask.bool()], atol=1e-5)
+    assert small_out == sdpa_out

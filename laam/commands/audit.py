@@ -142,7 +142,7 @@ def extract_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the regenerated tree (shaped like the "
                                           "original: linux/kernel/sched.c …).")],
     files: Files = None,
-    batch_size: BatchSize = 32,
+    batch_size: BatchSize = 64,
     cache: Cache = default_cache(),
     threads: Threads = None,
     quiet: Quiet = False,
@@ -176,13 +176,13 @@ def audit_command(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for audit.json and report.html "
                                                  "(default: MODEL/audit).")] = None,
     every: Annotated[int, typer.Option(help="k-extractability and Pythia samples at every N-th token offset of "
-                                       "each record (1: every offset).")] = 64,
+                                       "each record (1: every offset).")] = 512,
     k: Annotated[int, typer.Option(help="Carlini et al.'s prefix and continuation length (tokens).")] = 50,
     pythia_prefix: Annotated[int, typer.Option(help="Pythia memorization score prefix and continuation "
                                                "length (tokens).")] = 32,
     extraction: Annotated[bool, typer.Option(help="Compute k-extractability and the Pythia score.")] = True,
     report: Annotated[bool, typer.Option(help="Also write the self-contained HTML report.")] = True,
-    batch_size: BatchSize = 32,
+    batch_size: BatchSize = 64,
     cache: Cache = default_cache(),
     threads: Threads = None,
     quiet: Quiet = False,
