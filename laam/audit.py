@@ -41,6 +41,7 @@ class AuditConfig:
     every: int = 512  # extraction offsets: 0, every, 2*every, ... of each record (1 = every offset)
     extraction: bool = True
     margin: float = 0.1  # regenerate at most (1 + margin) * original tokens + 16 (output past that is wrong anyway)
+    drafts: bool = True  # verify the original as a draft, a window per forward pass (output is still exact greedy)
 
 
 # --- per-file text metrics -----------------------------------------------------------------------
@@ -184,14 +185,18 @@ class Regenerated:
 
 def regenerate(model, tokenizer, files: list[CorpusFile], context: int, stride: int, batch_size: int = 64,
                margin: float = 0.1, on_done: Callable[[int, list[int]], None] | None = None,
-               engine: WindowedGenerator | None = None) -> list[Regenerated]:
-    """Greedy regeneration of each file from its path prompt, all files batched."""
+               engine: WindowedGenerator | None = None, drafts: bool = True) -> list[Regenerated]:
+    """Greedy regeneration of each file from its path prompt, all files batched.
+
+    With `drafts`, each file's original tokens are the draft that WindowedGenerator checks a window at a
+    time: the output is the model's greedy output either way, it only comes faster when memorized."""
     stop = special_ids(tokenizer)[END_FILE]
     prompts = encode_records(tokenizer, [path_prompt(f.path) for f in files])
     bodies = encode_records(tokenizer, [f.text for f in files])
     # Longest first, so the batch stays full while the long files run.
     order = sorted(range(len(files)), key=lambda i: -len(bodies[i]))
-    requests = [Request(prompts[i], int(len(bodies[i]) * (1 + margin)) + 16, stop) for i in order]
+    requests = [Request(prompts[i], int(len(bodies[i]) * (1 + margin)) + 16, stop,
+                        bodies[i] + [stop] if drafts else None) for i in order]
     engine = engine or WindowedGenerator(model, context, stride, batch_size)
     outputs = engine.run(requests, on_done=on_done)
     results: list[Regenerated | None] = [None] * len(files)
@@ -204,20 +209,21 @@ def regenerate(model, tokenizer, files: list[CorpusFile], context: int, stride: 
 
 # --- extraction metrics ----------------------------------------------------------------------------
 
-def extraction_requests(records_ids: list[list[int]], prefix: int, suffix: int, every: int):
+def extraction_requests(records_ids: list[list[int]], prefix: int, suffix: int, every: int, drafts: bool = True):
     """(file index, offset, Request) for each sampled window of prefix + suffix tokens of each record."""
     out = []
     for f, ids in enumerate(records_ids):
         for offset in range(0, len(ids) - prefix - suffix + 1, max(1, every)):
-            out.append((f, offset, Request(ids[offset:offset + prefix], suffix, None)))
+            truth = ids[offset + prefix:offset + prefix + suffix]
+            out.append((f, offset, Request(ids[offset:offset + prefix], suffix, None, truth if drafts else None)))
     return out
 
 
 def extraction_metrics(engine: WindowedGenerator, records_ids: list[list[int]], k: int, pythia_prefix: int,
-                       every: int, on_done: Callable | None = None) -> list[dict]:
+                       every: int, on_done: Callable | None = None, drafts: bool = True) -> list[dict]:
     """Per record: k-extractable samples and Pythia memorization score, from real greedy generation."""
-    carlini = extraction_requests(records_ids, k, k, every)
-    pythia = extraction_requests(records_ids, pythia_prefix, pythia_prefix, every)
+    carlini = extraction_requests(records_ids, k, k, every, drafts)
+    pythia = extraction_requests(records_ids, pythia_prefix, pythia_prefix, every, drafts)
     outputs = engine.run([r for _, _, r in carlini + pythia], on_done=on_done)
     per_file = [{"k_samples": 0, "k_extractable": 0, "pythia_samples": 0, "pythia_matched": 0}
                 for _ in records_ids]
@@ -293,14 +299,15 @@ def run_audit(model, tokenizer, corpus: Corpus, context: int, stride: int, confi
     engine = WindowedGenerator(model, context, stride, config.batch_size)
     regenerated = regenerate(model, tokenizer, files, context, stride, config.batch_size, config.margin,
                              on_done=progress("regenerating files", len(files)) if progress else None,
-                             engine=engine)
+                             engine=engine, drafts=config.drafts)
     regen_stats = asdict(engine.stats)
     records_ids = encode_records(tokenizer, [f.record for f in files])
     extraction_engine = WindowedGenerator(model, context, stride, max(config.batch_size, 128))
     if config.extraction:
         total = count_extraction_samples(records_ids, config.k, config.pythia_prefix, config.every)
         extraction = extraction_metrics(extraction_engine, records_ids, config.k, config.pythia_prefix, config.every,
-                                        on_done=progress("extraction samples", total) if progress else None)
+                                        on_done=progress("extraction samples", total) if progress else None,
+                                        drafts=config.drafts)
     else:
         extraction = [{"k_samples": 0, "k_extractable": 0, "pythia_samples": 0, "pythia_matched": 0,
                        "pythia_score": None, "k_extractable_pct": None} for _ in files]
@@ -326,7 +333,10 @@ def run_audit(model, tokenizer, corpus: Corpus, context: int, stride: int, confi
         "method": {
             "context": context, "stride": stride, "decoding": "greedy from the path prompt, until <|end_file|> "
             f"or (1 + {config.margin}) x original tokens + 16",
-            "extraction_every": config.every, "extraction_offsets": "0, every, 2*every, ... of each record's tokens "
+            "extraction_every": config.every,
+            "drafts": "the original tokens were verified as drafts (greedy speculative decoding): outputs are the "
+            "model's greedy outputs, computed a window per forward pass while they agree" if config.drafts else "off",
+            "extraction_offsets": "0, every, 2*every, ... of each record's tokens "
             "(header included); files shorter than prefix + continuation have no sample",
             "bytes_reproduced": f"bytes of the original in in-order aligned runs of >= {MIN_BLOCK} bytes (difflib on "
             "lines, then bytes) / original bytes",

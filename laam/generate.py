@@ -51,6 +51,9 @@ class Request:
     prompt: list[int]
     max_new_tokens: int
     stop_id: int | None = None  # generation ends after emitting this token (it is kept in the output)
+    # Greedy only: tokens the output is expected to be (the original file, when auditing). They are checked,
+    # never trusted: see WindowedGenerator.run.
+    draft: list[int] | None = None
 
 
 @dataclass
@@ -60,7 +63,7 @@ class _Row:
     start: int  # first token of the window in the cache
     generated: int = 0
     rng: torch.Generator | None = None
-    done: bool = False
+    drafting: bool = False  # still equal to its draft: verified a window at a time
 
 
 @dataclass
@@ -68,6 +71,7 @@ class GenerationStats:
     tokens: int = 0  # new tokens produced
     forward_tokens: int = 0  # tokens run through the model (prefills included)
     refills: int = 0  # window (re)reads: first prompt reads and slides
+    drafted: int = 0  # tokens produced by draft verification (each one the model's own argmax)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
@@ -201,6 +205,58 @@ class WindowedGenerator:
         return logits, _layer_tensors(cache), mask
 
     # --- the loop -------------------------------------------------------------------------------
+    def _verify_drafts(self, rows: list[_Row], requests: Sequence[Request]) -> dict[int, list[int]]:
+        """Greedy tokens for rows that still follow their draft, many at once.
+
+        Like greedy speculative decoding with the draft as the guess: one forward pass over the row's
+        window plus the draft's next tokens gives the model's argmax at every position up to the end of the
+        window (where laam.windows would slide); the draft is accepted while it equals the argmax, and at
+        the first difference the model's own token is taken and the row leaves draft mode. The output is
+        therefore exactly greedy generation; the draft only saves one forward pass per token when the
+        model has memorized the text.
+        """
+        plans = []
+        for row in rows:
+            request = requests[row.index]
+            p = len(row.tokens)
+            start = context_start(p, self.context, self.stride)
+            done = row.generated
+            n = min(start + self.context - p + 1, request.max_new_tokens - done, len(request.draft) - done)
+            plans.append((row, start, request.draft[done:done + n]))
+        out = {}
+        # A few rows at a time: each reads up to `context` tokens, and attention scores grow with its square.
+        per_forward = max(1, 4096 // self.context)
+        for i in range(0, len(plans), per_forward):
+            chunk = plans[i:i + per_forward]
+            inputs = [row.tokens[start:] + guess[:-1] for row, start, guess in chunk]
+            width = max(len(x) for x in inputs)
+            keep = max(len(guess) for _, _, guess in chunk)
+            ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for j, x in enumerate(inputs):
+                ids[j, width - len(x):] = torch.tensor(x)
+                mask[j, width - len(x):] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                logits_to_keep=keep).logits
+            self.stats.forward_tokens += int(mask.sum())
+            best = logits.max(-1).indices.tolist()
+            for j, (row, _, guess) in enumerate(chunk):
+                predicted = best[j][keep - len(guess):]
+                accepted = 0
+                while accepted < len(guess) and predicted[accepted] == guess[accepted]:
+                    accepted += 1
+                if accepted < len(guess):
+                    out[id(row)] = guess[:accepted] + [predicted[accepted]]
+                    row.drafting = False
+                else:
+                    out[id(row)] = guess
+                    if len(guess) + row.generated >= len(requests[row.index].draft):
+                        row.drafting = False  # the draft is used up: go on decoding
+                self.stats.drafted += len(out[id(row)])
+        return out
+
+    # --- the loop -------------------------------------------------------------------------------
     def run(self, requests: Sequence[Request], sampling: Sampling | None = None,
             on_token: Callable[[int, int], None] | None = None,
             on_done: Callable[[int, list[int]], None] | None = None) -> list[list[int]]:
@@ -212,14 +268,33 @@ class WindowedGenerator:
         began = time.perf_counter()
         results: list[list[int] | None] = [None] * len(requests)
         waiting = list(range(len(requests)))[::-1]  # pop() takes them in the given order
-        rows: list[_Row] = []
+        rows: list[_Row] = []  # rows with a KV cache, decoded a token at a time
+        drafting: list[_Row] = []  # rows still equal to their draft
+        unread: list[_Row] = []  # rows that left draft mode: their window is read next
         layers: list[tuple[torch.Tensor, torch.Tensor]] = []  # [rows, heads, T, dim] per layer
         mask = torch.zeros((0, 0), dtype=torch.long)
+
+        def emit(row: _Row, tokens: list[int]) -> bool:
+            """Append tokens to a row; True when its request is complete."""
+            request = requests[row.index]
+            for token in tokens:
+                row.tokens.append(token)
+                row.generated += 1
+                self.stats.tokens += 1
+                if on_token:
+                    on_token(row.index, token)
+                if token == request.stop_id or row.generated >= request.max_new_tokens:
+                    results[row.index] = row.tokens[len(request.prompt):]
+                    if on_done:
+                        on_done(row.index, results[row.index])
+                    return True
+            return False
+
         with torch.inference_mode():
-            while rows or waiting:
+            while rows or drafting or unread or waiting:
                 # 1. fill free slots with waiting requests (their windows are read below)
-                fresh: list[_Row] = []
-                while waiting and len(rows) + len(fresh) < self.batch_size:
+                fresh, unread = unread, []
+                while waiting and len(rows) + len(drafting) + len(fresh) < self.batch_size:
                     i = waiting.pop()
                     request = requests[i]
                     if not request.prompt:
@@ -228,8 +303,21 @@ class WindowedGenerator:
                         results[i] = []
                         continue
                     rng = None if sampling.greedy else torch.Generator().manual_seed(sampling.seed + i)
-                    fresh.append(_Row(i, list(request.prompt), 0, rng=rng))
-                # 2. rows whose next prediction needs a new window (fresh or sliding) are re-read
+                    row = _Row(i, list(request.prompt), -1, rng=rng,
+                               drafting=bool(sampling.greedy and request.draft))
+                    (drafting if row.drafting else fresh).append(row)
+                # 2. rows following their draft: verified a window at a time
+                if drafting:
+                    produced = self._verify_drafts(drafting, requests)
+                    still = []
+                    for row in drafting:
+                        if emit(row, produced[id(row)]):
+                            continue
+                        (still if row.drafting else unread).append(row)
+                    drafting = still
+                if not rows and not fresh:
+                    continue
+                # 3. rows whose next prediction needs a new window (fresh or sliding) are re-read
                 refill = fresh[:]
                 keep, kept_at = [], []
                 for position, row in enumerate(rows):
@@ -270,22 +358,10 @@ class WindowedGenerator:
                             next_logits[id(r)] = lg
                     keep = keep + [r for g in groups.values() for r in g]
                 rows = keep
-                # 3. choose, append, retire finished rows
+                # 4. choose, append, retire finished rows
                 chosen = _choose(torch.stack([next_logits[id(r)] for r in rows]), rows, sampling)
-                survivors = []
-                for position, (row, token) in enumerate(zip(rows, chosen)):
-                    row.tokens.append(token)
-                    row.generated += 1
-                    self.stats.tokens += 1
-                    if on_token:
-                        on_token(row.index, token)
-                    request = requests[row.index]
-                    if token == request.stop_id or row.generated >= request.max_new_tokens:
-                        results[row.index] = row.tokens[len(request.prompt):]
-                        if on_done:
-                            on_done(row.index, results[row.index])
-                    else:
-                        survivors.append(position)
+                survivors = [position for position, (row, token) in enumerate(zip(rows, chosen))
+                             if not emit(row, [token])]
                 if len(survivors) != len(rows):
                     index = torch.tensor(survivors, dtype=torch.long)
                     rows = [rows[p] for p in survivors]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -105,3 +107,29 @@ def test_small_head_attention_equals_sdpa():
     (sdpa_logits, sdpa_out), (small_logits, small_out) = results["sdpa"], results[SMALL_HEADS]
     assert torch.allclose(sdpa_logits[mask.bool()], small_logits[mask.bool()], atol=1e-5)
     assert small_out == sdpa_out
+
+
+def test_drafts_change_speed_not_output(tiny, tiny_corpus, tmp_path):
+    """A draft is only checked: right drafts, corrupted drafts and no draft give the same greedy output."""
+    model, tokenizer, info = tiny
+    requests, bodies = file_requests(tokenizer, tiny_corpus.files)
+    plain = WindowedGenerator(model, info.context, info.stride, batch_size=4).run(requests)
+    drafted_engine = WindowedGenerator(model, info.context, info.stride, batch_size=4)
+    right = drafted_engine.run([Request(r.prompt, r.max_new_tokens, r.stop_id, b) for r, b in zip(requests, bodies)])
+    assert right == plain
+    assert drafted_engine.stats.drafted == sum(len(b) for b in bodies)  # all verified, a window at a time
+    assert drafted_engine.stats.forward_tokens < 3 * sum(len(b) + len(r.prompt) for r, b in zip(requests, bodies))
+    corrupted = [b[:len(b) // 2] + [(t + 1) % 256 for t in b[len(b) // 2:]] for b in bodies]
+    wrong = WindowedGenerator(model, info.context, info.stride, batch_size=4).run(
+        [Request(r.prompt, r.max_new_tokens, r.stop_id, c) for r, c in zip(requests, corrupted)])
+    assert wrong == plain
+    # an untrained model: drafts are rejected at once and decoding takes over
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(5)
+    random_model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(
+        Path(tokenizer.name_or_path))).eval()
+    short = [Request(r.prompt, 60, r.stop_id, b) for r, b in zip(requests, bodies)]
+    assert WindowedGenerator(random_model, info.context, info.stride).run(short) == \
+        WindowedGenerator(random_model, info.context, info.stride).run(
+            [Request(r.prompt, 60, r.stop_id) for r in short])
