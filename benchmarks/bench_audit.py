@@ -1,15 +1,18 @@
-"""Benchmark: regeneration speed of laam.generate (batched, KV cache, sliding windows) against HF `generate`
-one file at a time, on a model shaped like the original LaaM "5M" model, and an honest extrapolation to a
-full audit of Linux 1.0.
+"""Benchmark: regeneration speed of laam.generate (batched, KV cache, sliding windows, draft verification)
+against HF `generate` one file at a time, on a model shaped like the original LaaM "5M" model, and an
+honest extrapolation to a full audit of Linux 1.0.
 
-    PYTHONPATH=. python benchmarks/bench_audit.py [--files 48] [--hf-files 4] [--batch-size 32] [--threads N]
+    PYTHONPATH=. python benchmarks/bench_audit.py [--files 32] [--max-tokens 2048] [--hf-files 3] [--threads N]
 
-The model has random weights (speed does not depend on them). A random model never ends a file, so each
-file is generated for exactly as many tokens as its body has plus <|end_file|>: the work a perfectly
-memorized model does. HF `generate` has no sliding window, so it is measured on files cut to the model's
-context; its tokens/s is what it would do at best. The extrapolation multiplies the corpus's real token
-counts (a vocab-32768 tokenizer trained on Linux 1.0) by the measured rates; it is an estimate, not a
-full run, and the machine is shared, so figures move from run to run.
+The model has random weights (speed does not depend on them), and a random model never ends a file, so each
+sampled file is generated for as many tokens as its body has (capped at --max-tokens): the work a memorized
+model does. Two regimes are measured:
+  - decode: no draft, one token per step per row (what an unmemorized or half-memorized model costs);
+  - memorized: the draft is this model's own greedy output from the decode run, i.e. a model that has
+    memorized every token; each window is then verified in one forward pass. The outputs must be equal.
+HF `generate` has no sliding window, so it is measured on files cut to the model's context. The
+extrapolation multiplies the corpus's real token counts (a vocab-32768 tokenizer trained on Linux 1.0) by the
+measured rates; it is an estimate, not a full run, and the machine is shared, so figures move between runs.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ def original_5m(vocab: int, ids: dict) -> LlamaForCausalLM:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--files", type=int, default=48, help="files in the sample for laam.generate")
-    parser.add_argument("--hf-files", type=int, default=4, help="files generated one by one with HF generate")
+    parser.add_argument("--files", type=int, default=32, help="files in the sample for laam.generate")
+    parser.add_argument("--max-tokens", type=int, default=2048, help="tokens generated per sampled file at most")
+    parser.add_argument("--hf-files", type=int, default=3, help="files generated one by one with HF generate")
     parser.add_argument("--batch-size", type=int, default=AuditConfig.batch_size)
     parser.add_argument("--extraction-samples", type=int, default=512, help="k=50 / Pythia windows measured")
     parser.add_argument("--every", type=int, default=AuditConfig.every, help="extraction offset step to extrapolate")
@@ -78,12 +82,12 @@ def main():
 
     rng = random.Random(0)
     sample = rng.sample(range(len(corpus.files)), min(args.files, len(corpus.files)))
-    sample_tokens = sum(len(bodies[i]) for i in sample)
+    lengths = {i: min(len(bodies[i]), args.max_tokens) for i in sample}
 
     # --- HF generate, one file at a time, within the context -----------------------------------------
     hf_tokens, hf_seconds = 0, 0.0
     for i in sample[:args.hf_files]:
-        n = min(len(bodies[i]), CONTEXT - len(prompts[i]))
+        n = min(lengths[i], CONTEXT - len(prompts[i]))
         x = torch.tensor([prompts[i]])
         began = time.perf_counter()
         with torch.inference_mode():
@@ -93,43 +97,51 @@ def main():
         hf_tokens += out.shape[1] - x.shape[1]
     hf_rate = hf_tokens / hf_seconds
     print(f"HF generate, one file at a time: {hf_tokens:,} tokens in {hf_seconds:.1f} s = {hf_rate:,.0f} tokens/s "
-          f"({args.hf_files} files, each cut to the {CONTEXT}-token context)")
+          f"({args.hf_files} files, each cut to the {CONTEXT}-token context)", flush=True)
 
-    # --- laam.generate, batched, full files with sliding windows ---------------------------------------
-    engine = WindowedGenerator(model, CONTEXT, STRIDE, args.batch_size)
-    order = sorted(sample, key=lambda i: -len(bodies[i]))
-    requests = [Request(prompts[i], len(bodies[i]), None) for i in order]
-    outputs = engine.run(requests)
-    stats = engine.stats
-    rate = stats.tokens / stats.seconds
-    print(f"laam.generate, batch {args.batch_size}: {stats.tokens:,} tokens ({sample_tokens:,} in the sample) in "
-          f"{stats.seconds:.1f} s = {rate:,.0f} tokens/s; {stats.forward_tokens:,} tokens through the model, "
-          f"{stats.refills} window reads; {rate / hf_rate:.1f}x HF generate")
+    # --- laam.generate: decode, then memorized (drafts) ---------------------------------------------------
+    order = sorted(sample, key=lambda i: -lengths[i])
+    requests = [Request(prompts[i], lengths[i], None) for i in order]
+    decode = WindowedGenerator(model, CONTEXT, STRIDE, args.batch_size)
+    outputs = decode.run(requests)
+    rate = decode.stats.tokens / decode.stats.seconds
+    print(f"laam.generate decode, batch {args.batch_size}: {decode.stats.tokens:,} tokens in "
+          f"{decode.stats.seconds:.1f} s = {rate:,.0f} tokens/s ({len(sample)} files of up to {args.max_tokens} "
+          f"tokens, {decode.stats.refills} window reads); {rate / hf_rate:.1f}x HF generate", flush=True)
+    memorized = WindowedGenerator(model, CONTEXT, STRIDE, args.batch_size)
+    again = memorized.run([Request(r.prompt, r.max_new_tokens, None, out) for r, out in zip(requests, outputs)])
+    assert again == outputs, "draft verification changed the greedy output"
+    fast = memorized.stats.tokens / memorized.stats.seconds
+    print(f"laam.generate memorized (drafts verified): {memorized.stats.tokens:,} tokens in "
+          f"{memorized.stats.seconds:.1f} s = {fast:,.0f} tokens/s, same output; {fast / hf_rate:.0f}x HF generate",
+          flush=True)
 
     began = time.perf_counter()
     for i, out in zip(order, outputs):
         data = decode_ids(tokenizer, out).encode("utf-8", "surrogateescape")
         file_metrics(corpus.files[i].data, data, bodies[i], out)
-    metric_rate = sample_tokens / (time.perf_counter() - began)
+    metric_rate = decode.stats.tokens / (time.perf_counter() - began)
 
-    # --- extraction windows -----------------------------------------------------------------------------
+    # --- extraction windows (50+50 and 32+32), decode and memorized ---------------------------------------
     subset = [records[i] for i in sample]
-    probe = WindowedGenerator(model, CONTEXT, STRIDE, max(args.batch_size, 128))
     every = max(1, count_extraction_samples(subset, 50, 32, 1) // args.extraction_samples)
-    extraction_metrics(probe, subset, 50, 32, every)
+    probe = WindowedGenerator(model, CONTEXT, STRIDE, max(args.batch_size, 128))
+    extraction_metrics(probe, subset, 50, 32, every, drafts=False)
     extraction_rate = probe.stats.tokens / probe.stats.seconds
-    print(f"extraction windows (50+50 and 32+32): {probe.stats.tokens:,} tokens in {probe.stats.seconds:.1f} s = "
-          f"{extraction_rate:,.0f} tokens/s")
+    print(f"extraction windows, decode: {probe.stats.tokens:,} tokens in {probe.stats.seconds:.1f} s = "
+          f"{extraction_rate:,.0f} tokens/s", flush=True)
 
     # --- extrapolation to all of Linux 1.0 -----------------------------------------------------------------
     samples = count_extraction_samples(records, 50, 32, args.every)
     extraction_tokens = sum(len(range(0, len(r) - 2 * n + 1, args.every)) * n for r in records for n in (50, 32))
-    estimate = total_body / rate + extraction_tokens / extraction_rate + total_body / metric_rate
-    print(f"estimate for the whole Linux 1.0 audit (every {args.every}: {samples:,} extraction samples, "
-          f"{extraction_tokens:,} tokens): regeneration {total_body / rate / 60:.1f} min + extraction "
-          f"{extraction_tokens / extraction_rate / 60:.1f} min + metrics {total_body / metric_rate / 60:.1f} min = "
-          f"{estimate / 60:.1f} min (goal <= 15); with HF generate one by one the regeneration alone would take "
-          f"{total_body / hf_rate / 60:.0f} min")
+    metrics_minutes = total_body / metric_rate / 60
+    extraction_minutes = extraction_tokens / extraction_rate / 60
+    for name, r in (("memorized model (drafts accepted)", fast), ("unmemorized model (decode)", rate)):
+        regen = total_body / r / 60
+        print(f"estimate, whole Linux 1.0 audit, {name}: regeneration {regen:.1f} min + extraction "
+              f"<= {extraction_minutes:.1f} min ({samples:,} samples, every {args.every} tokens) + metrics "
+              f"{metrics_minutes:.1f} min = {regen + extraction_minutes + metrics_minutes:.1f} min (goal <= 15)")
+    print(f"with HF generate one file at a time, regeneration alone: {total_body / hf_rate / 60:.0f} min")
 
 
 if __name__ == "__main__":

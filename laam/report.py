@@ -14,7 +14,7 @@ from pathlib import Path
 
 from laam.audit import Regenerated, aligned_blocks
 
-MAX_VIEW_BYTES = 8_000_000  # original + regenerated text shown side by side, over all files
+MAX_VIEW_BYTES = 12_000_000  # original + regenerated text shown side by side, over all files (Linux 1.0: 9.4 MB)
 CURVE_FILES = ("trainer_state.json", "train_log.jsonl", "training_log.jsonl", "metrics.jsonl", "log.jsonl",
                "history.jsonl", "curve.jsonl")
 

@@ -282,7 +282,7 @@ def trace_command(
     covered = sum(s.length for s in spans)
     share = 100.0 * covered / len(query) if query else 0.0
     out.print(f"[bold]{covered:,} of {len(query):,} bytes ({share:.1f}%) copy {corpus.name} verbatim in "
-              f"{len(spans)} span(s) of >= {min_length} bytes[/]")
+              f"{len(spans)} span(s) of >= {min_length} bytes[/]", soft_wrap=True)
     console.print(f"[dim]index {'built' if built else 'loaded'} in {loaded - began:.2f} s, "
                   f"search {searched - loaded:.2f} s[/]")
 
