@@ -63,7 +63,14 @@ class _Row:
     start: int  # first token of the window in the cache
     generated: int = 0
     rng: torch.Generator | None = None
-    drafting: bool = False  # still equal to its draft: verified a window at a time
+    drafting: bool = False  # following its draft: verified a window at a time
+    draft_at: int = 0  # next draft token expected
+    resync_after: int = 0  # decoded rows look for their place in the draft again from this many tokens on
+    misses: int = 0  # verifications in a row that accepted little (backs re-synchronization off)
+    ngrams: dict | None = None  # draft n-gram -> position, built when first needed
+
+
+RESYNC_NGRAM = 8  # tokens of own output that must match the draft to resume verifying it
 
 
 @dataclass
@@ -220,9 +227,9 @@ class WindowedGenerator:
             request = requests[row.index]
             p = len(row.tokens)
             start = context_start(p, self.context, self.stride)
-            done = row.generated
-            n = min(start + self.context - p + 1, request.max_new_tokens - done, len(request.draft) - done)
-            plans.append((row, start, request.draft[done:done + n]))
+            at = row.draft_at
+            n = min(start + self.context - p + 1, request.max_new_tokens - row.generated, len(request.draft) - at)
+            plans.append((row, start, request.draft[at:at + n]))
         out = {}
         # A few rows at a time: each reads up to `context` tokens, and attention scores grow with its square.
         per_forward = max(1, 4096 // self.context)
@@ -246,15 +253,37 @@ class WindowedGenerator:
                 accepted = 0
                 while accepted < len(guess) and predicted[accepted] == guess[accepted]:
                     accepted += 1
+                row.draft_at += accepted
                 if accepted < len(guess):
                     out[id(row)] = guess[:accepted] + [predicted[accepted]]
                     row.drafting = False
+                    # a text that strays from its draft may come back to it (a changed line): look again later,
+                    # less eagerly after each verification that bought little
+                    row.misses = row.misses + 1 if accepted < 16 else 0
+                    row.resync_after = row.generated + len(out[id(row)]) + RESYNC_NGRAM * (1 << min(row.misses, 10))
                 else:
                     out[id(row)] = guess
-                    if len(guess) + row.generated >= len(requests[row.index].draft):
+                    if row.draft_at >= len(requests[row.index].draft):
                         row.drafting = False  # the draft is used up: go on decoding
+                        row.resync_after = 1 << 62
                 self.stats.drafted += len(out[id(row)])
         return out
+
+    @staticmethod
+    def _resync(row: _Row, draft: list[int]) -> bool:
+        """Resume draft mode if the row's last RESYNC_NGRAM tokens occur in its draft (as prompt-lookup decoding
+        does); the draft then continues after them."""
+        if row.generated < row.resync_after or row.generated < RESYNC_NGRAM:
+            return False
+        if row.ngrams is None:
+            row.ngrams = {}
+            for i in range(len(draft) - RESYNC_NGRAM, -1, -1):  # earliest position wins
+                row.ngrams[tuple(draft[i:i + RESYNC_NGRAM])] = i
+        found = row.ngrams.get(tuple(row.tokens[-RESYNC_NGRAM:]))
+        if found is None or found + RESYNC_NGRAM >= len(draft):
+            return False
+        row.draft_at, row.drafting = found + RESYNC_NGRAM, True
+        return True
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self, requests: Sequence[Request], sampling: Sampling | None = None,
@@ -360,8 +389,15 @@ class WindowedGenerator:
                 rows = keep
                 # 4. choose, append, retire finished rows
                 chosen = _choose(torch.stack([next_logits[id(r)] for r in rows]), rows, sampling)
-                survivors = [position for position, (row, token) in enumerate(zip(rows, chosen))
-                             if not emit(row, [token])]
+                survivors = []
+                for position, (row, token) in enumerate(zip(rows, chosen)):
+                    if emit(row, [token]):
+                        continue
+                    draft = requests[row.index].draft
+                    if draft and sampling.greedy and self._resync(row, draft):
+                        drafting.append(row)  # leaves the cache; verified from its window next round
+                    else:
+                        survivors.append(position)
                 if len(survivors) != len(rows):
                     index = torch.tensor(survivors, dtype=torch.long)
                     rows = [rows[p] for p in survivors]

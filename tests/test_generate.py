@@ -123,6 +123,13 @@ def test_drafts_change_speed_not_output(tiny, tiny_corpus, tmp_path):
     wrong = WindowedGenerator(model, info.context, info.stride, batch_size=4).run(
         [Request(r.prompt, r.max_new_tokens, r.stop_id, c) for r, c in zip(requests, corrupted)])
     assert wrong == plain
+    # a draft with a few tokens missing in the middle: verification stops there, finds its place again, resumes
+    gapped = [b[:len(b) // 2] + b[len(b) // 2 + 5:] for b in bodies]
+    resync_engine = WindowedGenerator(model, info.context, info.stride, batch_size=4)
+    assert resync_engine.run([Request(r.prompt, r.max_new_tokens, r.stop_id, g)
+                              for r, g in zip(requests, gapped)]) == plain
+    total = sum(len(b) for b in bodies)
+    assert resync_engine.stats.drafted > total - len(bodies) * (5 + 3 * 8)
     # an untrained model: drafts are rejected at once and decoding takes over
     from transformers import AutoConfig, AutoModelForCausalLM
 
