@@ -143,6 +143,8 @@ def extract_command(
                                           "original: linux/kernel/sched.c …).")],
     files: Files = None,
     batch_size: BatchSize = 64,
+    drafts: Annotated[bool, typer.Option(help="Check the original as a draft (same output, faster when "
+                                         "memorized).")] = True,
     cache: Cache = default_cache(),
     threads: Threads = None,
     quiet: Quiet = False,
@@ -155,7 +157,7 @@ def extract_command(
     began = time.perf_counter()
     with progress_bars(quiet) as start:
         regenerated = regenerate(model, tokenizer, chosen, info.context, info.stride, batch_size,
-                                 on_done=start("regenerating", len(chosen)) if start else None)
+                                 on_done=start("regenerating", len(chosen)) if start else None, drafts=drafts)
     seconds = time.perf_counter() - began
     for r in regenerated:
         target = out_dir / r.file.path
@@ -182,6 +184,9 @@ def audit_command(
                                                "length (tokens).")] = 32,
     extraction: Annotated[bool, typer.Option(help="Compute k-extractability and the Pythia score.")] = True,
     report: Annotated[bool, typer.Option(help="Also write the self-contained HTML report.")] = True,
+    drafts: Annotated[bool, typer.Option(help="Check the original text as a draft a window per forward pass "
+                                         "(greedy speculative decoding): the same output, much faster on "
+                                         "memorized files.")] = True,
     batch_size: BatchSize = 64,
     cache: Cache = default_cache(),
     threads: Threads = None,
@@ -194,7 +199,7 @@ def audit_command(
         raise LaamError("--every, --k and --pythia-prefix must be at least 1")
     model, tokenizer, info, corpus = load_model_and_corpus(model_dir, cache, threads)
     config = AuditConfig(files=files, batch_size=batch_size, k=k, pythia_prefix=pythia_prefix, every=every,
-                         extraction=extraction)
+                         extraction=extraction, drafts=drafts)
     with progress_bars(quiet) as start:
         audit, regenerated = run_audit(model, tokenizer, corpus, info.context, info.stride, config, start,
                                        model_dir=str(model_dir))
