@@ -86,6 +86,7 @@ def main():
 
     # --- HF generate, one file at a time, within the context -----------------------------------------
     hf_tokens, hf_seconds = 0, 0.0
+    model.set_attn_implementation("sdpa")  # stock transformers, as a user of HF generate would run it
     for i in sample[:args.hf_files]:
         n = min(lengths[i], CONTEXT - len(prompts[i]))
         x = torch.tensor([prompts[i]])
@@ -100,6 +101,7 @@ def main():
           f"({args.hf_files} files, each cut to the {CONTEXT}-token context)", flush=True)
 
     # --- laam.generate: decode, then memorized (drafts) ---------------------------------------------------
+    model.set_attn_implementation(attention_for(model.config))
     order = sorted(sample, key=lambda i: -lengths[i])
     requests = [Request(prompts[i], lengths[i], None) for i in order]
     decode = WindowedGenerator(model, CONTEXT, STRIDE, args.batch_size)

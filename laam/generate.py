@@ -95,6 +95,11 @@ def small_head_attention(module, query, key, value, attention_mask, scaling=None
     not -inf, so fully padded rows stay finite.
     """
     batch, heads, q_len, dim = query.shape
+    if q_len > 16:  # reading a window: SDPA's fused kernel avoids materializing [heads, q, kv] scores
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
     kv_heads, kv_len = key.shape[1], key.shape[2]
     groups = heads // kv_heads
     scaling = dim ** -0.5 if scaling is None else scaling
@@ -237,19 +242,24 @@ class WindowedGenerator:
             chunk = plans[i:i + per_forward]
             inputs = [row.tokens[start:] + guess[:-1] for row, start, guess in chunk]
             width = max(len(x) for x in inputs)
-            keep = max(len(guess) for _, _, guess in chunk)
             ids = torch.zeros((len(chunk), width), dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for j, x in enumerate(inputs):
                 ids[j, width - len(x):] = torch.tensor(x)
                 mask[j, width - len(x):] = 1
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                logits_to_keep=keep).logits
+            hidden = self.model.base_model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                           use_cache=False).last_hidden_state
             self.stats.forward_tokens += int(mask.sum())
-            best = logits.max(-1).indices.tolist()
+            head = self.model.get_output_embeddings()
             for j, (row, _, guess) in enumerate(chunk):
-                predicted = best[j][keep - len(guess):]
+                # The LM head a slice at a time, stopping at the first miss: never a [rows, window, vocab] tensor.
+                states, predicted = hidden[j, width - len(guess):], []
+                for c in range(0, len(guess), 64):
+                    best = head(states[c:c + 64]).max(-1).indices.tolist()
+                    predicted.extend(best)
+                    if best != guess[c:c + 64]:
+                        break
                 accepted = 0
                 while accepted < len(guess) and predicted[accepted] == guess[accepted]:
                     accepted += 1
