@@ -103,16 +103,16 @@ def small_head_attention(module, query, key, value, attention_mask, scaling=None
     kv_heads, kv_len = key.shape[1], key.shape[2]
     groups = heads // kv_heads
     scaling = dim ** -0.5 if scaling is None else scaling
-    q = query.reshape(batch, kv_heads, groups * q_len, dim)  # head h reads kv head h // groups, as repeat_kv does
-    scores = torch.matmul(q, key.transpose(-1, -2)).mul_(scaling).view(batch, kv_heads, groups, q_len, kv_len)
+    q = (query * scaling).reshape(batch, kv_heads, groups * q_len, dim)  # head h reads kv head h // groups
+    scores = torch.matmul(q, key.transpose(-1, -2)).view(batch, kv_heads, groups, q_len, kv_len)
     if attention_mask is None:  # transformers skips the mask when plain causal attention is enough
         attention_mask = torch.ones(q_len, kv_len, dtype=torch.bool).tril(kv_len - q_len)
     elif attention_mask.dim() == 4:
         attention_mask = attention_mask[:, :, None]  # [batch, 1, 1, q, kv] over the groups
     if attention_mask.dtype == torch.bool:
-        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        scores.masked_fill_(~attention_mask, torch.finfo(scores.dtype).min)
     else:
-        scores = scores + attention_mask
+        scores += attention_mask
     probs = scores.softmax(-1).view(batch, kv_heads, groups * q_len, kv_len)
     out = torch.matmul(probs, value).view(batch, heads, q_len, dim)
     return out.transpose(1, 2).contiguous(), None
