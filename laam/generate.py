@@ -224,8 +224,9 @@ class WindowedGenerator:
         window plus the draft's next tokens gives the model's argmax at every position up to the end of the
         window (where laam.windows would slide); the draft is accepted while it equals the argmax, and at
         the first difference the model's own token is taken and the row leaves draft mode. The output is
-        therefore exactly greedy generation; the draft only saves one forward pass per token when the
-        model has memorized the text.
+        therefore greedy generation (up to float rounding between a window read and cached decoding, which
+        matters only at near-ties of the two best logits); the draft only saves one forward pass per token
+        when the model has memorized the text.
         """
         plans = []
         for row in rows:
