@@ -100,15 +100,17 @@ def read_training_curve(model_dir: Path | None) -> list[dict]:
 
 
 def _curve_rows(rows: list[dict]) -> list[dict]:
+    """Loss rows and memorization rows (`laam train` logs them apart in metrics.jsonl) as step/loss/accuracy."""
     out = []
     for row in rows:
         if not isinstance(row, dict) or "step" not in row:
             continue
         loss = row.get("loss", row.get("train_loss"))
-        if isinstance(loss, int | float):
-            out.append({"step": row["step"], "loss": float(loss),
-                        "accuracy": row.get("body_accuracy", row.get("accuracy"))})
-    return out
+        accuracy = next((row[k] for k in ("memorized", "body_accuracy", "accuracy") if k in row), None)
+        if isinstance(loss, int | float) or isinstance(accuracy, int | float):
+            out.append({"step": row["step"], "loss": loss if isinstance(loss, int | float) else None,
+                        "accuracy": accuracy if isinstance(accuracy, int | float) else None})
+    return out if any(r["loss"] is not None for r in out) else []
 
 
 def _curve_plot(rows: list[dict]) -> str:
@@ -118,15 +120,16 @@ def _curve_plot(rows: list[dict]) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.4))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color="C0", label="loss")
+    losses = [r for r in rows if r["loss"] is not None]
+    ax.plot([r["step"] for r in losses], [r["loss"] for r in losses], color="C0", label="loss")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     accuracy = [(r["step"], r["accuracy"]) for r in rows if isinstance(r.get("accuracy"), int | float)]
     if accuracy:
         twin = ax.twinx()
-        twin.plot(*zip(*accuracy), color="C2", label="accuracy")
-        twin.set_ylabel("accuracy")
+        twin.plot(*zip(*accuracy), color="C2", marker="o", label="memorized")
+        twin.set_ylabel("body tokens memorized (share)")
         twin.set_ylim(0, 1.02)
     ax.set_title("training curve")
     return _png(fig)

@@ -131,3 +131,21 @@ def test_trace_command(tiny_model_dir, tiny_corpus, tmp_path):
     nothing = runner.invoke(app, ["trace", "-", "--model", str(tiny_model_dir), "--cache", str(tmp_path)],
                             input="nothing like the kernel here, just some prose that is long enough to test.\n")
     assert nothing.exit_code == 0 and "0 of 75 bytes" in nothing.stdout
+
+
+def test_report_plots_the_training_curve(audited, tiny_model_dir, tmp_path):
+    """A run folder written by `laam train` (run/metrics.jsonl beside run/model) adds a training-curve plot."""
+    from laam.report import read_training_curve, render_report
+
+    folder, _ = audited
+    audit = json.loads((folder / "audit.json").read_text())
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run / "model")
+    assert read_training_curve(run / "model") == []
+    before = render_report(audit, None, run / "model").count("data:image/png;base64,")
+    rows = [{"step": s, "epoch": s / 10, "loss": 5.0 / (1 + s)} for s in range(0, 200, 10)]
+    rows += [{"step": s, "tokens": s * 100, "memorized": min(1.0, s / 150)} for s in range(0, 200, 50)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    curve = read_training_curve(run / "model")
+    assert len(curve) == len(rows) and curve[-1]["accuracy"] == 1.0
+    assert render_report(audit, None, run / "model").count("data:image/png;base64,") == before + 1
