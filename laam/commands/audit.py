@@ -69,7 +69,8 @@ def generate_command(
                                              "prompt), e.g. linux/kernel/sched.c.")] = None,
     prompt: Annotated[str | None, typer.Option(help="Continue this raw text instead (may contain the "
                                                "<|start_file|>… markers).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate.")] = 4096,
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens to generate (it stops at <|end_file|> "
+                                                "first).")] = 65536,
     greedy: Annotated[bool, typer.Option("--greedy", help="Argmax decoding (the default unless --temperature "
                                          "is given).")] = False,
     temperature: Annotated[float | None, typer.Option(help="Sample at this temperature (default: greedy).")] = None,
