@@ -217,9 +217,9 @@ def audit_command(
 def print_summary(audit: dict) -> None:
     s, timing = audit["summary"], audit["timing"]
     table = Table(title=f"memorization audit: {s['files']} files, {s['bytes']:,} bytes")
-    for column in ("", "files", "verbatim", "bytes reproduced", "edit sim.", f"{s['k']}-extractable",
-                   "Pythia score"):
-        table.add_column(column, justify="right" if column else "left")
+    table.add_column("directory", no_wrap=True, min_width=14)
+    for column in ("files", "verbatim", "bytes", "edit", f"{s['k']}-extr.", "Pythia"):
+        table.add_column(column, justify="right")
 
     def row(name, g, style=None):
         table.add_row(name, f"{g['files']}", f"{g['verbatim_pct']:.1f}%", f"{g['bytes_reproduced_pct']:.1f}%",
@@ -230,6 +230,8 @@ def print_summary(audit: dict) -> None:
         row(name, g)
     row("total", s, "bold")
     out.print(table)
+    out.print("bytes: share of the original reproduced in order; edit: normalized edit similarity; "
+              f"{s['k']}-extr.: {s['k']}-extractable samples; Pythia: memorization score", style="dim")
     regen = timing["regeneration"]
     out.print(f"regeneration {regen['tokens']:,} tokens in {regen['seconds']:.1f} s "
               f"({regen['tokens'] / max(regen['seconds'], 1e-9):,.0f} tokens/s); extraction samples: "
