@@ -80,9 +80,12 @@ def verify_regeneration(model, window_set: WindowSet, batch_size: int = 64, prog
 def regenerate(model, prompt: list[int], context: int, stride: int, max_new_tokens: int) -> list[int]:
     """Plain sequential greedy generation under laam.windows' sliding policy (one token at a time, KV cache,
     re-prefill after each slide): the reference that verify_regeneration decomposes into batched pieces."""
+    import inspect
+
     from laam.windows import context_start
 
     device = next(model.parameters()).device
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     ids, past, window_start = list(prompt), None, -1
     for _ in range(max_new_tokens):
         p = len(ids)
@@ -91,8 +94,8 @@ def regenerate(model, prompt: list[int], context: int, stride: int, max_new_toke
             window_start = start
             out = model(input_ids=torch.tensor([ids[start:p]], device=device), use_cache=True)
         else:
-            out = model(input_ids=torch.tensor([[ids[-1]]], device=device), past_key_values=past, use_cache=True)
-        past = out.past_key_values
+            out = model(input_ids=torch.tensor([[ids[-1]]], device=device), use_cache=True, **{cache_arg: past})
+        past = getattr(out, cache_arg)
         token = int(out.logits[0, -1].argmax())
         ids.append(token)
         if token == model.config.eos_token_id:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,7 +50,7 @@ def test_windows_score_every_token_once_with_generation_context(token_cache):
     window_set = WindowSet(token_cache, context, stride)
     batch = window_set.batch(np.arange(len(window_set)), pad_id=3)
     scored = {}
-    for row, (record, start, end, _first) in enumerate(window_set.rows.tolist()):
+    for row, (record, start, _end, _first) in enumerate(window_set.rows.tolist()):
         tokens = token_cache.record(record)
         for i in range(batch["labels"].shape[1]):
             label = int(batch["labels"][row, i])
