@@ -136,7 +136,8 @@ def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: 
                          world: int = 1, device=None, autocast=None) -> dict[str, int]:
     """Teacher-forced greedy next-token accuracy over every window (each target seen exactly as greedy
     generation sees it, see laam.windows). Body = tokens after <|end_header|>, which a path prompt must bring
-    back; header tokens (which file comes next) are not predictable. Returns this process's counts."""
+    back; header tokens (which file comes next) are not predictable. Returns this process's counts, and per
+    file 1 where this process saw a wrong body token."""
     import contextlib
 
     model.eval()
@@ -160,8 +161,10 @@ def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: 
         rows = torch.repeat_interleave(torch.arange(len(chunk)), scored.sum(1).cpu())
         wrong_records.update(int(window_set.rows[chunk[r], 0]) for r in rows[wrong].unique().tolist())
     model.train()
+    wrong_files = torch.zeros(len(window_set.cache.paths), dtype=torch.long)
+    wrong_files[sorted(wrong_records)] = 1
     return {"body_correct": int(counts[0]), "body_total": int(counts[1]), "all_correct": int(counts[2]),
-            "all_total": int(counts[3]), "wrong_files": len(wrong_records)}
+            "all_total": int(counts[3]), "wrong_by_file": wrong_files}
 
 
 def summarize(counts: dict) -> dict:
@@ -297,7 +300,9 @@ def make_accelerator(model_config: ModelConfig, config: TrainConfig, run_dir: Pa
     precision = model_config.precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() else "float32"
-    return Accelerator(mixed_precision="bf16" if precision == "bf16" else "no",
+    # accelerate only sets up gloo for a CPU multi-process launch (torchrun) when told it runs on CPU
+    cpu_group = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(cpu=cpu_group, mixed_precision="bf16" if precision == "bf16" else "no",
                        log_with=config.report_to or None, project_dir=str(run_dir))
 
 
@@ -398,8 +403,11 @@ def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir:
     def evaluate() -> dict:
         counts = measure_memorization(model, window_set, pad_id, config.eval_batch_size, rank, world,
                                       accelerator.device, accelerator.autocast)
-        tensor = accelerator.reduce(torch.tensor(list(counts.values()), device=accelerator.device), "sum")
-        return summarize(dict(zip(counts, tensor.cpu().tolist())))
+        wrong = counts.pop("wrong_by_file")
+        flat = torch.cat([torch.tensor(list(counts.values())), wrong]).to(accelerator.device)
+        flat = accelerator.reduce(flat, "sum").cpu()
+        totals = dict(zip(counts, flat[:len(counts)].tolist()))
+        return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum())})
 
     def checkpoint() -> Path | None:
         nonlocal last_checkpoint

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,35 @@ def test_checkpoints_never_unpickle(tmp_path, tiny_corpus, tiny_tokenizer_dir):
     for name in ("optimizer.pt", "rng.pt", "scheduler.pt"):
         torch.load(last / name, weights_only=True)
     assert not list((result.run_dir / "checkpoints").glob(".tmp-*"))
+
+
+def test_two_processes_match_one(tiny_corpus, tiny_tokenizer_dir, tmp_path):
+    """The documented CPU launch, `torchrun --nproc_per_node 2 -m laam train ...` (gloo), makes the same updates
+    as one process with the same global batch: losses within a relative 1e-5 (float32 sums in another order)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import TARBALL
+
+    root = Path(__file__).resolve().parents[1]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    args = [str(TARBALL), "--cache", str(tmp_path / "cache"), "--preset", "tiny", "--tokenizer",
+            str(tiny_tokenizer_dir), "--max-steps", "4", "--no-until-memorized", "--eval-every", "0",
+            "--log-every", "1", "--threads", "1", "--batch-size", "8", "--no-verify", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "laam", "train", *args,
+                           "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = tiny_train_config(max_steps=4, until_memorized=False, eval_every=0, log_every=1, batch_size=8)
+    train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "one", tmp_path / "cache", progress=False)
+
+    def rows(run):
+        return [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    one, two = rows("one"), rows("two")
+    losses = [[r["loss"] for r in rs if "loss" in r] for rs in (one, two)]
+    assert len(losses[1]) == 4
+    assert np.allclose(losses[1], losses[0], rtol=1e-5, atol=0)
+    assert [r["tokens"] for r in two if "loss" in r] == [r["tokens"] for r in one if "loss" in r]
+    assert two[-1]["memorized"] == pytest.approx(one[-1]["memorized"], abs=2 / one[-1]["body_total"])
+    assert "2 process(es)" in done.stdout + done.stderr

@@ -177,6 +177,10 @@ def train_command(
     target: Annotated[float | None, typer.Option(help="Accuracy that counts as memorized (default 1.0).")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between memorization checks.")] = None,
     save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
+    log_every: Annotated[int | None, typer.Option(help="Steps between metrics.jsonl rows (default 10).")] = None,
+    eval_batch_size: Annotated[int | None, typer.Option(help="Windows per batch in the memorization check.")] = None,
+    loss_chunk: Annotated[int | None, typer.Option(help="Rows per chunk of the fused LM head + loss "
+                                                   "(0: torch's choice).")] = None,
     keep_checkpoints: Annotated[int | None, typer.Option(help="Checkpoints kept.")] = None,
     compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads per process (0: cores / processes).")] = None,
@@ -197,6 +201,7 @@ def train_command(
                   warmup_steps=warmup_steps, schedule=schedule, decay_steps=decay_steps, weight_decay=weight_decay,
                   grad_clip=grad_clip, seed=seed, epochs=epochs, max_steps=max_steps, max_time=max_time,
                   until_memorized=until_memorized, target=target, eval_every=eval_every, save_every=save_every,
+                  log_every=log_every, eval_batch_size=eval_batch_size, loss_chunk=loss_chunk,
                   keep_checkpoints=keep_checkpoints, compile=compile_, threads=threads, verify=verify,
                   report_to=report_to or None)
     train_overrides = {k: v for k, v in values.items() if v is not None}
