@@ -469,6 +469,7 @@ def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir:
                 metrics.log({"step": state["step"], "epoch": round(epoch, 4), "loss": loss_value,
                              "lr": lr_schedule.get_last_lr()[0], "grad_norm": grad_norm, "tokens": state["tokens"],
                              "targets": state["targets"], "tokens_per_s": round(tps, 1),
+                             "train_seconds": round(state["train_seconds"], 3),
                              "elapsed": round(elapsed, 2)})
             stop_now = stop.received is not None
             if world > 1:  # every process must agree to stop at the same step

@@ -132,6 +132,9 @@ def run_pipeline(preset: str | None = "demo", config_file: Path | None = None, s
         if result.model_dir is None:
             raise typer.Exit(130)
         init_from = model_dir = result.model_dir
+        if result.status == "memorized" and i < len(train_configs):
+            console.print(f"memorized after stage {i}: the remaining stages are skipped")
+            break
     return model_dir
 
 
