@@ -257,3 +257,28 @@ def test_two_processes_match_one(tiny_corpus, tiny_tokenizer_dir, tmp_path):
     assert [r["tokens"] for r in two if "loss" in r] == [r["tokens"] for r in one if "loss" in r]
     assert two[-1]["memorized"] == pytest.approx(one[-1]["memorized"], abs=2 / one[-1]["body_total"])
     assert "2 process(es)" in done.stdout + done.stderr
+
+
+def test_cli_train_writes_a_run_folder_and_refuses_to_clobber_it(tiny_tokenizer_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from laam.cli import app
+    from tests.conftest import TARBALL
+
+    out = tmp_path / "run"
+    args = ["train", str(TARBALL), "--cache", str(tmp_path / "cache"), "--preset", "tiny", "--tokenizer",
+            str(tiny_tokenizer_dir), "--max-steps", "3", "--eval-every", "0", "--threads", "1", "--no-verify",
+            "--layers", "1", "--out", str(out), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "model" / "model.safetensors").is_file() and (out / "metrics.jsonl").is_file()
+    from laam.modelinfo import read_model_info
+
+    training = read_model_info(out / "model").training
+    assert training["steps"] == 3 and training["model_config"]["num_layers"] == 1
+    assert training["preset"] == "tiny"
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code != 0 and "already exists" in str(again.exception)
+    resumed = CliRunner().invoke(app, [*args[:-3], "--max-steps", "5", "--out", str(out), "--resume", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert read_model_info(out / "model").training["steps"] == 5
