@@ -540,9 +540,11 @@ def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir:
 def save_model_folder(model, tokenizer, corpus, model_config: ModelConfig, out: Path, training: dict) -> Path:
     """A stock transformers model folder (+ laam.json) that pipeline('text-generation', out) loads."""
     from transformers import GenerationConfig
+    from transformers.utils import logging as hf_logging
 
     from laam.modelinfo import write_model_info
 
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a one-file model
     out = Path(out)
     scratch = out.with_name(f".{out.name}-tmp-{os.getpid()}")
     shutil.rmtree(scratch, ignore_errors=True)
@@ -571,7 +573,7 @@ def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
-        TextColumn("step"), MofNCompleteColumn(), BarColumn(),
-        TextColumn("epoch {task.fields[epoch]:.2f} loss {task.fields[loss]:.4f} {task.fields[tps]:,.0f} tok/s "
-                   "memorized {task.fields[mem]:.2f}%"),
+        TextColumn("step"), MofNCompleteColumn(), BarColumn(bar_width=12),
+        TextColumn("ep {task.fields[epoch]:.1f} loss {task.fields[loss]:.4f} {task.fields[tps]:,.0f} tok/s "
+                   "mem {task.fields[mem]:.2f}%"),
         TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled, transient=False)
