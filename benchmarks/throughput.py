@@ -99,7 +99,8 @@ def laam(args) -> dict:
     model = ModelConfig(**{**PRESETS["original-5m"]["model"], "stride": 512, "vocab_size": args.vocab,
                            "precision": "bf16" if args.bf16 else "float32"})
     config = TrainConfig(batch_size=args.batch, lr=1e-3, warmup_steps=100, max_steps=args.steps + args.warmup,
-                         eval_every=0, save_every=0, log_every=1, threads=args.threads, until_memorized=False)
+                         eval_every=0, save_every=0, log_every=1, threads=args.threads, until_memorized=False,
+                         final_check=False)
     run = Path(tempfile.mkdtemp(dir=args.work))
     train(model, config, corpus(args.include), args.tokenizer, run, Path(args.work) / "cache", progress=False)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "loss" in line]

@@ -64,6 +64,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the loss module
     threads: int = 0  # CPU threads per process; 0: all cores / processes (overrides accelerate's OMP_NUM_THREADS=1)
     loss_chunk: int = 0  # batch_chunk_size of linear_cross_entropy; 0: torch's automatic choice
+    final_check: bool = True  # run the memorization check when training ends (benchmarks of speed skip it)
     verify: bool = False  # after training, regenerate every file greedily and compare (laam.memorize)
     report_to: list[str] = field(default_factory=list)  # accelerate trackers: tensorboard, wandb, trackio
 
@@ -499,11 +500,13 @@ def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir:
     if status == "interrupted":
         accelerator.end_training()
         return TrainResult(run_dir, None, status, state["step"], state["tokens"], state["seconds"], memo)
-    if status != "memorized":
+    if status != "memorized" and config.final_check:
         memo = evaluate()
         metrics.log({"step": state["step"], "tokens": state["tokens"], "elapsed": round(state["seconds"], 2), **memo})
         if memo["memorized"] >= config.target and config.until_memorized:
             status = "memorized"
+    memo = memo or {"memorized": float("nan"), "accuracy": float("nan"), "body_total": 0, "body_correct": 0,
+                    "wrong_files": -1}
     checkpoint()
     model_dir = run_dir / "model"
     result = TrainResult(run_dir, model_dir, status, state["step"], state["tokens"], state["seconds"], memo)
