@@ -221,7 +221,10 @@ def train_command(
 def run_command(
     source: Source = "1.0", mirror: Mirror = DEFAULT_MIRROR, cache: Cache = default_cache(),
     preset: Preset = "demo", config: ConfigFile = None, out_dir: Out = None, resume: Resume = False,
-    overwrite: Overwrite = False, allocator: Allocator = True, quiet: Quiet = False,
+    overwrite: Overwrite = False, allocator: Allocator = True,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per process (default: cores / processes; 1 is "
+                                                "faster on a machine busy with other work).")] = None,
+    quiet: Quiet = False,
 ):
     """The whole pipeline of a preset: fetch, tokenizer, train until memorized, verify regeneration."""
     ensure_allocator_settings(allocator)
@@ -229,7 +232,7 @@ def run_command(
     if config is not None and preset == "demo":
         preset = None
     model_dir = run_pipeline(preset, config, source, mirror, cache, out=out_dir, resume=resume, overwrite=overwrite,
-                             progress=not quiet)
+                             progress=not quiet, train_overrides={"threads": threads} if threads else None)
     console.print(f"pipeline finished in {time.perf_counter() - started:.0f} s; model folder {model_dir}")
     typer.echo(str(model_dir))
 
