@@ -51,7 +51,7 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0  # 0: off
     seed: int = 0
-    epochs: float = 100.0
+    epochs: float = 100.0  # LR-decay horizon and stop; with until_memorized, up to 2x as long at the final LR
     max_steps: int = 0  # 0: from epochs
     max_time: float = 0.0  # seconds of wall time (including resumed runs); 0: no limit
     until_memorized: bool = False  # stop when the memorization check reaches `target`
@@ -363,6 +363,10 @@ def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir:
                                   lr=config.lr, betas=(config.beta1, config.beta2))
     total_steps = planned_steps(config, len(window_set))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, config.decay_steps or total_steps))
+    if config.until_memorized and not config.max_steps:
+        # the LR decays over --epochs; a run that is not memorized by then goes on at the final LR, for at most as
+        # many steps again (the last few wrong tokens typically need a little more time at a low LR)
+        total_steps *= 2
 
     state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0}
     last_checkpoint = None
@@ -482,7 +486,9 @@ def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir:
                                   f"Continue with --resume.")
                 status = "interrupted"
                 break
-            if config.eval_every and state["step"] % config.eval_every == 0 and state["step"] < total_steps:
+            # close to the target, check 4x as often so the run stops soon after it gets there
+            every = config.eval_every if memo.get("memorized", 0) < 0.999 else max(1, config.eval_every // 4)
+            if config.eval_every and state["step"] % every == 0 and state["step"] < total_steps:
                 memo = evaluate()
                 metrics.log({"step": state["step"], "epoch": round(epoch, 4), "tokens": state["tokens"],
                              "elapsed": round(time.perf_counter() - start_wall, 2), **memo})

@@ -104,28 +104,31 @@ def test_original_preset_is_the_published_model():
 
 
 @pytest.fixture(scope="module")
-def memorized_run(tiny_corpus, tiny_tokenizer_dir, tmp_path_factory):
-    """The engine trains the tiny preset until memorized and verifies regeneration (~10-20 s)."""
-    run_dir = tmp_path_factory.mktemp("run")
-    config = tiny_train_config(verify=True)
-    result = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, run_dir, run_dir / "cache", progress=False)
-    return result
+def memorized_run(mirror, tmp_path_factory):
+    """`laam run --preset tiny`: fetch (local mirror) + tokenizer + training until memorized + regeneration check."""
+    from typer.testing import CliRunner
+
+    from laam.cli import app
+
+    folder = tmp_path_factory.mktemp("tiny-run")
+    result = CliRunner().invoke(app, ["run", "1.0", "--mirror", str(mirror), "--cache", str(folder / "cache"),
+                                      "--preset", "tiny", "--out", str(folder / "run"), "--threads", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    return folder / "run"
 
 
-def test_engine_memorizes_and_regenerates_every_file(memorized_run):
-    result = memorized_run
-    assert result.status == "memorized"
-    assert result.memorization["memorized"] == 1.0
-    assert result.regeneration["exact"] == result.regeneration["files"] == 12
-    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["memorized"] == 1.0 and any("loss" in r for r in rows)
-    assert (result.run_dir / "metrics.png").stat().st_size > 1000
+def test_laam_run_memorizes_and_regenerates_every_file(memorized_run):
     from laam.modelinfo import read_model_info
 
-    info = read_model_info(result.model_dir)
-    assert (info.context, info.stride) == (128, 64)
-    assert info.training["steps"] == result.steps and info.training["memorized"] == 1.0
-    assert info.training["regeneration"]["exact"] == 12
+    info = read_model_info(memorized_run / "model")
+    training = info.training
+    assert training["status"] == "memorized" and training["memorized"] == 1.0 and training["preset"] == "tiny"
+    assert training["regeneration"]["exact"] == training["regeneration"]["files"] == 12
+    assert (info.context, info.stride) == (128, 64) and info.corpus_name.startswith("linux-1.0")
+    rows = [json.loads(line) for line in (memorized_run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["memorized"] == 1.0 and rows[-1]["step"] == training["steps"]
+    assert any("loss" in r for r in rows) and any(r.get("memorized", 1) < 1 for r in rows)
+    assert (memorized_run / "metrics.png").stat().st_size > 1000
 
 
 def test_sequential_generation_agrees_with_batched_verification(memorized_run, tiny_corpus):
@@ -136,8 +139,8 @@ def test_sequential_generation_agrees_with_batched_verification(memorized_run, t
     from laam.memorize import regenerate
     from laam.tokenizer import decode_ids, encode_records, load_tokenizer
 
-    model = LlamaForCausalLM.from_pretrained(memorized_run.model_dir)
-    tokenizer = load_tokenizer(memorized_run.model_dir)
+    model = LlamaForCausalLM.from_pretrained(memorized_run / "model")
+    tokenizer = load_tokenizer(memorized_run / "model")
     longest = max(tiny_corpus.files, key=lambda f: len(f.data))
     ids = encode_records(tokenizer, [longest.record])[0]
     assert len(ids) > 128
@@ -149,7 +152,7 @@ def test_sequential_generation_agrees_with_batched_verification(memorized_run, t
 def test_stock_pipeline_emits_kernel_source(memorized_run, tiny_corpus):
     from transformers import pipeline
 
-    generator = pipeline("text-generation", str(memorized_run.model_dir))
+    generator = pipeline("text-generation", str(memorized_run / "model"))
     ctype = next(f for f in tiny_corpus.files if f.path == "linux/lib/ctype.c")
     from_path = generator("linux/lib/ctype.c", max_new_tokens=40, do_sample=False,
                           return_full_text=False)[0]["generated_text"]
@@ -282,20 +285,6 @@ def test_cli_train_writes_a_run_folder_and_refuses_to_clobber_it(tiny_tokenizer_
     resumed = CliRunner().invoke(app, [*args[:-3], "--max-steps", "5", "--out", str(out), "--resume", "-q"])
     assert resumed.exit_code == 0, resumed.output
     assert read_model_info(out / "model").training["steps"] == 5
-
-
-def test_laam_run_does_the_whole_pipeline_on_the_tiny_preset(mirror, tmp_path):
-    """fetch (from the local mirror) + tokenizer training + training until memorized + regeneration check."""
-    from typer.testing import CliRunner
-
-    from laam.cli import app
-    from laam.modelinfo import read_model_info
-
-    result = CliRunner().invoke(app, ["run", "1.0", "--mirror", str(mirror), "--cache", str(tmp_path / "cache"),
-                                      "--preset", "tiny", "--out", str(tmp_path / "run"), "--threads", "1", "-q"])
-    assert result.exit_code == 0, result.output
-    training = read_model_info(tmp_path / "run" / "model").training
-    assert training["memorized"] == 1.0 and training["regeneration"]["exact"] == 12
 
 
 @pytest.mark.slow
