@@ -31,7 +31,7 @@ PRESETS: dict[str, dict] = {
         "corpus": {"include": ["linux/kernel/"]},
         "model": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4,
                   "context": 256, "stride": 128, "vocab_size": 4096},
-        "train": {"batch_size": 16, "lr": 3e-3, "warmup_steps": 50, "epochs": 30, "min_lr_ratio": 0.03,
+        "train": {"batch_size": 16, "lr": 3e-3, "warmup_steps": 50, "epochs": 30, "min_lr_ratio": 0.005,
                   "until_memorized": True, "eval_every": 100, "save_every": 200, "verify": True},
     },
     "tiny": {
