@@ -295,8 +295,19 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
+TRACKERS = ("tensorboard", "wandb", "trackio")
+
+
 def make_accelerator(model_config: ModelConfig, config: TrainConfig, run_dir: Path):
+    import importlib.util
+
     from accelerate import Accelerator
+
+    for tracker in config.report_to:
+        if tracker not in TRACKERS:
+            raise LaamError(f"unknown tracker {tracker!r}; choose from {', '.join(TRACKERS)}")
+        if importlib.util.find_spec(tracker) is None:
+            raise LaamError(f"--report-to {tracker} needs the {tracker} package: pip install {tracker}")
 
     precision = model_config.precision
     if precision == "auto":

@@ -304,3 +304,9 @@ def test_demo_preset_memorizes_its_subset_byte_for_byte(mirror, tmp_path):
     training = read_model_info(tmp_path / "run" / "model").training
     assert training["memorized"] == 1.0
     assert training["regeneration"]["exact"] == training["regeneration"]["files"] == 23
+
+
+def test_unknown_or_missing_tracker_is_a_clear_error(tiny_corpus, tiny_tokenizer_dir, tmp_path):
+    with pytest.raises(LaamError, match="unknown tracker 'nope'"):
+        train(TINY_MODEL, tiny_train_config(report_to=["nope"]), tiny_corpus, tiny_tokenizer_dir, tmp_path / "r",
+              tmp_path, progress=False)
