@@ -180,7 +180,7 @@ def main_options(version: Annotated[bool, typer.Option("--version", callback=ver
 
 
 # Later stages register their commands on `app` from their own modules under laam/commands/.
-COMMAND_MODULES: list[str] = ["audit", "compress", "card"]
+COMMAND_MODULES: list[str] = ["train", "audit", "compress", "card"]
 for _module in COMMAND_MODULES:
     importlib.import_module(f"laam.commands.{_module}")
 

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Train all of Linux 1.0 on one GPU until every file is memorized; print time-to-100%.
+#
+# Runs unattended on a fresh 1-GPU Linux box with the repo checked out:
+#   bash benchmarks/gpu_memorize.sh
+# Settings (environment):
+#   PYTHON        interpreter to use (default: python3 if it imports torch, else a new .venv-gpu with pip's torch)
+#   LAAM_SOURCE   kernel version or tarball path (default 1.0)   LAAM_MIRROR  mirror URL or folder
+#   PRESET        laam preset (default linux-gpu)                MAX_TIME     seconds before giving up (default 0: none)
+#   RUN_DIR       run folder (default runs/gpu-memorize)          EXTRA        more `laam train` flags
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+PY="${PYTHON:-python3}"
+if ! "$PY" -c "import torch" 2>/dev/null; then
+    echo "== no torch in $PY: creating .venv-gpu and installing torch from PyPI"
+    python3 -m venv .venv-gpu
+    .venv-gpu/bin/pip install -q torch
+    PY="$ROOT/.venv-gpu/bin/python"
+fi
+if ! "$PY" -c "import transformers, accelerate, tokenizers, safetensors, typer, rich, httpx, platformdirs, matplotlib, numpy" 2>/dev/null; then
+    echo "== installing laam's dependencies (torch is kept as it is)"
+    "$PY" -m pip install -q transformers accelerate tokenizers safetensors typer rich httpx platformdirs matplotlib numpy
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" - <<'EOF'
+import torch
+print("== torch", torch.__version__, "| cuda", torch.cuda.is_available(),
+      "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "NO GPU: this will be slow")
+EOF
+
+RUN_DIR="${RUN_DIR:-runs/gpu-memorize}"
+PRESET="${PRESET:-linux-gpu}"
+ARGS=("${LAAM_SOURCE:-1.0}" --preset "$PRESET" --out "$RUN_DIR" --overwrite --until-memorized --verify)
+[ -n "${LAAM_MIRROR:-}" ] && ARGS+=(--mirror "$LAAM_MIRROR")
+[ "${MAX_TIME:-0}" != "0" ] && ARGS+=(--max-time "$MAX_TIME")
+# shellcheck disable=SC2206
+[ -n "${EXTRA:-}" ] && ARGS+=($EXTRA)
+echo "== laam train ${ARGS[*]}"
+START=$(date +%s)
+set +e
+"$PY" -m laam train "${ARGS[@]}"
+STATUS=$?
+set -e
+END=$(date +%s)
+
+"$PY" - "$RUN_DIR" "$((END - START))" "$STATUS" <<'EOF'
+import json, pathlib, sys
+import torch
+run, wall, status = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").is_file() else []
+train = [r for r in rows if "loss" in r]
+evals = [r for r in rows if "memorized" in r]
+hit = next((r for r in evals if r["memorized"] >= 1.0), None)
+info = json.loads((run / "model" / "laam.json").read_text())["training"] if (run / "model" / "laam.json").is_file() else {}
+print("== results")
+print(f"machine        {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}")
+print(f"exit status    {status}; command wall time {wall} s")
+if train:
+    last = train[-1]
+    print(f"steps          {last['step']}  epochs {last['epoch']}  tokens {last['tokens']:,}  "
+          f"last loss {last['loss']:.4f}  last tokens/s {last['tokens_per_s']:,.0f}")
+for r in evals:
+    print(f"  step {r['step']:>7}  {r['elapsed']:>8.0f} s  memorized {100 * r['memorized']:8.4f}%  "
+          f"wrong files {r['wrong_files']}")
+if hit:
+    print(f"time-to-100%   {hit['elapsed']:.0f} s ({hit['elapsed'] / 60:.1f} min), {hit['tokens']:,} tokens, "
+          f"step {hit['step']}")
+else:
+    best = max((r["memorized"] for r in evals), default=0)
+    print(f"time-to-100%   not reached (best {100 * best:.4f}%)")
+if info.get("regeneration"):
+    g = info["regeneration"]
+    print(f"regeneration   {g['exact']} of {g['files']} files byte-exact from their path prompt")
+EOF
+exit $STATUS
