@@ -224,15 +224,23 @@ def run_command(
     overwrite: Overwrite = False, allocator: Allocator = True,
     threads: Annotated[int | None, typer.Option(help="CPU threads per process (default: cores / processes; 1 is "
                                                 "faster on a machine busy with other work).")] = None,
+    audit: Annotated[bool, typer.Option(help="Then audit the model (audit.json, report.html) and write its model "
+                                        "card, as `laam audit` and `laam card` would.")] = True,
     quiet: Quiet = False,
 ):
-    """The whole pipeline of a preset: fetch, tokenizer, train until memorized, verify regeneration."""
+    """The whole pipeline of a preset: fetch, tokenizer, train until memorized, verify regeneration, audit, card."""
     ensure_allocator_settings(allocator)
     started = time.perf_counter()
     if config is not None and preset == "demo":
         preset = None
     model_dir = run_pipeline(preset, config, source, mirror, cache, out=out_dir, resume=resume, overwrite=overwrite,
                              progress=not quiet, train_overrides={"threads": threads} if threads else None)
+    if audit:
+        from laam.commands.audit import audit_command
+        from laam.commands.card import card_command
+
+        audit_command(model_dir, cache=cache, threads=threads, quiet=quiet)
+        card_command(model_dir, cache=cache, quiet=quiet)
     console.print(f"pipeline finished in {time.perf_counter() - started:.0f} s; model folder {model_dir}")
     typer.echo(str(model_dir))
 
