@@ -27,6 +27,7 @@ AUDIT_FILE, AUDIT_HTML = "audit.json", "audit.html"
 AUDIT_HTML_NAMES = (AUDIT_HTML, "report.html")  # `laam audit` writes report.html beside audit.json
 CURVE_FILE, METRICS_FILE = "training_curve.png", "metrics.jsonl"
 MANIFEST_FILE, CORPUS_FILE = "manifest.jsonl", "corpus.json"
+COMPRESSION_FILE = "compression.json"  # `laam compress --out MODEL/NAME.laamz` writes it into the model folder
 WEIGHTS_FILE = "model.safetensors"
 CODE_LICENSE = "MIT"  # the laam package's own license (pyproject.toml)
 # Hugging Face's license ids (https://huggingface.co/docs/hub/repositories-licenses) for SPDX ids it lists;
@@ -74,6 +75,7 @@ class Facts:
     card_commit: str  # of the code writing the card now ("unknown" outside a git checkout)
     audit: dict | None = None
     audit_html: bool = False
+    compression: dict | None = None  # compression.json from `laam compress`, when the folder has one
     metrics: list[dict] = field(default_factory=list)
     curve: bool = False  # training_curve.png in the folder
     checkpoints: Path | None = None  # the run's intermediate checkpoints, if they survive
@@ -224,6 +226,8 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
         if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()) and facts.checkpoints is None:
             facts.checkpoints = run / "checkpoints"
     facts.curve = (folder / CURVE_FILE).is_file() or _curve_source(folder) is not None
+    if (folder / COMPRESSION_FILE).is_file():
+        facts.compression = json.loads((folder / COMPRESSION_FILE).read_text())
     return facts
 
 
@@ -458,10 +462,28 @@ def _curve_section(facts: Facts) -> str:
     return "\n\n".join(parts)
 
 
+def _compression_section(facts: Facts) -> str:
+    """Bits per byte of the training files under the model against general compressors (laam compress)."""
+    c = facts.compression
+    if not c:
+        return ""
+    bpb = c["bits_per_byte"]
+    rows = [("this model, coded streams", f"{bpb['stream']:.4f}"), ("this model, whole archive", f"{bpb['raw']:.4f}"),
+            ("this model, archive + weights", f"{bpb['adjusted']:.4f}")]
+    for name, stats in ((c.get("baselines") or {}).get("same_bytes") or {}).items():
+        if isinstance(stats, dict) and "bits_per_byte" in stats:
+            rows.append((f"`{name}` on the same bytes", f"{stats['bits_per_byte']:.4f}"))
+    return (f"### The model as a compressor\n\n`laam compress` arithmetic-codes the {c['corpus']['files']} training "
+            f"files under the model's own next-token probabilities (`{COMPRESSION_FILE}`); "
+            f"`laam decompress` rebuilds them byte for byte.\n\n" + _table(("coder", "bits per byte"), rows))
+
+
 def _evaluation_section(facts: Facts) -> str:
+    compression = _compression_section(facts)
     if not facts.audit:
-        return ("Not audited yet. Run `laam audit` on this folder, then `laam card` again, to add the verbatim "
-                "regeneration and extraction numbers.")
+        return "\n\n".join(filter(None, [
+            "Not audited yet. Run `laam audit` on this folder, then `laam card` again, to add the verbatim "
+            "regeneration and extraction numbers.", compression]))
     s = facts.audit["summary"]
     rows = [
         ("files audited", s.get("files")), ("files regenerated verbatim", s.get("verbatim_files")),
@@ -473,6 +495,8 @@ def _evaluation_section(facts: Facts) -> str:
     parts = [_table(("metric", "value"), rows), f"Full results, per file and per directory: `{AUDIT_FILE}`."]
     if facts.audit_html:
         parts.append(f"A readable report is alongside: [`{AUDIT_HTML}`]({AUDIT_HTML}).")
+    if compression:
+        parts.append(compression)
     return "\n\n".join(parts)
 
 

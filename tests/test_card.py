@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from laam import LaamError
-from laam.card import CardConfig, check_card, hf_license
+from laam.card import CardConfig, check_card, gather_facts, hf_license, render_card
 from laam.cli import app
 from laam.openness import MOF_COMPONENTS, mof_class
 from tests.conftest import TARBALL
@@ -356,3 +356,20 @@ def test_bom_stays_valid_with_licenses_outside_the_spdx_list(carded):
     dataset = next(c for c in bom["components"] if c["bom-ref"] == "dataset")
     assert {"license": {"name": "LicenseRef-public-domain"}} in dataset["licenses"]
     assert bom["metadata"]["component"]["licenses"] == [{"license": {"name": "LicenseRef-laam-weights"}}]
+
+
+def test_card_quotes_the_models_compression_figures(tiny_model_dir, tmp_path):
+    """`laam compress --out MODEL/…` leaves compression.json in the model folder; the card quotes its bits/byte."""
+    from typer.testing import CliRunner
+
+
+    model = make_run(tiny_model_dir, tmp_path) / "model"
+    result = CliRunner().invoke(app, ["compress", "--model", str(model), "--out", str(model / "corpus.laamz"),
+                                      "--no-archive-baselines", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((model / "compression.json").read_text())
+    card = render_card(gather_facts(model), CardConfig())
+    assert "### The model as a compressor" in card
+    assert f"| this model, coded streams | {report['bits_per_byte']['stream']:.4f} |" in card
+    gzip_bpb = report["baselines"]["same_bytes"]["gzip -9"]["bits_per_byte"]
+    assert f"| `gzip -9` on the same bytes | {gzip_bpb:.4f} |" in card and gzip_bpb > report["bits_per_byte"]["stream"]
