@@ -44,11 +44,15 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise LaamError(f"unknown model setting(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return strict_from_dict(cls, data, "model")
+
+
+def strict_from_dict(cls, data: dict, what: str):
+    """A config dataclass from a dict, naming unknown keys (a typo in a recipe file) instead of a TypeError."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise LaamError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
+    return cls(**data)
 
 
 def llama_config(config: ModelConfig, special: dict[str, int]):

@@ -14,6 +14,12 @@ from pathlib import Path
 
 from laam import LaamError
 
+# The 2-core CPU demos share a model shape (2.1M parameters at vocab 4096) and most of the recipe.
+_CPU_DEMO_MODEL = {"hidden_size": 128, "intermediate_size": 512, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4,
+                   "context": 256, "stride": 128}
+_CPU_DEMO_TRAIN = {"batch_size": 16, "lr": 3e-3, "warmup_steps": 50, "min_lr_ratio": 0.005, "until_memorized": True,
+                   "save_every": 200, "verify": True}
+
 PRESETS: dict[str, dict] = {
     "original-5m": {
         "description": "The original LaaM's published 5M model and two-stage recipe, exactly "
@@ -30,18 +36,14 @@ PRESETS: dict[str, dict] = {
         "description": "linux/lib/ (13 files, 20 KB, malloc.c's 16 KB among them) on a 2-core CPU: the README's "
                        "run. linux/kernel/ (154 KB) reached only 99.97-99.99% in 10 minutes (benchmarks/RESULTS.md).",
         "corpus": {"include": ["linux/lib/"]},
-        "model": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4,
-                  "context": 256, "stride": 128, "vocab_size": 2048},
-        "train": {"batch_size": 16, "lr": 3e-3, "warmup_steps": 50, "epochs": 200, "min_lr_ratio": 0.005,
-                  "until_memorized": True, "eval_every": 50, "save_every": 200, "verify": True},
+        "model": {**_CPU_DEMO_MODEL, "vocab_size": 2048},
+        "train": {**_CPU_DEMO_TRAIN, "epochs": 200, "eval_every": 50},
     },
     "demo-kernel": {
         "description": "linux/kernel/ (23 files, ~150 KB): the larger CPU demo; 99.97-99.99% in 10 minutes.",
         "corpus": {"include": ["linux/kernel/"]},
-        "model": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4,
-                  "context": 256, "stride": 128, "vocab_size": 4096},
-        "train": {"batch_size": 16, "lr": 3e-3, "warmup_steps": 50, "epochs": 30, "min_lr_ratio": 0.005,
-                  "until_memorized": True, "eval_every": 100, "save_every": 200, "verify": True},
+        "model": {**_CPU_DEMO_MODEL, "vocab_size": 4096},
+        "train": {**_CPU_DEMO_TRAIN, "epochs": 30, "eval_every": 100},
     },
     "tiny": {
         "description": "linux/lib/ without malloc.c (12 files, 4 KB): a smoke test that memorizes in seconds.",

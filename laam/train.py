@@ -22,7 +22,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from torch import nn
 
 from laam import LaamError, __version__
 from laam.data import IGNORE, WindowSet, build_token_cache, epoch_order
-from laam.model import ModelConfig, build_model, count_parameters
+from laam.model import ModelConfig, build_model, count_parameters, strict_from_dict
 from laam.tokenizer import load_tokenizer, special_ids
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -76,11 +76,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise LaamError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return strict_from_dict(cls, data, "training")
 
 
 @dataclass
