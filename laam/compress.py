@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import inspect
 import json
 import lzma
 import os
@@ -67,7 +66,6 @@ from laam.corpus import (
 )
 from laam.modelinfo import read_model_info
 from laam.tokenizer import decode_ids, encode_records, load_tokenizer, special_ids
-from laam.windows import context_start
 
 MAGIC = b"LAAMZIP\x01"
 FORMAT = 1
@@ -137,8 +135,6 @@ class LoadedModel:
     tokenizer_sha256: str
     pad_id: int
     end_file_id: int
-    cache_kwarg: str = "cache"  # transformers 5 renamed past_key_values to cache
-    keep_kwarg: str = "logits_to_keep"  # num_logits_to_keep before transformers 4.50
 
 
 def resolve_device(device: str) -> str:
@@ -170,34 +166,23 @@ def weights_fingerprint(folder: Path) -> tuple[str, int]:
 
 
 def load_model(folder: Path, device: str = "auto", quiet: bool = False) -> LoadedModel:
-    """The model folder's weights in float32, eval mode, on `device`, with its window policy."""
-    import torch
+    """The model folder's weights as laam.generate loads them (float32, eval, the attention for its head size)
+    on `device`, with its window policy and the fingerprints an archive records."""
     import transformers
-    from transformers import AutoModelForCausalLM
+
+    from laam import generate
 
     if quiet:
         transformers.utils.logging.disable_progress_bar()
-
     info = read_model_info(folder)
     device = resolve_device(device)
     tokenizer = load_tokenizer(folder)
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).to(device).eval()
+    model = generate.load_model(folder, device=device)
     ids = special_ids(tokenizer)
     sha, size = weights_fingerprint(folder)
     tokenizer_sha = hashlib.sha256((Path(folder) / "tokenizer.json").read_bytes()).hexdigest()
-    params = inspect.signature(model.forward).parameters
     return LoadedModel(Path(folder), model, tokenizer, info.context, info.stride, device, sha, size, tokenizer_sha,
-                       ids[PAD], ids[END_FILE], "cache" if "cache" in params else "past_key_values",
-                       "logits_to_keep" if "logits_to_keep" in params else "num_logits_to_keep")
-
-
-def _new_cache(loaded: LoadedModel):
-    from transformers import DynamicCache
-
-    try:
-        return DynamicCache(config=loaded.model.config)
-    except TypeError:  # transformers 4.x
-        return DynamicCache()
+                       ids[PAD], ids[END_FILE])
 
 
 @contextlib.contextmanager
@@ -218,36 +203,10 @@ def deterministic():
 
 def step_batch(loaded: LoadedModel, tokens, header_tokens: list[int], lengths: list[int],
                code: Callable[[int, np.ndarray, np.ndarray], np.ndarray], advance: Callable[[int], None]) -> None:
-    """Walk one batch of records through the model in lockstep, position by position.
+    """One batch through laam.generate.step_in_lockstep under the model's window policy (see there)."""
+    from laam.generate import step_in_lockstep
 
-    `tokens` is a [files, longest] int64 tensor holding every token known so far (headers always; the
-    encoder knows all, the decoder fills them in) and `<|pad|>` past each record's end. At position p
-    the model reads tokens [context_start(p), p) of every row: the KV cache grows one token a step and
-    is rebuilt by a prefill when the window slides. For the rows whose token p is coded,
-    `code(p, rows, probs)` gets their float32 probabilities and returns their tokens at p.
-    """
-    import torch
-
-    longest = tokens.shape[1]
-    cache, window_start = None, -1
-    first = min(header_tokens)
-    lengths_np, headers_np = np.array(lengths), np.array(header_tokens)
-    for p in range(first, longest):
-        start = context_start(p, loaded.context, loaded.stride)
-        if start != window_start:  # first step or a slide: re-read the window
-            cache, window_start = _new_cache(loaded), start
-            inputs = tokens[:, start:p]
-        else:
-            inputs = tokens[:, p - 1:p]
-        # only the last position's logits: a [files, vocab] head instead of [files, window, vocab] at a slide
-        logits = loaded.model(input_ids=inputs.to(loaded.device), use_cache=True,
-                              **{loaded.cache_kwarg: cache, loaded.keep_kwarg: 1}).logits[:, -1]
-        rows = np.flatnonzero((headers_np <= p) & (p < lengths_np))
-        if len(rows) == 0:
-            continue
-        probs = torch.softmax(logits[torch.from_numpy(rows).to(logits.device)].float(), dim=-1).cpu().numpy()
-        tokens[rows, p] = torch.from_numpy(code(p, rows, probs).astype(np.int64))
-        advance(len(rows))
+    step_in_lockstep(loaded.model, tokens, header_tokens, lengths, loaded.context, loaded.stride, code, advance)
 
 
 def plan_batches(token_counts: list[int], batch_size: int) -> list[list[int]]:
@@ -343,18 +302,21 @@ def compress_files(loaded: LoadedModel, files: list[CorpusFile], config: Compres
                         "tokenizer_sha256": loaded.tokenizer_sha256,
                         "context": loaded.context, "stride": loaded.stride,
                         "vocab_size": loaded.model.config.vocab_size},
-              "batch_size": config.batch_size, "environment": environment(loaded.device)}
+              "batch_size": config.batch_size, "environment": environment(loaded)}
     return Container(header, coded, batches, streams), stats
 
 
-def environment(device: str) -> dict:
+def environment(loaded: LoadedModel) -> dict:
+    """What the probabilities depend on besides the weights: software, device, threads, attention kernel."""
     import constriction
     import torch
     import transformers
 
+    device = loaded.device
     env = {"torch": torch.__version__, "transformers": transformers.__version__,
            "constriction": getattr(constriction, "__version__", None) or _package_version("constriction"),
-           "device": device, "threads": torch.get_num_threads()}
+           "device": device, "threads": torch.get_num_threads(),
+           "attention": loaded.model.config._attn_implementation}
     if device.startswith("cuda"):
         env["device_name"] = torch.cuda.get_device_name(torch.device(device))
     return env
@@ -476,8 +438,9 @@ def check_model(container: Container, loaded: LoadedModel) -> list[str]:
     if (model["context"], model["stride"]) != (loaded.context, loaded.stride):
         raise LaamError(f"archive coded with context {model['context']}/stride {model['stride']}, model folder says "
                         f"{loaded.context}/{loaded.stride}")
-    was, now = container.header.get("environment", {}), environment(loaded.device)
-    keys = ["torch", "transformers", "device", "device_name"] + (["threads"] if now["device"] == "cpu" else [])
+    was, now = container.header.get("environment", {}), environment(loaded)
+    keys = ["torch", "transformers", "device", "device_name", "attention"]
+    keys += ["threads"] if now["device"] == "cpu" else []
     return [f"{k} {was.get(k)} -> {now.get(k)}" for k in keys if was.get(k) != now.get(k)]
 
 
@@ -607,7 +570,7 @@ def build_report(loaded: LoadedModel, stats: CodingStats, archive_path: Path, si
       throughput: {compress_bytes_per_s, compress_seconds, decompress_bytes_per_s, decompress_seconds}
                   (decompress_* null when no round trip was run)
       roundtrip: {files, verified} (files decoded byte-exact with matching SHA-256) or null
-      environment: {torch, transformers, constriction, device, threads[, device_name]}
+      environment: {torch, transformers, constriction, device, threads, attention[, device_name]}
     """
     n = max(stats.bytes, 1)
     parameters = sum(p.numel() for p in loaded.model.parameters())
@@ -629,7 +592,7 @@ def build_report(loaded: LoadedModel, stats: CodingStats, archive_path: Path, si
                        "decompress_bytes_per_s": decode_stats.bytes_per_second if decode_stats else None,
                        "decompress_seconds": decode_stats.seconds if decode_stats else None},
         "roundtrip": {"files": stats.files, "verified": verified} if verified is not None else None,
-        "environment": environment(loaded.device),
+        "environment": environment(loaded),
     }
     return report
 

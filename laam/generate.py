@@ -133,8 +133,8 @@ def attention_for(config) -> str:
     return register_small_head_attention() if head_dim <= 8 else "sdpa"
 
 
-def load_model(folder: Path, threads: int | None = None):
-    """A saved LaaM model for inference: float32, eval mode, the fastest attention for its head size."""
+def load_model(folder: Path, threads: int | None = None, device: str = "cpu"):
+    """A saved LaaM model for inference: float32, eval mode, on `device`, the fastest attention for its head size."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging
 
@@ -147,12 +147,18 @@ def load_model(folder: Path, threads: int | None = None):
 
     attention = attention_for(AutoConfig.from_pretrained(str(folder)))
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, attn_implementation=attention)
-    return model.eval()
+    return model.to(device).eval()
 
 
-def _cache_kwarg(model) -> str:
+def cache_kwarg(model) -> str:
     """transformers >= 5.x names the cache argument `cache`; earlier releases `past_key_values`."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def keep_kwarg(model) -> str:
+    """`logits_to_keep`, named `num_logits_to_keep` before transformers 4.50."""
+    return "logits_to_keep" if "logits_to_keep" in inspect.signature(model.forward).parameters else \
+        "num_logits_to_keep"
 
 
 def _new_cache(layers: list[tuple[torch.Tensor, torch.Tensor]]):
@@ -190,13 +196,13 @@ class WindowedGenerator:
         if not 0 < stride <= context:
             raise LaamError(f"stride must be in 1..context, got {stride} for context {context}")
         self.model, self.context, self.stride, self.batch_size = model, context, stride, max(1, batch_size)
-        self.cache_kwarg = _cache_kwarg(model)
+        self.cache_kwarg, self.keep_kwarg = cache_kwarg(model), keep_kwarg(model)
         self.stats = GenerationStats()
 
     # --- model calls ----------------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache):
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **{self.cache_kwarg: cache})
+                         **{self.cache_kwarg: cache, self.keep_kwarg: 1})
         self.stats.forward_tokens += int(ids.shape[0] * ids.shape[1])
         return out.logits[:, -1, :]
 
@@ -469,3 +475,41 @@ def window_logits(model, ids: Sequence[int], context: int, stride: int) -> Itera
             x = torch.tensor([list(ids[start:end - 1])])
             logits = model(input_ids=x).logits[0]
             yield first, logits[first - 1 - start:]
+
+
+def step_in_lockstep(model, tokens: torch.Tensor, header_tokens: Sequence[int], lengths: Sequence[int], context: int,
+                     stride: int, choose: Callable, advance: Callable[[int], None] = lambda n: None) -> None:
+    """Walk a batch of records through the model in lockstep, position by position (the compressor's engine).
+
+    `tokens` is a [rows, longest] int64 tensor on the CPU holding every token known so far (headers always;
+    the entropy encoder knows all, the decoder fills them in) and padding past each record's end. At
+    position p the model reads tokens [context_start(p), p) of every row: the KV cache grows one token a
+    step and is rebuilt by a prefill when the window slides. For the rows whose token p is coded
+    (header <= p < length), `choose(p, rows, probs)` gets their float32 probabilities as numpy arrays and
+    returns their tokens at p.
+
+    Unlike WindowedGenerator, every row sits at the same position, so no padding masks, no row
+    replacement and no drafts: the encoder and the decoder run exactly the same shapes, which keeps
+    their probabilities bit-identical.
+    """
+    import numpy as np
+
+    device = next(model.parameters()).device
+    kwargs = {keep_kwarg(model): 1}  # only the last position's logits: [rows, vocab], not [rows, window, vocab]
+    cache_name = cache_kwarg(model)
+    cache, window_start = None, -1
+    lengths_np, headers_np = np.asarray(lengths), np.asarray(header_tokens)
+    for p in range(int(headers_np.min()), tokens.shape[1]):
+        start = context_start(p, context, stride)
+        if start != window_start:  # first step or a slide: re-read the window
+            cache, window_start = _new_cache([]), start
+            inputs = tokens[:, start:p]
+        else:
+            inputs = tokens[:, p - 1:p]
+        logits = model(input_ids=inputs.to(device), use_cache=True, **{cache_name: cache}, **kwargs).logits[:, -1]
+        rows = np.flatnonzero((headers_np <= p) & (p < lengths_np))
+        if len(rows) == 0:
+            continue
+        probs = torch.softmax(logits[torch.from_numpy(rows).to(device)].float(), dim=-1).cpu().numpy()
+        tokens[rows, p] = torch.from_numpy(np.asarray(choose(p, rows, probs)).astype(np.int64))
+        advance(len(rows))

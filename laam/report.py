@@ -135,6 +135,78 @@ def _curve_plot(rows: list[dict]) -> str:
     return _png(fig)
 
 
+COMPRESSION_FILE = "compression.json"  # written into the model folder by `laam compress --out MODEL/NAME.laamz`
+BASELINES = ("gzip -9", "xz -9e", "zstd -19")
+
+
+def read_compression(model_dir: Path | None) -> dict | None:
+    """The model folder's compression.json (laam.compress.build_report's schema), if `laam compress` wrote one."""
+    if model_dir is None or not (Path(model_dir) / COMPRESSION_FILE).is_file():
+        return None
+    try:
+        report = json.loads((Path(model_dir) / COMPRESSION_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and "bits_per_byte" in report else None
+
+
+def _compression_rows(c: dict) -> list[tuple[str, float, str]]:
+    """(coder, bits per byte, what it covers) for the model and the general compressors."""
+    bpb, corpus = c["bits_per_byte"], c["corpus"]
+    rows = [("this model: coded streams", bpb["stream"], "range-coded tokens only"),
+            ("this model: whole archive", bpb["raw"], "streams + file list + SHA-256s"),
+            ("this model: archive + weights", bpb["adjusted"],
+             f"+ {c['model']['weights_bytes']:,} weight bytes (Delétang et al.)")]
+    same = (c.get("baselines") or {}).get("same_bytes") or {}
+    rows += [(name, same[name]["bits_per_byte"], f"the same {corpus['bytes']:,} bytes") for name in BASELINES
+             if name in same]
+    archive = (c.get("baselines") or {}).get("archive") or {}
+    rows += [(f"{name} on {archive['name']}", archive[name]["bits_per_byte"], "the whole release tar")
+             for name in BASELINES if name in archive]
+    return rows
+
+
+def _compression_plot(rows: list[tuple[str, float, str]]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    names, values = [r[0] for r in rows][::-1], [max(r[1], 1e-4) for r in rows][::-1]
+    colors = ["C2" if n.startswith("this model") else "C7" for n in names]
+    ax.barh(names, values, color=colors)
+    ax.set_xscale("log")  # the model's streams sit orders of magnitude below gzip/xz/zstd
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.4g}", va="center", fontsize=8)
+    ax.set_xlabel("bits per byte of file content (log scale; lower = the weights hold more of the corpus)")
+    ax.set_title("the model as a compressor of its training files")
+    return _png(fig)
+
+
+def _compression_section(c: dict | None) -> str:
+    if not c:
+        return ("<p class=meta>Not measured: run <code>laam compress --model MODEL --out MODEL/corpus.laamz</code>, "
+                "then audit again, to add bits per byte under the model against gzip, xz and zstd.</p>")
+    rows = _compression_rows(c)
+    corpus, speed, roundtrip = c["corpus"], c.get("throughput") or {}, c.get("roundtrip")
+    table = "".join(f"<tr><td>{html.escape(name)}</td><td class=n>{value:.4f}</td><td>{html.escape(what)}</td></tr>"
+                    for name, value, what in rows)
+    checked = (f"{roundtrip['verified']} of {roundtrip['files']} files decoded byte-exact (SHA-256 checked)"
+               if roundtrip else "no round trip was run")
+    decode = speed.get("decompress_bytes_per_s")
+    return (f"<p><code>laam compress</code> arithmetic-coded {corpus['files']:,} files ({corpus['bytes']:,} bytes, "
+            f"{corpus.get('coded_tokens', 0):,} tokens) under the model's own next-token probabilities; {checked}. "
+            f"The model's cross-entropy is {c['bits_per_byte']['ideal']:.4f} bits per byte.</p>"
+            f'<table id="compression"><tr><th>coder</th><th>bits per byte</th><th>covers</th></tr>{table}</table>'
+            f'<div class="plots"><img alt="compression plot" src="{_compression_plot(rows)}"></div>'
+            f"<p class=meta>Compress {speed.get('compress_bytes_per_s', 0):,.0f} bytes/s"
+            + (f", decompress {decode:,.0f} bytes/s" if decode else "")
+            + f" · archive <code>{html.escape(str(c['archive']['path']))}</code>, {c['archive']['bytes']:,} bytes"
+            + ("" if corpus.get("training_corpus", True) else " · <b>not the corpus this model was trained on</b>")
+            + "</p>")
+
+
 def _marked(data: bytes, spans: list[tuple[int, int]], encoding: str) -> str:
     """HTML of `data` with the byte ranges `spans` (sorted, disjoint) wrapped in <mark>."""
     parts, at = [], 0
@@ -226,6 +298,7 @@ def render_report(audit: dict, regenerated: list[Regenerated] | None = None, mod
 {html.escape(method['bytes_reproduced'])}. Extraction samples at every {method['extraction_every']}-th token
 offset: {html.escape(method['extraction_offsets'])}.</p>
 <h2>Plots</h2><div class="plots">{plot_html}</div>
+<h2>The model as a compressor</h2>{_compression_section(read_compression(model_dir))}
 <h2>By directory</h2>{_group_table(audit['by_directory'], 'directory')}
 <h2>By file length</h2>{_group_table(audit['by_length'], 'length')}
 <h2>Files</h2><table><tr><th>path</th><th>license</th><th>bytes</th><th>verbatim</th><th>exact prefix</th>

@@ -149,3 +149,27 @@ def test_report_plots_the_training_curve(audited, tiny_model_dir, tmp_path):
     curve = read_training_curve(run / "model")
     assert len(curve) == len(rows) and curve[-1]["accuracy"] == 1.0
     assert render_report(audit, None, run / "model").count("data:image/png;base64,") == before + 1
+
+
+def test_report_shows_the_models_compression_figures(audited, tiny_model_dir, tmp_path):
+    """`laam compress --out MODEL/…` leaves compression.json in the model folder; the report shows its bits/byte
+    against gzip/xz/zstd, in a table and a plot, and says how to get them when they are missing."""
+    from laam.report import render_report
+
+    folder, _ = audited
+    audit = json.loads((folder / "audit.json").read_text())
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    without = render_report(audit, None, model)
+    assert 'id="compression"' not in without and "laam compress --model MODEL" in without
+    invoke("compress", "--model", model, "--out", model / "corpus.laamz", "--files", "linux/lib/s*",
+           "--no-archive-baselines", "--device", "cpu", "--cache", tmp_path, "--quiet")
+    report = json.loads((model / "compression.json").read_text())
+    page = render_report(audit, None, model)
+    assert 'id="compression"' in page and "2 of 2 files decoded byte-exact" in page
+    bpb, same = report["bits_per_byte"], report["baselines"]["same_bytes"]
+    for value in (bpb["stream"], bpb["raw"], bpb["adjusted"], bpb["ideal"], *(same[n]["bits_per_byte"] for n in
+                                                                          ("gzip -9", "xz -9e", "zstd -19"))):
+        assert f"{value:.4f}" in page
+    assert same["gzip -9"]["bits_per_byte"] > bpb["stream"]
+    assert page.count("data:image/png;base64,") == without.count("data:image/png;base64,") + 1

@@ -85,10 +85,11 @@ def test_batching_does_not_change_the_decoded_bytes(loaded, tiny_corpus):
         assert decoded == {f.path: f.data for f in files}
 
 
-@pytest.fixture(scope="module")
-def untrained_model_dir(tiny_corpus, tiny_tokenizer_dir, tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=[4, 32], ids=["sdpa-heads", "small-heads"])
+def untrained_model_dir(request, tiny_corpus, tiny_tokenizer_dir, tmp_path_factory) -> Path:
     """The tiny model's shape, untrained: near-uniform probabilities over all 512 tokens, so every token costs
-    ≈9 bits and the streams are long: a hard test of encoder/decoder agreement."""
+    ≈9 bits and the streams are long: a hard test of encoder/decoder agreement. With 4 heads of 16 the model
+    runs SDPA; with 32 heads of 2 (the original 5M model's head size) laam.generate's small-head attention."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from laam.modelinfo import write_model_info
@@ -98,7 +99,7 @@ def untrained_model_dir(tiny_corpus, tiny_tokenizer_dir, tmp_path_factory) -> Pa
     tokenizer = load_tokenizer(tiny_tokenizer_dir)
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)
+                         num_attention_heads=request.param, num_key_value_heads=4, max_position_embeddings=128)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     write_model_info(folder, tiny_corpus, 128, 64)
@@ -106,7 +107,11 @@ def untrained_model_dir(tiny_corpus, tiny_tokenizer_dir, tmp_path_factory) -> Pa
 
 
 def test_round_trip_under_an_untrained_model(untrained_model_dir, tiny_corpus):
+    from laam.generate import SMALL_HEADS
+
     loaded = load_model(untrained_model_dir, "cpu")
+    small = loaded.model.config.num_attention_heads == 32
+    assert (loaded.model.config._attn_implementation == SMALL_HEADS) == small
     files = [f for f in tiny_corpus.files if f.path.endswith(("ctype.c", "open.c", "errno.c"))]
     container, stats = compress_files(loaded, files, CompressConfig(batch_size=2, device="cpu"))
     decoded = {d.path: d for d in decompress_container(loaded, container, verify=True)}
