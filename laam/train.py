@@ -63,7 +63,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     compile: bool = False  # torch.compile the loss module
     threads: int = 0  # CPU threads per process; 0: all cores / processes (overrides accelerate's OMP_NUM_THREADS=1)
-    loss_chunk: int = 0  # batch_chunk_size of linear_cross_entropy; 0: torch's automatic choice
+    loss_chunk: int = 0  # batch_chunk_size of linear_cross_entropy; 0: cpu_loss_chunk on CPU, torch's choice on CUDA
     final_check: bool = True  # run the memorization check when training ends (benchmarks of speed skip it)
     verify: bool = False  # after training, regenerate every file greedily and compare (laam.memorize)
     report_to: list[str] = field(default_factory=list)  # accelerate trackers: tensorboard, wandb, trackio
@@ -104,11 +104,23 @@ def lr_lambda(config: TrainConfig, decay_steps: int):
     return factor
 
 
+def cpu_loss_chunk(vocab_size: int) -> int:
+    """Rows per chunk of the fused head + loss on CPU: about 4M logits (128 rows at vocab 32768).
+
+    torch's automatic choice for float32 on CPU ("aspect_ratio:2") cuts 4-row chunks at vocab 32768 and hidden
+    64, and the head + loss then ran 3x slower than with 128-256 rows (2.6 s against 0.8-0.9 s for 4,096 rows
+    on one thread here; benchmarks/RESULTS.md). At vocab 2048 every size from 256 to 4,096 rows ran alike.
+    """
+    return max(16, (1 << 22) // vocab_size)
+
+
 def head_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 0) -> torch.Tensor:
     """Sum of cross entropy of `hidden @ weight.T` against `targets`, without materializing all logits when the
     fused kernel is available (torch >= 2.13) and worth it (more rows than hidden units)."""
     fused = getattr(torch.nn.functional, "linear_cross_entropy", None)
     if fused is not None and hidden.shape[0] >= hidden.shape[1] and weight.shape[0] > hidden.shape[1]:
+        if not chunk and hidden.device.type == "cpu":
+            chunk = cpu_loss_chunk(weight.shape[0])
         options = torch.nn.LinearCrossEntropyOptions(batch_chunk_size=chunk or None)
         return fused(hidden, weight, targets, reduction="sum", options=options)
     logits = torch.nn.functional.linear(hidden, weight)

@@ -82,6 +82,25 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert factor(110) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)
 
 
+def test_chunked_head_loss_matches_the_plain_loss():
+    """The CPU chunk size (128 rows at vocab 32768, so 3 uneven chunks here) gives the plain logits' loss and grads."""
+    from laam.train import cpu_loss_chunk, head_loss
+
+    assert cpu_loss_chunk(32768) == 128 and cpu_loss_chunk(2048) == 2048 and cpu_loss_chunk(10 ** 7) == 16
+    torch.manual_seed(0)
+    hidden = torch.randn(300, 8, requires_grad=True)
+    weight = torch.randn(32768, 8, requires_grad=True)
+    targets = torch.randint(0, 32768, (300,))
+    fused = head_loss(hidden, weight, targets)
+    fused.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    plain = torch.nn.functional.cross_entropy(hidden @ weight.T, targets, reduction="sum")
+    plain.backward()
+    assert fused.item() == pytest.approx(plain.item(), rel=1e-5)
+    assert torch.allclose(grads[0], hidden.grad, atol=1e-4) and torch.allclose(grads[1], weight.grad, atol=1e-5)
+
+
 def test_config_file_overrides_a_preset(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('preset = "demo"\n[model]\nnum_layers = 2\n[train]\nlr = 0.01\n')

@@ -182,8 +182,8 @@ def train_command(
     save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
     log_every: Annotated[int | None, typer.Option(help="Steps between metrics.jsonl rows (default 10).")] = None,
     eval_batch_size: Annotated[int | None, typer.Option(help="Windows per batch in the memorization check.")] = None,
-    loss_chunk: Annotated[int | None, typer.Option(help="Rows per chunk of the fused LM head + loss "
-                                                   "(0: torch's choice).")] = None,
+    loss_chunk: Annotated[int | None, typer.Option(help="Rows per chunk of the fused LM head + loss (0: about 4M "
+                                                   "logits a chunk on CPU, torch's choice on CUDA).")] = None,
     keep_checkpoints: Annotated[int | None, typer.Option(help="Checkpoints kept.")] = None,
     compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads per process (0: cores / processes).")] = None,
