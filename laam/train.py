@@ -407,7 +407,10 @@ def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir:
         state.update(load_checkpoint(last_checkpoint, model, optimizer, lr_schedule))
     metrics = Metrics(run_dir, accelerator, state["step"] if resume else None)
     if accelerator.is_main_process and config.report_to:
-        accelerator.init_trackers("laam", config={**model_config.to_dict(), **asdict(config)})
+        settings = {**model_config.to_dict(), **asdict(config)}
+        # trackers take scalars and strings only (tensorboard's hparams refuse lists and None)
+        accelerator.init_trackers("laam", config={k: v if isinstance(v, int | float | str | bool) else str(v)
+                                                  for k, v in settings.items()})
 
     params = count_parameters(model)
     accelerator.print(f"model: {params:,} parameters ({model_config.num_layers} layers, hidden "

@@ -329,3 +329,22 @@ def test_unknown_or_missing_tracker_is_a_clear_error(tiny_corpus, tiny_tokenizer
     with pytest.raises(LaamError, match="unknown tracker 'nope'"):
         train(TINY_MODEL, tiny_train_config(report_to=["nope"]), tiny_corpus, tiny_tokenizer_dir, tmp_path / "r",
               tmp_path, progress=False)
+
+
+def test_tensorboard_tracker_gets_the_same_metrics(tiny_corpus, tiny_tokenizer_dir, tmp_path):
+    """--report-to tensorboard writes event files in the run folder with metrics.jsonl's loss and memorization."""
+    pytest.importorskip("tensorboard", reason="pip install -e '.[trackers]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    train(TINY_MODEL, tiny_train_config(report_to=["tensorboard"], max_steps=20, log_every=5, eval_every=10,
+                                        until_memorized=False), tiny_corpus, tiny_tokenizer_dir, run, tmp_path,
+          progress=False)
+    assert list((run / "laam").glob("events.out.tfevents.*")), sorted(p.as_posix() for p in run.rglob("*"))
+    board = EventAccumulator(str(run / "laam"))  # accelerate's project folder; hparams go to a subfolder
+    board.Reload()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = {r["step"]: r["loss"] for r in rows if "loss" in r}
+    logged = {e.step: e.value for e in board.Scalars("loss")}
+    assert logged.keys() == losses.keys() and all(logged[s] == pytest.approx(losses[s], rel=1e-6) for s in losses)
+    assert {e.step for e in board.Scalars("memorized")} == {r["step"] for r in rows if "memorized" in r}
