@@ -105,13 +105,13 @@ def lr_lambda(config: TrainConfig, decay_steps: int):
 
 
 def cpu_loss_chunk(vocab_size: int) -> int:
-    """Rows per chunk of the fused head + loss on CPU: about 4M logits (128 rows at vocab 32768).
+    """Rows per chunk of the fused head + loss on CPU: about 4M logits, at most 1,024 rows (128 at vocab 32768).
 
     torch's automatic choice for float32 on CPU ("aspect_ratio:2") cuts 4-row chunks at vocab 32768 and hidden
-    64, and the head + loss then ran 3x slower than with 128-256 rows (2.6 s against 0.8-0.9 s for 4,096 rows
-    on one thread here; benchmarks/RESULTS.md). At vocab 2048 every size from 256 to 4,096 rows ran alike.
+    64, and the head + loss then ran 3.5x slower than with 128 rows (2.9 s against 0.8 s for 4,096 rows on one
+    thread here: benchmarks/head_loss.py). At vocab 2048 and 4096, 128 to 1,024 rows ran alike.
     """
-    return max(16, (1 << 22) // vocab_size)
+    return min(1024, max(16, (1 << 22) // vocab_size))
 
 
 def head_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 0) -> torch.Tensor:
