@@ -150,6 +150,17 @@ def test_laam_run_memorizes_and_regenerates_every_file(memorized_run):
     assert (memorized_run / "metrics.png").stat().st_size > 1000
 
 
+def test_laam_run_compresses_audits_and_writes_the_card(memorized_run):
+    """`laam run` also codes the corpus under the model, and the report and card quote those bits per byte."""
+    model = memorized_run / "model"
+    compression = json.loads((model / "compression.json").read_text())
+    assert compression["roundtrip"] == {"files": 12, "verified": 12}
+    assert compression["bits_per_byte"]["stream"] < compression["baselines"]["same_bytes"]["xz -9e"]["bits_per_byte"]
+    assert json.loads((model / "audit" / "audit.json").read_text())["summary"]["verbatim_files"] == 12
+    assert 'id="compression"' in (model / "audit" / "report.html").read_text()
+    assert "### The model as a compressor" in (model / "README.md").read_text()
+
+
 def test_sequential_generation_agrees_with_batched_verification(memorized_run, tiny_corpus):
     """The batched check's decomposition holds: plain one-token-at-a-time sliding generation brings back the
     longest file (longer than the context) exactly."""
