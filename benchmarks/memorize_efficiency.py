@@ -41,6 +41,11 @@ def run_recipe(preset: str, args) -> dict:
     wall = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"{preset} failed:\n{done.stderr[-3000:]}")
+    return {**read_run(out, preset), "wall": wall}
+
+
+def read_run(out: Path, preset: str) -> dict:
+    """Tokens and seconds to the first 100% check, from a run folder's metrics.jsonl (stage by stage)."""
     tokens, seconds, best, reached, epochs = 0, 0.0, 0.0, None, []
     stages = sorted(out.glob("stage-*")) or [out]
     for stage in stages:
@@ -55,7 +60,7 @@ def run_recipe(preset: str, args) -> dict:
         last = rows[-1]
         tokens += last["tokens"]
         seconds += last["elapsed"]
-    return {"preset": preset, "reached": reached, "tokens": tokens, "seconds": seconds, "best": best, "wall": wall,
+    return {"preset": preset, "reached": reached, "tokens": tokens, "seconds": seconds, "best": best, "wall": None,
             "epochs": epochs}
 
 
@@ -66,11 +71,16 @@ def main():
     parser.add_argument("--epochs", type=float, default=None,
                         help="LR-decay horizon of the LaaM recipe (default: the demo preset's, sized for linux/lib/)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-memorize"))
+    parser.add_argument("--sides", default="demo,original-5m",
+                        help="recipes to run; a recipe left out is read from its folder under --work, as an earlier "
+                             "run (even an interrupted one) left it")
     args = parser.parse_args()
     args.include = args.include or ["linux/lib/"]
     args.eval_every = {"demo": 50, "original-5m": 50}
     print(f"machine: {os.cpu_count()} cores; subset {args.include}; budget {args.budget:.0f} s per stage")
-    results = [run_recipe(p, args) for p in ("demo", "original-5m")]
+    chosen = args.sides.split(",")
+    results = [run_recipe(p, args) if p in chosen else read_run(Path(args.work) / p, p)
+               for p in ("demo", "original-5m")]
     for r in results:
         if r["reached"]:
             hit = r["reached"]
@@ -78,7 +88,8 @@ def main():
         else:
             print(f"{r['preset']:<12} not reached: best {100 * r['best']:.3f}% after {r['tokens']:,} tokens, "
                   f"{r['seconds']:.0f} s")
-        print(f"{'':<12} epochs run per stage: {', '.join(f'{e:.1f}' for e in r['epochs'])}; wall {r['wall']:.0f} s")
+        wall = f"wall {r['wall']:.0f} s" if r["wall"] else "read from an earlier run's folder"
+        print(f"{'':<12} epochs run per stage: {', '.join(f'{e:.1f}' for e in r['epochs'])}; {wall}")
     ours, original = results
     if ours["reached"]:
         theirs = original["reached"]["tokens"] if original["reached"] else original["tokens"]
