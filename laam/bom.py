@@ -10,13 +10,13 @@ against the official CycloneDX 1.6 JSON schema that the library ships.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from importlib import metadata as package_metadata
 from pathlib import Path
 
 from laam import LaamError
 from laam.card import WEIGHTS_FILE, CardConfig, Facts
+from laam.fetch import sha256_file
 
 MODEL_REF, DATASET_REF, MODEL_CARD_REF = "model", "dataset", "model-card"
 LIBRARIES = ("laam", "transformers", "tokenizers", "torch", "safetensors")
@@ -31,14 +31,6 @@ def _license(spdx: str | None):
     if spdx and is_supported_id(spdx):
         return DisjunctiveLicense(id=spdx)
     return DisjunctiveLicense(name=spdx or "NOASSERTION")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_bom(facts: Facts, config: CardConfig):
@@ -76,7 +68,7 @@ def build_bom(facts: Facts, config: CardConfig):
         type=ComponentType.MACHINE_LEARNING_MODEL, name=config.repo_id or facts.name, bom_ref=MODEL_REF,
         licenses=[_license(config.license)],
         description=f"{facts.parameters:,}-parameter Llama that memorized {corpus.name}",
-        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=_sha256(weights))] if weights.is_file() else [],
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=sha256_file(weights))] if weights.is_file() else [],
     )
     libraries = []
     for name in LIBRARIES:

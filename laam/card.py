@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import Path
 
 from laam import LaamError, __version__
+from laam.compress import REPORT_FILE as COMPRESSION_FILE
+from laam.compress import read_compression
 from laam.corpus import Corpus, license_counts, load_corpus
 from laam.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
 from laam.modelinfo import ModelInfo, read_model_info
@@ -27,7 +29,6 @@ AUDIT_FILE, AUDIT_HTML = "audit.json", "audit.html"
 AUDIT_HTML_NAMES = (AUDIT_HTML, "report.html")  # `laam audit` writes report.html beside audit.json
 CURVE_FILE, METRICS_FILE = "training_curve.png", "metrics.jsonl"
 MANIFEST_FILE, CORPUS_FILE = "manifest.jsonl", "corpus.json"
-COMPRESSION_FILE = "compression.json"  # `laam compress --out MODEL/NAME.laamz` writes it into the model folder
 WEIGHTS_FILE = "model.safetensors"
 CODE_LICENSE = "MIT"  # the laam package's own license (pyproject.toml)
 # Hugging Face's license ids (https://huggingface.co/docs/hub/repositories-licenses) for SPDX ids it lists;
@@ -226,8 +227,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
         if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()) and facts.checkpoints is None:
             facts.checkpoints = run / "checkpoints"
     facts.curve = (folder / CURVE_FILE).is_file() or _curve_source(folder) is not None
-    if (folder / COMPRESSION_FILE).is_file():
-        facts.compression = json.loads((folder / COMPRESSION_FILE).read_text())
+    facts.compression = read_compression(folder)
     return facts
 
 

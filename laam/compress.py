@@ -70,7 +70,7 @@ from laam.tokenizer import decode_ids, encode_records, load_tokenizer, special_i
 MAGIC = b"LAAMZIP\x01"
 FORMAT = 1
 REPORT_FORMAT = "laam-compression/1"
-REPORT_FILE = "compression.json"
+REPORT_FILE = "compression.json"  # `laam compress --out MODEL/NAME.laamz` writes it into the model folder
 
 
 @dataclass
@@ -595,6 +595,17 @@ def build_report(loaded: LoadedModel, stats: CodingStats, archive_path: Path, si
         "environment": environment(loaded),
     }
     return report
+
+
+def read_compression(model_dir: Path | None) -> dict | None:
+    """The model folder's compression.json (build_report's schema), if `laam compress` wrote one there."""
+    if model_dir is None or not (Path(model_dir) / REPORT_FILE).is_file():
+        return None
+    try:
+        report = json.loads((Path(model_dir) / REPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and "bits_per_byte" in report else None
 
 
 def compress_corpus(model_dir: Path, out: Path, globs: list[str] | None = None, config: CompressConfig | None = None,

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from laam.audit import Regenerated, aligned_blocks
+from laam.compress import BASELINES, read_compression
 
 MAX_VIEW_BYTES = 12_000_000  # original + regenerated text shown side by side, over all files (Linux 1.0: 9.4 MB)
 CURVE_FILES = ("trainer_state.json", "train_log.jsonl", "training_log.jsonl", "metrics.jsonl", "log.jsonl",
@@ -133,21 +134,6 @@ def _curve_plot(rows: list[dict]) -> str:
         twin.set_ylim(0, 1.02)
     ax.set_title("training curve")
     return _png(fig)
-
-
-COMPRESSION_FILE = "compression.json"  # written into the model folder by `laam compress --out MODEL/NAME.laamz`
-BASELINES = ("gzip -9", "xz -9e", "zstd -19")
-
-
-def read_compression(model_dir: Path | None) -> dict | None:
-    """The model folder's compression.json (laam.compress.build_report's schema), if `laam compress` wrote one."""
-    if model_dir is None or not (Path(model_dir) / COMPRESSION_FILE).is_file():
-        return None
-    try:
-        report = json.loads((Path(model_dir) / COMPRESSION_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return report if isinstance(report, dict) and "bits_per_byte" in report else None
 
 
 def _compression_rows(c: dict) -> list[tuple[str, float, str]]:

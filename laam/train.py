@@ -361,11 +361,12 @@ def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir:
                         f"{model_config.vocab_size}; retrain it with --vocab-size {model_config.vocab_size}")
     special = special_ids(tokenizer)
     pad_id = special["<|pad|>"]
-    if accelerator.is_main_process:
+    if accelerator.is_main_process:  # tokenizes once; the other processes read its files after the barrier
         run_dir.mkdir(parents=True, exist_ok=True)
         cache = build_token_cache(corpus, tokenizer, tokenizer_dir, cache_root)
     accelerator.wait_for_everyone()
-    cache = build_token_cache(corpus, tokenizer, tokenizer_dir, cache_root)
+    if not accelerator.is_main_process:
+        cache = build_token_cache(corpus, tokenizer, tokenizer_dir, cache_root)
     window_set = WindowSet(cache, model_config.context, model_config.stride)
 
     if init_from is not None:

@@ -43,7 +43,7 @@ def compress_command(
     """Arithmetic-code the model's corpus under its own next-token probabilities, and compare with gzip/xz/zstd."""
     import torch
 
-    from laam.compress import CompressConfig, compress_corpus
+    from laam.compress import BASELINES, CompressConfig, compress_corpus
 
     torch.set_num_threads(threads)
     result = compress_corpus(model, archive, files, CompressConfig(batch_size=batch_size, device=device), cache,
@@ -58,7 +58,7 @@ def compress_command(
         rows = result["baselines"][scope]
         if rows:
             label = "same bytes" if scope == "same_bytes" else rows["name"]
-            cells = ", ".join(f"{name} {rows[name]['bits_per_byte']:.4f}" for name in ("gzip -9", "xz -9e", "zstd -19"))
+            cells = ", ".join(f"{name} {rows[name]['bits_per_byte']:.4f}" for name in BASELINES)
             out.print(f"  {label:<10} {rows['bytes']:,} bytes: {cells} bits/byte")
     out.print(f"  compress   {speed['compress_bytes_per_s']:,.0f} bytes/s ({speed['compress_seconds']:.1f} s)")
     if result["roundtrip"]:
