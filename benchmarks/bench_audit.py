@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-
 from laam.audit import AuditConfig, count_extraction_samples, extraction_metrics, file_metrics
 from laam.corpus import END_FILE, CorpusConfig, load_corpus, path_prompt
 from laam.generate import Request, WindowedGenerator, attention_for
 from laam.tokenizer import decode_ids, encode_records, load_tokenizer, special_ids, train_tokenizer
+from transformers import LlamaConfig, LlamaForCausalLM
 
 ROOT = Path(__file__).resolve().parents[1]
 TARBALL = ROOT.parent / "shared" / "data" / "kernel-mirror" / "v1.0" / "linux-1.0.tar.xz"

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from laam.compress import (
     CompressConfig,
     compress_files,

@@ -45,9 +45,8 @@ def tokenizer_dir(args) -> Path:
 def baseline(args) -> dict:
     """HF Trainer, left-padded 512-token chunks, pad in the labels."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
-
     from laam.tokenizer import encode_records, load_tokenizer, special_ids
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
     torch.set_num_threads(args.threads)
     tok = load_tokenizer(args.tokenizer)
@@ -91,9 +90,9 @@ def baseline(args) -> dict:
 def laam(args) -> dict:
     """The engine on the same model, stride = context, --batch windows per step."""
     import torch
+    from laam.presets import PRESETS
 
     from laam.model import ModelConfig
-    from laam.presets import PRESETS
     from laam.train import TrainConfig, train
 
     model = ModelConfig(**{**PRESETS["original-5m"]["model"], "stride": 512, "vocab_size": args.vocab,

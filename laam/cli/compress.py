@@ -8,12 +8,10 @@ from typing import Annotated
 
 import typer
 
-from laam import LaamError
-from laam.cli import Cache, Quiet, app, console, out
-from laam.fetch import default_cache
+from laam.cli.app import Cache, ModelDir, Quiet, app, console, out
+from laam.data.fetch import default_cache
+from laam.errors import LaamError
 
-ModelDir = Annotated[Path, typer.Option("--model", help="Model folder (from `laam train`).", exists=True,
-                                        file_okay=False)]
 Threads = Annotated[int, typer.Option(help="CPU threads for the model (torch.set_num_threads). One thread is "
                                       "reproducible and fastest for small models; decompress with the same number, "
                                       "since thread count can change float sums.")]
@@ -43,12 +41,20 @@ def compress_command(
     """Arithmetic-code the model's corpus under its own next-token probabilities, and compare with gzip/xz/zstd."""
     import torch
 
-    from laam.compress import BASELINES, CompressConfig, compress_corpus
+    from laam.proof.compress.run import CompressConfig, compress_corpus
 
     torch.set_num_threads(threads)
     result = compress_corpus(model, archive, files, CompressConfig(batch_size=batch_size, device=device), cache,
                              roundtrip=roundtrip, archive_baselines=archive_baselines, report_path=report, quiet=quiet)
+    print_compression(result)
+
+
+def print_compression(result: dict) -> None:
+    """compression.json's figures, in a few lines; a failed round trip is an error."""
+    from laam.proof.compress.baselines import BASELINES
+
     corpus, rates, speed = result["corpus"], result["bits_per_byte"], result["throughput"]
+    archive = result["archive"]["path"]
     out.print(f"[bold]{archive}[/]: {corpus['files']} files, {corpus['bytes']:,} bytes -> "
               f"{result['archive']['bytes']:,} bytes")
     weights = result["model"]["weights_bytes"]
@@ -84,11 +90,13 @@ def decompress_command(
     """Rebuild every file of an archive, byte for byte, from the model that compressed it."""
     import torch
 
-    from laam.compress import decompress_container, load_model, read_container, write_file
+    from laam.model.folder import load_model
+    from laam.proof.compress.coder import decompress_container, write_file
+    from laam.proof.compress.container import read_container
 
     torch.set_num_threads(threads)
     container = read_container(archive)
-    loaded = load_model(model, device, quiet)
+    loaded = load_model(model, device)
     started = time.perf_counter()
     written, failed, size = 0, [], 0
     warn = lambda message: console.print(f"[yellow]warning:[/] {message}", highlight=False)  # noqa: E731

@@ -7,15 +7,13 @@ from typing import Annotated
 
 import typer
 
-from laam import LaamError
-from laam.cli import Cache, Quiet, app, out
-from laam.fetch import default_cache
+from laam.cli.app import Cache, ModelDir, Quiet, app, out
+from laam.data.fetch import default_cache
+from laam.errors import LaamError
 
 export_app = typer.Typer(help="Export a model folder to other formats.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 
-Model = Annotated[Path, typer.Option("--model", help="Model folder (laam.json + weights + tokenizer).",
-                                     envvar="LAAM_MODEL")]
 License = Annotated[str, typer.Option("--license", help="SPDX id of the license the weights are declared under "
                                       "(the original LaaM declared MIT).")]
 RepoId = Annotated[str | None, typer.Option("--repo-id", help="ORG/NAME on the Hugging Face Hub, used in the "
@@ -23,7 +21,7 @@ RepoId = Annotated[str | None, typer.Option("--repo-id", help="ORG/NAME on the H
 
 
 def _card_config(license_, repo_id, audit, docs_license, technical_report, research_paper, code_url):
-    from laam.card import CardConfig
+    from laam.publish.facts import CardConfig
 
     return CardConfig(license=license_, repo_id=repo_id, audit=audit, docs_license=docs_license,
                       technical_report=technical_report, research_paper=research_paper, code_url=code_url)
@@ -31,7 +29,7 @@ def _card_config(license_, repo_id, audit, docs_license, technical_report, resea
 
 @app.command("card")
 def card_command(
-    model: Model,
+    model: ModelDir,
     license_: License = "MIT",
     repo_id: RepoId = None,
     audit: Annotated[Path | None, typer.Option(help="audit.json, or the folder holding it (default: the model "
@@ -44,10 +42,16 @@ def card_command(
     quiet: Quiet = False,
 ):
     """Write README.md (model card), mof.yml and bom.cdx.json into the model folder, from the run's facts."""
-    from laam.card import check_card, write_card
+    from laam.publish.card import write_card
 
     config = _card_config(license_, repo_id, audit, docs_license, technical_report, research_paper, code_url)
-    result = write_card(model, config, cache, progress=not quiet)
+    print_card(write_card(model, config, cache, progress=not quiet), model)
+
+
+def print_card(result, model: Path) -> None:
+    """What `laam card` wrote, and its metadata checked offline (a problem is an error)."""
+    from laam.publish.card import check_card
+
     for path in result.files:
         out.print(f"  wrote {path}")
     out.print(f"Model Openness Framework: {result.mof_class}")
@@ -59,7 +63,7 @@ def card_command(
 
 @app.command("bom")
 def bom_command(
-    model: Model,
+    model: ModelDir,
     license_: License = "MIT",
     repo_id: RepoId = None,
     out_path: Annotated[Path | None, typer.Option("--out", help="Where to write the CycloneDX JSON "
@@ -68,8 +72,8 @@ def bom_command(
     quiet: Quiet = False,
 ):
     """Write the AI bill of materials (CycloneDX 1.6 ML-BOM, validated against the official schema)."""
-    from laam.bom import write_bom
-    from laam.card import CardConfig, gather_facts
+    from laam.publish.bom import write_bom
+    from laam.publish.facts import CardConfig, gather_facts
 
     config = CardConfig(license=license_, repo_id=repo_id)
     facts = gather_facts(model, config, cache, progress=not quiet)
@@ -81,7 +85,7 @@ def bom_command(
 def push_command(
     repo_id: Annotated[str, typer.Option("--repo-id", help="ORG/NAME of the Hub model repository (created if "
                                          "missing).")],
-    model: Model,
+    model: ModelDir,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be uploaded and check the card's "
                                           "metadata; upload nothing.")] = False,
     private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
@@ -89,7 +93,7 @@ def push_command(
     = None,
 ):
     """Upload model, tokenizer, card, BOM, manifest and audit to the Hugging Face Hub (token: HF_TOKEN or login)."""
-    from laam.publish import plan_push, push
+    from laam.publish.hub import plan_push, push
 
     plan = plan_push(model, repo_id)
     for name, size in plan.files:
@@ -107,13 +111,13 @@ def push_command(
 
 @export_app.command("gguf")
 def export_gguf_command(
-    model: Model,
+    model: ModelDir,
     out_path: Annotated[Path | None, typer.Option("--out", help="GGUF file to write (default: MODEL/NAME.gguf).")]
     = None,
     dtype: Annotated[str, typer.Option(help="Weight type: f32 (exact) or f16 (half the size).")] = "f32",
 ):
     """Write a GGUF file (Llama architecture, this BPE tokenizer) that llama.cpp loads."""
-    from laam.export_gguf import export_gguf
+    from laam.publish.gguf import export_gguf
 
     result = export_gguf(model, out_path, dtype)
     out.print(f"wrote {result.path}: {result.tensors} tensors, vocabulary {result.vocab_size}, "

@@ -8,30 +8,16 @@ Multi-process: `torchrun --nproc_per_node N -m laam train ...` (CPU: gloo; GPU: 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from laam import LaamError
-from laam.cli import (
-    Cache,
-    Exclude,
-    Include,
-    MaxFileSize,
-    Mirror,
-    Quiet,
-    Source,
-    app,
-    console,
-    default_tokenizer_dir,
-)
-from laam.corpus import DEFAULT_MAX_FILE_SIZE, CorpusConfig
-from laam.fetch import DEFAULT_MIRROR, default_cache
-from laam.presets import PRESETS, recipe
+from laam.cli.app import Cache, Exclude, Include, MaxFileSize, Mirror, Quiet, Source, app, console
+from laam.data.corpus import DEFAULT_MAX_FILE_SIZE
+from laam.data.fetch import DEFAULT_MIRROR, default_cache
+from laam.model.presets import PRESETS
 
 # glibc keeps returning freed activations to the OS and mapping them again each step; with these two
 # settings the allocator keeps them (measured 1.15-1.25x faster training on CPU). They only work if set
@@ -40,7 +26,7 @@ ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "10000000000
 
 
 def ensure_allocator_settings(enabled: bool) -> None:
-    if not enabled or not sys.platform.startswith("linux") or "pytest" in sys.modules:
+    if not enabled or not sys.platform.startswith("linux"):  # tests set LAAM_REEXEC=0 to stay in one process
         return
     if all(os.environ.get(k) == v for k, v in ALLOCATOR_ENV.items()) or os.environ.get("LAAM_REEXEC") == "0":
         return
@@ -59,83 +45,6 @@ Resume = Annotated[bool, typer.Option(help="Continue from the run folder's last 
 Overwrite = Annotated[bool, typer.Option(help="Delete an existing run folder first.")]
 Allocator = Annotated[bool, typer.Option(help="Re-run with glibc allocator settings that speed up CPU training "
                                          "(MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1e11).")]
-
-
-def build_configs(plan: dict, model_overrides: dict, train_overrides: dict):
-    from laam.model import ModelConfig
-    from laam.train import TrainConfig
-
-    model_config = ModelConfig.from_dict({**plan.get("model", {}), **model_overrides})
-    stages = plan.get("stages") or [{}]
-    train_configs = [TrainConfig.from_dict({**plan.get("train", {}), **stage, **train_overrides}) for stage in stages]
-    return model_config, train_configs
-
-
-def run_pipeline(preset: str | None = "demo", config_file: Path | None = None, source: str = "1.0",
-                 mirror: str = DEFAULT_MIRROR, cache: Path | None = None, corpus_overrides: dict | None = None,
-                 tokenizer_dir: Path | None = None, model_overrides: dict | None = None,
-                 train_overrides: dict | None = None, out: Path | None = None, resume: bool = False,
-                 overwrite: bool = False, progress: bool = True) -> Path:
-    """Fetch the corpus, train the tokenizer if it is missing, train every stage; return the final model folder.
-
-    Later pipeline steps (audit, card) hook in after this returns.
-    """
-    from laam.corpus import load_corpus
-    from laam.tokenizer import train_tokenizer
-    from laam.train import train
-
-    cache = Path(cache or default_cache())
-    plan = recipe(preset, config_file)
-    model_config, train_configs = build_configs(plan, model_overrides or {}, train_overrides or {})
-    corpus_settings = {"filter": "source", "include": (), "exclude": (), "max_file_size": DEFAULT_MAX_FILE_SIZE,
-                       **plan.get("corpus", {}), **{k: v for k, v in (corpus_overrides or {}).items() if v}}
-    corpus_settings["include"] = tuple(corpus_settings["include"])
-    corpus_settings["exclude"] = tuple(corpus_settings["exclude"])
-    corpus = load_corpus(CorpusConfig(source=source, mirror=mirror, cache=cache, **corpus_settings), progress=progress)
-    if not corpus.files:
-        raise LaamError("the corpus selection is empty; check --include/--exclude")
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    tokenizer_dir = Path(tokenizer_dir or default_tokenizer_dir(corpus, model_config.vocab_size))
-    if not (tokenizer_dir / "tokenizer.json").is_file():
-        if not is_main:  # in a multi-process launch, rank 0 trains it; the others wait for it
-            while not (tokenizer_dir / "tokenizer.json").is_file():
-                time.sleep(1)
-        else:
-            console.print(f"training a {model_config.vocab_size}-token tokenizer into {tokenizer_dir}")
-            scratch = tokenizer_dir.with_name(f".{tokenizer_dir.name}-tmp-{os.getpid()}")
-            train_tokenizer(corpus, scratch, model_config.vocab_size)
-            os.rename(scratch, tokenizer_dir)
-    out = Path(out or Path("runs") / plan["name"])
-    if out.exists() and not resume and is_main:
-        if overwrite:
-            shutil.rmtree(out)
-        elif any(out.iterdir()):
-            raise LaamError(f"run folder {out} already exists: pass --resume to continue it, --overwrite to start "
-                            "again, or another --out")
-    init_from = None
-    model_dir = None
-    started = time.perf_counter()
-    for i, config in enumerate(train_configs, 1):
-        stage_dir = out if len(train_configs) == 1 else out / f"stage-{i}"
-        if len(train_configs) > 1 and (stage_dir / "model" / "laam.json").is_file():
-            console.print(f"stage {i} already finished in {stage_dir}")
-            init_from = model_dir = stage_dir / "model"
-            continue
-        if len(train_configs) > 1:
-            console.print(f"[bold]stage {i} of {len(train_configs)}[/]: batch {config.batch_size}, lr {config.lr}, "
-                          f"{config.epochs} epochs" + (", from the previous stage's weights" if init_from else ""))
-        stage_resume = resume and (stage_dir / "checkpoints").is_dir() and any((stage_dir / "checkpoints").iterdir())
-        result = train(model_config, config, corpus, tokenizer_dir, stage_dir, cache, resume=stage_resume,
-                       init_from=init_from, progress=progress,
-                       facts={"preset": plan["name"], "stage": i, "stages": len(train_configs),
-                              "pipeline_seconds": round(time.perf_counter() - started, 1)})
-        if result.model_dir is None:
-            raise typer.Exit(130)
-        init_from = model_dir = result.model_dir
-        if result.status == "memorized" and i < len(train_configs):
-            console.print(f"memorized after stage {i}: the remaining stages are skipped")
-            break
-    return model_dir
 
 
 @app.command("train")
@@ -210,7 +119,9 @@ def train_command(
     train_overrides = {k: v for k, v in values.items() if v is not None}
     if config is not None and preset == "demo":
         preset = None  # the file names its own preset, if any
-    model_dir = run_pipeline(preset, config, source, mirror, cache,
+    from laam.pipeline import train_recipe
+
+    model_dir = train_recipe(preset, config, source, mirror, cache,
                              {"filter": filter_, "include": include, "exclude": exclude,
                               "max_file_size": max_file_size if max_file_size != DEFAULT_MAX_FILE_SIZE else None},
                              tokenizer, model_overrides, train_overrides, out_dir, resume, overwrite, not quiet)
@@ -233,22 +144,20 @@ def run_command(
 ):
     """The whole pipeline of a preset: fetch, tokenizer, train until memorized, verify regeneration, compress, audit,
     card."""
+    from laam.cli.audit import print_audit
+    from laam.cli.compress import print_compression
+    from laam.cli.publish import print_card
+    from laam.pipeline import run
+
     ensure_allocator_settings(allocator)
-    started = time.perf_counter()
     if config is not None and preset == "demo":
         preset = None
-    model_dir = run_pipeline(preset, config, source, mirror, cache, out=out_dir, resume=resume, overwrite=overwrite,
-                             progress=not quiet, train_overrides={"threads": threads} if threads else None)
-    if compress:
-        from laam.commands.compress import compress_command
-
-        compress_command(model_dir, model_dir / "corpus.laamz", device="auto", threads=1, cache=cache, quiet=quiet)
-    if audit:
-        from laam.commands.audit import audit_command
-        from laam.commands.card import card_command
-
-        audit_command(model_dir, cache=cache, threads=threads, quiet=quiet)
-        card_command(model_dir, cache=cache, quiet=quiet)
-    console.print(f"pipeline finished in {time.perf_counter() - started:.0f} s; model folder {model_dir}")
-    typer.echo(str(model_dir))
-
+    result = run(preset, config, source, mirror, cache, out_dir, resume, overwrite, threads, compress, audit,
+                 progress=not quiet)
+    if result.compression:
+        print_compression(result.compression)
+    if result.audit:
+        print_audit(result.audit)
+        print_card(result.card, result.model_dir)
+    console.print(f"pipeline finished in {result.seconds:.0f} s; model folder {result.model_dir}")
+    typer.echo(str(result.model_dir))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -17,16 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from laam import LaamError
+from laam.errors import LaamError
+from laam.io import atomic_file, atomic_write_text, sha256_file
+from laam.progress import download_bar
 
 DEFAULT_MIRROR = "https://cdn.kernel.org/pub/linux/kernel/"
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tar.bz2")
@@ -76,14 +69,6 @@ def _join(mirror: str, *parts: str) -> str:
     if is_remote(mirror):
         return mirror.rstrip("/") + "/" + "/".join(parts)
     return str(Path(mirror).joinpath(*parts))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_checksums(text: str) -> dict[str, str]:
@@ -154,16 +139,11 @@ def _cache_writable(directory: Path) -> None:
 
 
 def _download(mirror: Mirror, parts: tuple[str, ...], destination: Path, progress: bool) -> str:
-    """Stream one file into `destination` atomically; return its SHA-256."""
+    """Stream one file into `destination` atomically (a `.part` file renamed when complete); return its SHA-256."""
     digest = hashlib.sha256()
-    handle = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=destination.name + ".", suffix=".part",
-                                         delete=False)
     url = mirror.url(*parts)
     try:
-        with handle, Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), disable=not progress, transient=True,
-        ) as bar:
+        with atomic_file(destination, suffix=".part") as handle, download_bar(progress) as bar:
             received = 0
             with mirror.stream(*parts) as (total, chunks):
                 task = bar.add_task(f"download {parts[-1]}", total=total)
@@ -174,13 +154,8 @@ def _download(mirror: Mirror, parts: tuple[str, ...], destination: Path, progres
                     bar.update(task, advance=len(chunk))
                 if total is not None and received != total:
                     raise LaamError(f"download of {url} was cut short: {received} of {total} bytes")
-        os.replace(handle.name, destination)
     except httpx.HTTPError as error:
-        Path(handle.name).unlink(missing_ok=True)
         raise LaamError(f"download of {url} failed: {error!r}") from error
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
     return digest.hexdigest()
 
 
@@ -229,8 +204,8 @@ def fetch_release(
 
 def _write_meta(archive: Archive) -> None:
     meta = archive.path.with_name(archive.path.name + ".json")
-    meta.write_text(json.dumps({"source_url": archive.source_url, "sha256": archive.sha256,
-                                "verified_against": archive.verified_against}, indent=1))
+    atomic_write_text(meta, json.dumps({"source_url": archive.source_url, "sha256": archive.sha256,
+                                        "verified_against": archive.verified_against}, indent=1))
 
 
 def local_archive(path: Path) -> Archive:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from laam import LaamError
-from laam.corpus import END_FILE, END_HEADER, PAD, SPECIAL_TOKENS, START_FILE, START_HEADER, Corpus
+from laam.data.records import END_FILE, END_HEADER, PAD, SPECIAL_TOKENS, START_FILE, START_HEADER
+from laam.errors import LaamError
+from laam.io import atomic_folder, sha256_file
 
 BYTE_ALPHABET = 256
 MIN_VOCAB = BYTE_ALPHABET + len(SPECIAL_TOKENS)
@@ -75,23 +76,36 @@ def wrap(tokenizer: Tokenizer):
     )
 
 
-def train_tokenizer(corpus: Corpus, out: Path, vocab_size: int = 32768, min_frequency: int = 2) -> TokenizerReport:
-    """Train on `corpus`, save to `out` (loadable with AutoTokenizer), and report."""
+def train_tokenizer(corpus, out: Path, vocab_size: int = 32768, min_frequency: int = 2,
+                    replace: bool = True) -> TokenizerReport:
+    """Train on `corpus` (a data.corpus.Corpus), save to `out` (loadable with AutoTokenizer), and report.
+
+    The folder appears complete or not at all; with replace=False a folder another process finished first is
+    kept (both trained the same tokenizer from the same corpus)."""
     start = time.perf_counter()
     texts = [t for f in corpus.files for t in (f.path, f.text)]
     tokenizer, learned = build_bpe(texts, vocab_size, min_frequency)
     seconds = time.perf_counter() - start
     hf = wrap(tokenizer)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(out)
     tokens = sum(len(ids) for ids in encode_records(hf, corpus.records()))
     report = TokenizerReport(vocab_size, learned, vocab_size - learned, seconds,
                              sum(len(f.data) for f in corpus.files), tokens)
     info = {**report.__dict__, "bytes_per_token": report.bytes_per_token, "min_frequency": min_frequency,
             "corpus": corpus.name, "corpus_fingerprint": corpus.fingerprint()}
-    (out / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
+    with atomic_folder(Path(out), replace=replace) as scratch:
+        hf.save_pretrained(scratch)
+        (scratch / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
     return report
+
+
+def default_tokenizer_dir(corpus, vocab_size: int) -> Path:
+    """Where a corpus's tokenizer of a vocabulary size is kept: beside its manifest in the cache."""
+    return corpus.folder() / f"tokenizer-v{vocab_size}"
+
+
+def tokenizer_sha256(folder: Path) -> str:
+    """SHA-256 of a folder's tokenizer.json: what a token cache, an archive and laam.json name a tokenizer by."""
+    return sha256_file(Path(folder) / "tokenizer.json")
 
 
 def load_tokenizer(path: Path):

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from laam import LaamError
+from laam.errors import LaamError
+from laam.windows import WindowPolicy
 
 PRECISIONS = ("auto", "float32", "bf16")
 
@@ -38,6 +39,10 @@ class ModelConfig:
             raise LaamError(f"stride must be in 1..context ({self.context}), got {self.stride}")
         if self.precision not in PRECISIONS:
             raise LaamError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    @property
+    def policy(self) -> WindowPolicy:
+        return WindowPolicy(self.context, self.stride)
 
     def to_dict(self) -> dict:
         return asdict(self)

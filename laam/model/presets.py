@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from laam import LaamError
+from laam.errors import LaamError
 
 # The 2-core CPU demos share a model shape (2.1M parameters at vocab 4096) and most of the recipe.
 _CPU_DEMO_MODEL = {"hidden_size": 128, "intermediate_size": 512, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4,

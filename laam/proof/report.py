@@ -9,15 +9,16 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
-from laam.audit import Regenerated, aligned_blocks
-from laam.compress import BASELINES, read_compression
+from laam.io import atomic_write_text
+from laam.proof.compress.baselines import BASELINES
+from laam.proof.compress.run import read_compression
+from laam.proof.regenerate import Regenerated
+from laam.proof.similarity import aligned_blocks
+from laam.train.metrics import find_metrics, read_metrics
 
 MAX_VIEW_BYTES = 12_000_000  # original + regenerated text shown side by side, over all files (Linux 1.0: 9.4 MB)
-CURVE_FILES = ("trainer_state.json", "train_log.jsonl", "training_log.jsonl", "metrics.jsonl", "log.jsonl",
-               "history.jsonl", "curve.jsonl")
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;max-width:1400px;color:#222}
@@ -70,34 +71,10 @@ def _bars(groups: dict[str, dict], title: str, xlabel: str) -> str:
 
 
 def read_training_curve(model_dir: Path | None) -> list[dict]:
-    """Rows with `step` and `loss` from the run folder, if it kept a log (several layouts are accepted)."""
-    if model_dir is None:
-        return []
-    model_dir = Path(model_dir)
-    try:
-        info = json.loads((model_dir / "laam.json").read_text())
-        for key in ("curve", "log", "history"):
-            rows = info.get("training", {}).get(key)
-            if isinstance(rows, list) and rows and isinstance(rows[0], dict):
-                return _curve_rows(rows)
-    except (OSError, ValueError):
-        pass
-    for folder in (model_dir, model_dir.parent):
-        for name in CURVE_FILES:
-            path = folder / name
-            if not path.is_file():
-                continue
-            try:
-                if name.endswith(".jsonl"):
-                    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-                else:
-                    rows = json.loads(path.read_text()).get("log_history", [])
-            except (OSError, ValueError):
-                continue
-            rows = _curve_rows(rows)
-            if rows:
-                return rows
-    return []
+    """Rows with `step`, `loss` and memorized `accuracy` from the model's metrics.jsonl (`laam train` writes it in
+    the run folder; `laam card` copies it into the model folder); [] when there is none."""
+    path = find_metrics(model_dir) if model_dir is not None else None
+    return _curve_rows(read_metrics(path)) if path else []
 
 
 def _curve_rows(rows: list[dict]) -> list[dict]:
@@ -106,8 +83,8 @@ def _curve_rows(rows: list[dict]) -> list[dict]:
     for row in rows:
         if not isinstance(row, dict) or "step" not in row:
             continue
-        loss = row.get("loss", row.get("train_loss"))
-        accuracy = next((row[k] for k in ("memorized", "body_accuracy", "accuracy") if k in row), None)
+        loss = row.get("loss")
+        accuracy = row.get("memorized")
         if isinstance(loss, int | float) or isinstance(accuracy, int | float):
             out.append({"step": row["step"], "loss": loss if isinstance(loss, int | float) else None,
                         "accuracy": accuracy if isinstance(accuracy, int | float) else None})
@@ -299,7 +276,4 @@ offset: {html.escape(method['extraction_offsets'])}.</p>
 
 def write_report(audit: dict, regenerated: list[Regenerated] | None, folder: Path,
                  model_dir: Path | None = None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "report.html"
-    path.write_text(render_report(audit, regenerated, model_dir), encoding="utf-8")
-    return path
+    return atomic_write_text(Path(folder) / "report.html", render_report(audit, regenerated, model_dir))

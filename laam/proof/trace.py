@@ -12,15 +12,14 @@ array; comparisons are bytes slices, so each step is one memcmp.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from laam import LaamError
-from laam.corpus import Corpus
+from laam.data.corpus import Corpus
+from laam.errors import LaamError
+from laam.io import atomic_folder
 
 SEPARATOR = b"\0"
 INDEX_VERSION = 1
@@ -71,19 +70,12 @@ class TraceIndex:
                    [f.license for f in corpus.files])
 
     def save(self, folder: Path) -> None:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".trace-"))
-        (scratch / "corpus.bin").write_bytes(self.data)
-        np.save(scratch / "sa.npy", self.sa)
-        np.save(scratch / "starts.npy", self.starts)
-        (scratch / "files.json").write_text(json.dumps({"version": INDEX_VERSION, "paths": self.paths,
-                                                        "licenses": self.licenses}))
-        try:
-            os.rename(scratch, folder)
-        except OSError:  # built concurrently by another process: keep theirs
-            import shutil
-
-            shutil.rmtree(scratch, ignore_errors=True)
+        with atomic_folder(folder, replace=False) as scratch:  # built concurrently by another process: keep theirs
+            (scratch / "corpus.bin").write_bytes(self.data)
+            np.save(scratch / "sa.npy", self.sa)
+            np.save(scratch / "starts.npy", self.starts)
+            (scratch / "files.json").write_text(json.dumps({"version": INDEX_VERSION, "paths": self.paths,
+                                                            "licenses": self.licenses}))
 
     @classmethod
     def load(cls, folder: Path) -> TraceIndex:

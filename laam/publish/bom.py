@@ -14,9 +14,10 @@ import json
 from importlib import metadata as package_metadata
 from pathlib import Path
 
-from laam import LaamError
-from laam.card import WEIGHTS_FILE, CardConfig, Facts
-from laam.fetch import sha256_file
+from laam.errors import LaamError
+from laam.io import sha256_file
+from laam.model.folder import WEIGHTS_FILE
+from laam.publish.facts import CardConfig, Facts
 
 MODEL_REF, DATASET_REF, MODEL_CARD_REF = "model", "dataset", "model-card"
 LIBRARIES = ("laam", "transformers", "tokenizers", "torch", "safetensors")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from laam import LaamError
+from laam.errors import LaamError
 
 GGUF_DTYPES = ("f32", "f16")
 
@@ -80,7 +80,7 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     import gguf
     from safetensors.numpy import load_file
 
-    from laam.card import model_name
+    from laam.publish.facts import model_name
 
     folder = Path(folder)
     if dtype not in GGUF_DTYPES:

@@ -11,8 +11,9 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from laam import LaamError
-from laam.card import AUDIT_FILE, CARD_FILE, MANIFEST_FILE, check_card
+from laam.errors import LaamError
+from laam.publish.card import check_card
+from laam.publish.facts import AUDIT_FILE, CARD_FILE, MANIFEST_FILE
 
 UPLOAD_PATTERNS = (
     "*.safetensors", "config.json", "generation_config.json",

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import yaml
 
-from laam.card import (
+from laam.model.folder import WEIGHTS_FILE
+from laam.publish.facts import (
     AUDIT_FILE,
     AUDIT_HTML,
     CARD_FILE,
     CODE_LICENSE,
     CORPUS_FILE,
     MANIFEST_FILE,
-    WEIGHTS_FILE,
     CardConfig,
     Facts,
     public_source,

@@ -1,31 +1,70 @@
-"""Check that greedy generation from each file's path prompt brings back the whole file, token for token.
+"""The memorization checks of a training run.
 
-Full sequential regeneration of a corpus is slow (one token at a time, file after file). It is split
-here into independent pieces that batch well, without changing what is checked: under the sliding
-policy of laam.windows, generation of the targets of window (start, end, first) reads exactly
-tokens [start, p) for each target p, i.e. it prefills tokens [start, first) and decodes end - first
-tokens with the KV cache — the same operations `generate` performs after each slide. If every
-window's greedy continuation from the true prefix equals the true tokens, then by induction over
-windows the sequential regeneration of the file from its path prompt (the first window's prefix up
-to <|end_header|>) is exact, and so are its bytes, since the tokenizer round-trips exactly.
+`measure_memorization` (during training): teacher-forced greedy accuracy over every window, each target
+seen exactly as greedy generation under the WindowPolicy sees it, so 100% means every body token comes
+back when the file is regenerated from its path, up to float rounding at near-ties. `verify_records`
+(`--verify`, after training) settles that by regenerating every file with the decoding engine.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from laam.data import WindowSet
+from laam.data.records import END_FILE
+from laam.data.tokenizer import special_ids
+from laam.engine import Request, WindowedGenerator
+from laam.train.batches import IGNORE, WindowSet
+from laam.windows import WindowPolicy
+
+
+@torch.no_grad()
+def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: int = 64, rank: int = 0,
+                         world: int = 1, device=None, autocast=None) -> dict[str, int]:
+    """Teacher-forced greedy next-token accuracy over every window (each target seen exactly as greedy
+    generation sees it, see laam.windows). Body = tokens after <|end_header|>, which a path prompt must bring
+    back; header tokens (which file comes next) are not predictable. Returns this process's counts, and per
+    file 1 where this process saw a wrong body token."""
+    model.eval()
+    device = device or next(model.parameters()).device
+    counts = torch.zeros(4, dtype=torch.long)
+    wrong_records: set[int] = set()
+    indices = np.arange(rank, len(window_set), world)
+    for i in range(0, len(indices), batch_size):
+        chunk = indices[i:i + batch_size]
+        batch = window_set.batch(chunk, pad_id)
+        labels, body = batch["labels"].to(device), batch["body"].to(device)
+        with autocast() if autocast else contextlib.nullcontext():
+            hidden = model.model(input_ids=batch["input_ids"].to(device)).last_hidden_state
+        scored = labels != IGNORE
+        predicted = model.lm_head(hidden[scored].to(model.lm_head.weight.dtype)).argmax(-1)
+        correct = predicted == labels[scored]
+        in_body = body[scored]
+        counts += torch.tensor([int(correct[in_body].sum()), int(in_body.sum()), int(correct.sum()),
+                                int(scored.sum())])
+        wrong = (~correct & in_body).cpu()
+        rows = torch.repeat_interleave(torch.arange(len(chunk)), scored.sum(1).cpu())
+        wrong_records.update(int(window_set.rows[chunk[r], 0]) for r in rows[wrong].unique().tolist())
+    model.train()
+    wrong_files = torch.zeros(len(window_set.cache.paths), dtype=torch.long)
+    wrong_files[sorted(wrong_records)] = 1
+    return {"body_correct": int(counts[0]), "body_total": int(counts[1]), "all_correct": int(counts[2]),
+            "all_total": int(counts[3]), "wrong_by_file": wrong_files}
+
+
+def summarize(counts: dict) -> dict:
+    return {**counts, "memorized": counts["body_correct"] / max(1, counts["body_total"]),
+            "accuracy": counts["all_correct"] / max(1, counts["all_total"])}
 
 
 @dataclass
 class RegenerationReport:
     files: int
     exact: int
-    tokens: int  # body tokens regenerated
+    tokens: int  # body tokens checked
     wrong: dict[str, int] = field(default_factory=dict)  # path -> first wrong position in its record
 
     @property
@@ -33,71 +72,22 @@ class RegenerationReport:
         return self.exact == self.files
 
 
-@torch.no_grad()
-def verify_regeneration(model, window_set: WindowSet, batch_size: int = 64, progress=None) -> RegenerationReport:
-    """Greedy-regenerate every body token of every file under the windows' context policy (see module doc)."""
-    from transformers import GenerationConfig
+def verify_records(model, cache, policy: WindowPolicy, tokenizer, batch_size: int = 64) -> RegenerationReport:
+    """Regenerate every record of a token cache (data.tokens) from its header and compare, token for token.
 
-    model.eval()
-    device = next(model.parameters()).device
-    cache = window_set.cache
-    groups: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)  # prefix length -> pieces
-    for record, start, end, first in window_set.rows.tolist():
-        prefix_end = max(first, int(cache.body_starts[record]))  # the header comes from the prompt
-        if prefix_end < end:
-            groups[prefix_end - start].append((record, start, prefix_end, end))
-    first_wrong: dict[int, int] = {}
-    total = sum(len(g) for g in groups.values())
-    done = 0
-    for length, pieces in sorted(groups.items()):
-        for i in range(0, len(pieces), batch_size):
-            chunk = pieces[i:i + batch_size]
-            prefix = torch.tensor(np.stack([cache.record(r)[s:p].astype(np.int64) for r, s, p, _ in chunk]),
-                                  device=device)
-            new = max(e - p for _, _, p, e in chunk)
-            config = GenerationConfig(do_sample=False, max_new_tokens=new, eos_token_id=None,
-                                      pad_token_id=model.config.pad_token_id)
-            out = model.generate(input_ids=prefix, attention_mask=torch.ones_like(prefix),
-                                 generation_config=config)[:, length:].cpu().numpy()
-            for row, (record, _, p, e) in zip(out, chunk):
-                truth = cache.record(record)[p:e]
-                got = np.full(len(truth), -1, dtype=np.int64)
-                got[:min(len(row), len(truth))] = row[:len(truth)]
-                mismatch = np.flatnonzero(got != truth)
-                if len(mismatch):
-                    position = p + int(mismatch[0])
-                    first_wrong[record] = min(first_wrong.get(record, position), position)
-            done += len(chunk)
-            if progress:
-                progress(done, total)
-    files = len(cache.paths)
-    body_tokens = int((cache.lengths - cache.body_starts).sum())
-    return RegenerationReport(files, files - len(first_wrong), body_tokens,
-                              {cache.paths[r]: pos for r, pos in sorted(first_wrong.items())})
-
-
-@torch.no_grad()
-def regenerate(model, prompt: list[int], context: int, stride: int, max_new_tokens: int) -> list[int]:
-    """Plain sequential greedy generation under laam.windows' sliding policy (one token at a time, KV cache,
-    re-prefill after each slide): the reference that verify_regeneration decomposes into batched pieces."""
-    import inspect
-
-    from laam.windows import context_start
-
-    device = next(model.parameters()).device
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    ids, past, window_start = list(prompt), None, -1
-    for _ in range(max_new_tokens):
-        p = len(ids)
-        start = context_start(p, context, stride)
-        if start != window_start:
-            window_start = start
-            out = model(input_ids=torch.tensor([ids[start:p]], device=device), use_cache=True)
-        else:
-            out = model(input_ids=torch.tensor([[ids[-1]]], device=device), use_cache=True, **{cache_arg: past})
-        past = getattr(out, cache_arg)
-        token = int(out.logits[0, -1].argmax())
-        ids.append(token)
-        if token == model.config.eos_token_id:
-            break
-    return ids
+    Each request stops at its first token that differs from the record (Request.until_divergence), so a file
+    that is not memorized costs little more than one that is."""
+    stop = special_ids(tokenizer)[END_FILE]
+    records = [cache.record(i).tolist() for i in range(len(cache.paths))]
+    starts = [int(b) for b in cache.body_starts]
+    requests = [Request(ids[:start], len(ids) - start, stop, ids[start:], until_divergence=True)
+                for ids, start in zip(records, starts)]
+    outputs = WindowedGenerator(model, policy, batch_size).run(requests)
+    wrong = {}
+    for path, ids, start, out in zip(cache.paths, records, starts, outputs):
+        truth = ids[start:]
+        if out != truth:
+            differs = next((j for j, (a, b) in enumerate(zip(out, truth)) if a != b), min(len(out), len(truth)))
+            wrong[path] = start + differs
+    return RegenerationReport(len(records), len(records) - len(wrong), sum(len(r) - s for r, s in zip(records, starts)),
+                              wrong)

@@ -9,18 +9,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from laam import LaamError
-from laam.compress import (
-    MAGIC,
-    CompressConfig,
-    compress_corpus,
-    compress_files,
-    decompress_container,
-    load_model,
-    plan_batches,
-    read_container,
-    write_container,
-)
+from laam.errors import LaamError
+from laam.model.folder import load_model
+from laam.proof.compress.coder import compress_files, decompress_container, plan_batches
+from laam.proof.compress.container import MAGIC, read_container, write_container
+from laam.proof.compress.run import CompressConfig, compress_corpus
+from laam.windows import WindowPolicy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,7 +50,7 @@ def test_round_trip_whole_tiny_corpus_byte_exact(compressed, loaded, tiny_corpus
     assert report["roundtrip"] == {"files": len(tiny_corpus.files), "verified": len(tiny_corpus.files)}
     # several batches of unequal lengths, and files longer than the context, so windows slid
     assert len(container.batches) == 3
-    assert max(f.tokens for f in container.files) > 2 * loaded.context
+    assert max(f.tokens for f in container.files) > 2 * loaded.policy.context
 
 
 def test_memorized_model_beats_gzip_on_the_same_bytes(compressed, tiny_corpus):
@@ -78,7 +72,7 @@ def test_batching_does_not_change_the_decoded_bytes(loaded, tiny_corpus):
     """One file per batch and all files in one batch decode the same (each side runs the same shapes)."""
     files = [f for f in tiny_corpus.files if f.path.endswith(("ctype.c", "errno.c", "close.c"))]
     for batch_size in (1, 3):
-        container, stats = compress_files(loaded, files, CompressConfig(batch_size=batch_size, device="cpu"))
+        container, stats = compress_files(loaded, files, batch_size=batch_size)
         assert len(container.batches) == -(-len(files) // batch_size)
         assert stats.coded_tokens == sum(f.tokens - f.header_tokens for f in container.files)
         decoded = {d.path: d.data for d in decompress_container(loaded, container)}
@@ -92,8 +86,8 @@ def untrained_model_dir(request, tiny_corpus, tiny_tokenizer_dir, tmp_path_facto
     runs SDPA; with 32 heads of 2 (the original 5M model's head size) laam.generate's small-head attention."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from laam.modelinfo import write_model_info
-    from laam.tokenizer import load_tokenizer
+    from laam.data.tokenizer import load_tokenizer
+    from laam.model.info import write_model_info
 
     folder = tmp_path_factory.mktemp("untrained")
     tokenizer = load_tokenizer(tiny_tokenizer_dir)
@@ -102,18 +96,18 @@ def untrained_model_dir(request, tiny_corpus, tiny_tokenizer_dir, tmp_path_facto
                          num_attention_heads=request.param, num_key_value_heads=4, max_position_embeddings=128)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    write_model_info(folder, tiny_corpus, 128, 64)
+    write_model_info(folder, tiny_corpus, WindowPolicy(128, 64))
     return folder
 
 
 def test_round_trip_under_an_untrained_model(untrained_model_dir, tiny_corpus):
-    from laam.generate import SMALL_HEADS
+    from laam.model.attention import SMALL_HEADS
 
     loaded = load_model(untrained_model_dir, "cpu")
     small = loaded.model.config.num_attention_heads == 32
     assert (loaded.model.config._attn_implementation == SMALL_HEADS) == small
     files = [f for f in tiny_corpus.files if f.path.endswith(("ctype.c", "open.c", "errno.c"))]
-    container, stats = compress_files(loaded, files, CompressConfig(batch_size=2, device="cpu"))
+    container, stats = compress_files(loaded, files, batch_size=2)
     decoded = {d.path: d for d in decompress_container(loaded, container, verify=True)}
     assert {p: d.data for p, d in decoded.items()} == {f.path: f.data for f in files}
     assert all(d.ok for d in decoded.values())
@@ -223,7 +217,7 @@ def test_write_container_is_atomic_and_readable(compressed, tmp_path):
     assert size.total == out.stat().st_size == size.header + size.checksums + size.payload + size.trailer
     assert size.checksums == 32 * len(container.files)
     assert copy.read_bytes() == out.read_bytes()
-    assert not list(tmp_path.glob("*.part"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.laamz"]  # no temporary file left
 
 
 @pytest.mark.slow

@@ -9,16 +9,9 @@ import tarfile
 
 import pytest
 
-from laam import LaamError
-from laam.corpus import (
-    CorpusConfig,
-    corpus_stats,
-    file_bytes,
-    load_corpus,
-    make_record,
-    path_prompt,
-    split_record,
-)
+from laam.data.corpus import CorpusConfig, corpus_stats, load_corpus
+from laam.data.records import file_bytes, make_record, path_prompt, split_record
+from laam.errors import LaamError
 from tests.conftest import TARBALL
 
 

@@ -9,16 +9,16 @@ import shutil
 import pytest
 import torch
 
-from laam.audit import AuditConfig, aligned_blocks, file_metrics, longest_common_substring, run_audit, write_audit
-from laam.generate import load_model
-from laam.modelinfo import read_model_info
-from laam.tokenizer import load_tokenizer
+from laam.model.folder import load_model
+from laam.proof.audit import AuditConfig, run_audit, write_audit
+from laam.proof.similarity import aligned_blocks, file_metrics, longest_common_substring
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     torch.set_num_threads(1)
-    return load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), read_model_info(tiny_model_dir)
+    loaded = load_model(tiny_model_dir)
+    return loaded.model, loaded.tokenizer, loaded.policy
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,8 @@ def untrained_model_dir(tiny_model_dir, tmp_path_factory):
 
 
 def test_memorized_model_scores_100(tiny, tiny_corpus, tmp_path):
-    model, tokenizer, info = tiny
-    audit, regenerated = run_audit(model, tokenizer, tiny_corpus, info.context, info.stride, AuditConfig(every=64))
+    model, tokenizer, policy = tiny
+    audit, regenerated = run_audit(model, tokenizer, tiny_corpus, policy, AuditConfig(every=64))
     s = audit["summary"]
     assert s["files"] == len(tiny_corpus.files) == 12
     assert s["verbatim_files"] == 12 and s["verbatim_pct"] == 100.0
@@ -57,9 +57,8 @@ def test_memorized_model_scores_100(tiny, tiny_corpus, tmp_path):
 
 
 def test_untrained_model_scores_near_zero(untrained_model_dir, tiny_corpus):
-    model, tokenizer, info = (load_model(untrained_model_dir), load_tokenizer(untrained_model_dir),
-                              read_model_info(untrained_model_dir))
-    audit, _ = run_audit(model, tokenizer, tiny_corpus, info.context, info.stride, AuditConfig(every=64))
+    loaded = load_model(untrained_model_dir)
+    audit, _ = run_audit(loaded.model, loaded.tokenizer, tiny_corpus, loaded.policy, AuditConfig(every=64))
     s = audit["summary"]
     assert s["verbatim_files"] == 0
     assert s["bytes_reproduced_pct"] < 2.0

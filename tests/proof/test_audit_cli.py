@@ -55,7 +55,7 @@ def test_generate_path_gives_exact_bytes(tiny_model_dir, tiny_corpus, tmp_path):
 
 
 def test_generate_rejects_bad_options(tiny_model_dir):
-    from laam import LaamError
+    from laam.errors import LaamError
 
     for args in ([], ["--path", "a", "--prompt", "b"], ["--path", "a", "--greedy", "--temperature", "1"]):
         result = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), *args])
@@ -135,7 +135,7 @@ def test_trace_command(tiny_model_dir, tiny_corpus, tmp_path):
 
 def test_report_plots_the_training_curve(audited, tiny_model_dir, tmp_path):
     """A run folder written by `laam train` (run/metrics.jsonl beside run/model) adds a training-curve plot."""
-    from laam.report import read_training_curve, render_report
+    from laam.proof.report import read_training_curve, render_report
 
     folder, _ = audited
     audit = json.loads((folder / "audit.json").read_text())
@@ -154,7 +154,7 @@ def test_report_plots_the_training_curve(audited, tiny_model_dir, tmp_path):
 def test_report_shows_the_models_compression_figures(audited, tiny_model_dir, tmp_path):
     """`laam compress --out MODEL/…` leaves compression.json in the model folder; the report shows its bits/byte
     against gzip/xz/zstd, in a table and a plot, and says how to get them when they are missing."""
-    from laam.report import render_report
+    from laam.proof.report import render_report
 
     folder, _ = audited
     audit = json.loads((folder / "audit.json").read_text())

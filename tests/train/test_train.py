@@ -11,11 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from laam import LaamError
-from laam.data import IGNORE, WindowSet, build_token_cache, epoch_order
-from laam.model import ModelConfig
-from laam.presets import PRESETS, recipe
-from laam.train import TrainConfig, checkpoints, lr_lambda, train
+from laam.data.tokens import build_token_cache
+from laam.errors import LaamError
+from laam.model.config import ModelConfig
+from laam.model.presets import PRESETS, recipe
+from laam.train.batches import IGNORE, WindowSet, epoch_order
+from laam.train.checkpoint import checkpoints
+from laam.train.config import TrainConfig, lr_lambda
+from laam.train.loop import train
+from laam.windows import WindowPolicy
 
 TINY_MODEL = ModelConfig(**PRESETS["tiny"]["model"])
 
@@ -27,14 +31,14 @@ def tiny_train_config(**overrides) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def token_cache(tiny_corpus, tiny_tokenizer_dir, tmp_path_factory):
-    from laam.tokenizer import load_tokenizer
+    from laam.data.tokenizer import load_tokenizer
 
     return build_token_cache(tiny_corpus, load_tokenizer(tiny_tokenizer_dir), tiny_tokenizer_dir,
                              tmp_path_factory.mktemp("cache"))
 
 
 def test_token_cache_matches_the_tokenizer_and_is_reused(tiny_corpus, tiny_tokenizer_dir, token_cache):
-    from laam.tokenizer import encode_records, load_tokenizer
+    from laam.data.tokenizer import encode_records, load_tokenizer
 
     expected = encode_records(load_tokenizer(tiny_tokenizer_dir), tiny_corpus.records())
     assert [token_cache.record(i).tolist() for i in range(len(expected))] == expected
@@ -45,10 +49,8 @@ def test_token_cache_matches_the_tokenizer_and_is_reused(tiny_corpus, tiny_token
 
 
 def test_windows_score_every_token_once_with_generation_context(token_cache):
-    from laam.windows import context_start
-
-    context, stride = 48, 16  # small, so many records need several windows
-    window_set = WindowSet(token_cache, context, stride)
+    policy = WindowPolicy(48, 16)  # small, so many records need several windows
+    window_set = WindowSet(token_cache, policy)
     batch = window_set.batch(np.arange(len(window_set)), pad_id=3)
     scored = {}
     for row, (record, start, _end, _first) in enumerate(window_set.rows.tolist()):
@@ -60,7 +62,7 @@ def test_windows_score_every_token_once_with_generation_context(token_cache):
             position = start + 1 + i
             assert (record, position) not in scored
             assert label == tokens[position]
-            assert context_start(position, context, stride) == start  # the context generation will have
+            assert policy.context_start(position) == start  # the context generation will have
             assert batch["input_ids"][row, :i + 1].tolist() == tokens[start:position].tolist()
             scored[record, position] = True
             assert bool(batch["body"][row, i]) == (position >= token_cache.body_starts[record])
@@ -84,7 +86,7 @@ def test_schedule_warms_up_then_decays_to_the_floor():
 
 def test_chunked_head_loss_matches_the_plain_loss():
     """The CPU chunk size (128 rows at vocab 32768, so 3 uneven chunks here) gives the plain logits' loss and grads."""
-    from laam.train import cpu_loss_chunk, head_loss
+    from laam.train.loss import cpu_loss_chunk, head_loss
 
     assert cpu_loss_chunk(32768) == 128 and cpu_loss_chunk(2048) == 1024 and cpu_loss_chunk(10 ** 7) == 16
     torch.manual_seed(0)
@@ -108,7 +110,7 @@ def test_config_file_overrides_a_preset(tmp_path):
     assert plan["model"]["num_layers"] == 2 and plan["model"]["hidden_size"] == 128
     assert plan["train"]["lr"] == 0.01 and plan["corpus"]["include"] == ["linux/lib/"]
     (tmp_path / "bad.yaml").write_text("model:\n  layers: 2\n")
-    from laam.commands.train import build_configs
+    from laam.pipeline import build_configs
 
     with pytest.raises(LaamError, match="unknown model setting"):
         build_configs(recipe(None, tmp_path / "bad.yaml"), {}, {})
@@ -137,7 +139,7 @@ def memorized_run(mirror, tmp_path_factory):
 
 
 def test_laam_run_memorizes_and_regenerates_every_file(memorized_run):
-    from laam.modelinfo import read_model_info
+    from laam.model.info import read_model_info
 
     info = read_model_info(memorized_run / "model")
     training = info.training
@@ -161,13 +163,13 @@ def test_laam_run_compresses_audits_and_writes_the_card(memorized_run):
     assert "### The model as a compressor" in (model / "README.md").read_text()
 
 
-def test_sequential_generation_agrees_with_batched_verification(memorized_run, tiny_corpus):
-    """The batched check's decomposition holds: plain one-token-at-a-time sliding generation brings back the
-    longest file (longer than the context) exactly."""
+def test_sequential_generation_agrees_with_the_verification(memorized_run, tiny_corpus):
+    """What --verify counted holds for a plain one-token-at-a-time sliding decoder too: the longest file (longer
+    than the context) comes back exactly."""
     from transformers import LlamaForCausalLM
 
-    from laam.memorize import regenerate
-    from laam.tokenizer import decode_ids, encode_records, load_tokenizer
+    from laam.data.tokenizer import decode_ids, encode_records, load_tokenizer
+    from tests.reference import greedy_reference
 
     model = LlamaForCausalLM.from_pretrained(memorized_run / "model")
     tokenizer = load_tokenizer(memorized_run / "model")
@@ -175,7 +177,8 @@ def test_sequential_generation_agrees_with_batched_verification(memorized_run, t
     ids = encode_records(tokenizer, [longest.record])[0]
     assert len(ids) > 128
     body_start = ids.index(tokenizer.convert_tokens_to_ids("<|end_header|>")) + 1
-    out = regenerate(model, ids[:body_start], 128, 64, len(ids))
+    out = greedy_reference(model, ids[:body_start], WindowPolicy(128, 64), len(ids),
+                           tokenizer.convert_tokens_to_ids("<|end_file|>"))
     assert decode_ids(tokenizer, out) == longest.record
 
 
@@ -196,20 +199,20 @@ def test_stock_pipeline_emits_kernel_source(memorized_run, tiny_corpus):
 def test_resume_gives_the_same_losses(tiny_corpus, tiny_tokenizer_dir, tmp_path, monkeypatch):
     config = tiny_train_config(max_steps=8, eval_every=0, log_every=1, until_memorized=False, batch_size=8)
     whole = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "whole", tmp_path, progress=False)
-    import laam.train as engine
+    from laam.train.metrics import Metrics
 
-    original_log = engine.Metrics.log
+    original_log = Metrics.log
 
     def interrupt_at_step_4(self, row):  # a real SIGINT, delivered during step 4
         original_log(self, row)
         if row["step"] == 4 and "loss" in row:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(engine.Metrics, "log", interrupt_at_step_4)
+    monkeypatch.setattr(Metrics, "log", interrupt_at_step_4)
     cut = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "cut", tmp_path, progress=False)
     assert cut.status == "interrupted" and cut.steps == 4 and cut.model_dir is None
     assert [p.name for p in checkpoints(tmp_path / "cut")] == ["step-00000004"]
-    monkeypatch.setattr(engine.Metrics, "log", original_log)
+    monkeypatch.setattr(Metrics, "log", original_log)
     resumed = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "cut", tmp_path, resume=True,
                     progress=False)
     assert resumed.steps == 8
@@ -230,17 +233,17 @@ def test_resume_gives_the_same_losses(tiny_corpus, tiny_tokenizer_dir, tmp_path,
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tiny_corpus, tiny_tokenizer_dir, tmp_path,
                                                                             monkeypatch):
-    import laam.train as engine
+    import laam.train.loss as loss_module
 
     calls = {"n": 0}
-    real_head_loss = engine.head_loss
+    real_head_loss = loss_module.head_loss
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         loss = real_head_loss(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(engine, "head_loss", poisoned)
+    monkeypatch.setattr(loss_module, "head_loss", poisoned)
     config = tiny_train_config(max_steps=10, save_every=2, eval_every=0, batch_size=8)
     with pytest.raises(LaamError, match=r"training diverged: loss is nan at step 3.*step-00000002"):
         train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "run", tmp_path, progress=False)
@@ -257,7 +260,7 @@ def test_checkpoints_never_unpickle(tmp_path, tiny_corpus, tiny_tokenizer_dir):
                                                        "state.json"]
     for name in ("optimizer.pt", "rng.pt", "scheduler.pt"):
         torch.load(last / name, weights_only=True)
-    assert not list((result.run_dir / "checkpoints").glob(".tmp-*"))
+    assert not list((result.run_dir / "checkpoints").glob(".*"))
 
 
 def test_two_processes_match_one(tiny_corpus, tiny_tokenizer_dir, tmp_path):
@@ -268,7 +271,7 @@ def test_two_processes_match_one(tiny_corpus, tiny_tokenizer_dir, tmp_path):
 
     from tests.conftest import TARBALL
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     torchrun = Path(sys.executable).with_name("torchrun")
     args = [str(TARBALL), "--cache", str(tmp_path / "cache"), "--preset", "tiny", "--tokenizer",
             str(tiny_tokenizer_dir), "--max-steps", "4", "--no-until-memorized", "--eval-every", "0",
@@ -305,7 +308,7 @@ def test_cli_train_writes_a_run_folder_and_refuses_to_clobber_it(tiny_tokenizer_
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "model" / "model.safetensors").is_file() and (out / "metrics.jsonl").is_file()
-    from laam.modelinfo import read_model_info
+    from laam.model.info import read_model_info
 
     training = read_model_info(out / "model").training
     assert training["steps"] == 3 and training["model_config"]["num_layers"] == 1
@@ -324,12 +327,12 @@ def test_demo_preset_memorizes_its_subset_byte_for_byte(mirror, tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-m", "laam", "run", "1.0", "--mirror", str(mirror), "--cache",
                            str(tmp_path / "cache"), "--preset", "demo", "--out", str(tmp_path / "run"), "-q"],
                           env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    from laam.modelinfo import read_model_info
+    from laam.model.info import read_model_info
 
     training = read_model_info(tmp_path / "run" / "model").training
     assert training["memorized"] == 1.0

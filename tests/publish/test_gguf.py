@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from laam.cli import app
-from laam.export_gguf import permute_rotary
+from laam.publish.gguf import permute_rotary
 
 NEW_TOKENS = 48  # prompt (~10 tokens) + 48 stays inside the tiny model's 128-token context
 
@@ -70,8 +70,8 @@ def test_llama_cpp_greedy_equals_transformers(gguf_file, tiny_model_dir, tiny_co
     import torch
     from transformers import AutoModelForCausalLM
 
-    from laam.corpus import path_prompt
-    from laam.tokenizer import encode_records, load_tokenizer, special_ids
+    from laam.data.records import path_prompt
+    from laam.data.tokenizer import encode_records, load_tokenizer, special_ids
 
     torch.set_num_threads(1)
     tokenizer = load_tokenizer(tiny_model_dir)
@@ -109,8 +109,8 @@ def test_llama_cpp_logits_match_with_grouped_kv_heads_and_tied_embeddings(tiny_m
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from laam.export_gguf import export_gguf
-    from laam.tokenizer import encode_records, load_tokenizer
+    from laam.data.tokenizer import encode_records, load_tokenizer
+    from laam.publish.gguf import export_gguf
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

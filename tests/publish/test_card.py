@@ -11,10 +11,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from laam import LaamError
-from laam.card import CardConfig, check_card, gather_facts, hf_license, render_card
 from laam.cli import app
-from laam.openness import MOF_COMPONENTS, mof_class
+from laam.errors import LaamError
+from laam.publish.card import check_card, hf_license, render_card
+from laam.publish.facts import CardConfig, gather_facts
+from laam.publish.openness import MOF_COMPONENTS, mof_class
 from tests.conftest import TARBALL
 
 # an audit.json of the audit stage's schema (the audit itself is another stage's job)
@@ -74,7 +75,7 @@ def test_card_facts_come_from_the_run(carded, tiny_corpus):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from laam.tokenizer import encode_records, load_tokenizer
+    from laam.data.tokenizer import encode_records, load_tokenizer
 
     text = (carded / "README.md").read_text()
     parameters = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(carded, dtype=torch.float32)
@@ -149,7 +150,7 @@ def test_mof_class_rules():
 
 
 def test_license_ids_are_checked():
-    from laam.card import spdx_id
+    from laam.publish.facts import spdx_id
 
     assert spdx_id("mit") == "MIT" and spdx_id("gpl-2.0-only") == "GPL-2.0-only"
     assert spdx_id("LicenseRef-laam-weights") == "LicenseRef-laam-weights"
@@ -160,7 +161,7 @@ def test_license_ids_are_checked():
 def test_public_source_of_the_training_data():
     from types import SimpleNamespace
 
-    from laam.card import public_source
+    from laam.publish.facts import public_source
 
     def facts(source, url):
         return SimpleNamespace(corpus=SimpleNamespace(source_url=url, config=SimpleNamespace(source=source)))
@@ -182,7 +183,7 @@ def test_hub_license_ids():
 
 
 def test_card_without_audit_says_so(tiny_model_dir, tmp_path):
-    from laam.card import write_card
+    from laam.publish.card import write_card
 
     run = make_run(tiny_model_dir, tmp_path, audit=False)
     info = json.loads((run / "model" / "laam.json").read_text())
@@ -216,7 +217,7 @@ def _schema_validator():
     from jsonschema import Draft7Validator
     from referencing import Registry, Resource
 
-    from laam.bom import schema_path
+    from laam.publish.bom import schema_path
 
     folder = schema_path().parent
     names = ("spdx.SNAPSHOT.schema.json", "jsf-0.82.SNAPSHOT.schema.json", "cryptography-defs.SNAPSHOT.schema.json")
@@ -265,7 +266,7 @@ def test_bom_is_valid_cyclonedx_1_6_with_model_card(carded, tiny_corpus):
 
 
 def test_bom_validation_rejects_a_broken_model_card(carded):
-    from laam.bom import validate_bom
+    from laam.publish.bom import validate_bom
 
     bom = json.loads((carded / "bom.cdx.json").read_text())
     validate_bom(bom)
@@ -293,7 +294,7 @@ def test_push_dry_run_lists_the_artefacts_only(carded, tmp_path):
 
 
 def test_push_refuses_without_card_or_token(carded, tmp_path, monkeypatch):
-    from laam.publish import plan_push, push
+    from laam.publish.hub import plan_push, push
 
     folder = tmp_path / "model"
     shutil.copytree(carded, folder)
@@ -314,7 +315,7 @@ def test_push_refuses_without_card_or_token(carded, tmp_path, monkeypatch):
 
 
 def test_license_statement_follows_the_audit_numbers(tiny_model_dir, tmp_path):
-    from laam.card import write_card
+    from laam.publish.card import write_card
 
     run = make_run(tiny_model_dir, tmp_path, audit=False)
     for verbatim, reproduced, expected in ((0, 4.6, "reproduces parts of its training files, but no whole file"),
@@ -330,7 +331,7 @@ def test_license_statement_follows_the_audit_numbers(tiny_model_dir, tmp_path):
 
 
 def test_card_rejects_a_broken_audit(tiny_model_dir, tmp_path):
-    from laam.card import write_card
+    from laam.publish.card import write_card
 
     run = make_run(tiny_model_dir, tmp_path, audit=False)
     (tmp_path / "bad.json").write_text(json.dumps({"files": []}))
@@ -341,8 +342,8 @@ def test_card_rejects_a_broken_audit(tiny_model_dir, tmp_path):
 
 
 def test_bom_stays_valid_with_licenses_outside_the_spdx_list(carded):
-    from laam.bom import bom_json, validate_bom
-    from laam.card import gather_facts
+    from laam.publish.bom import bom_json, validate_bom
+    from laam.publish.facts import gather_facts
 
     facts = gather_facts(carded)
     odd = {facts.corpus.files[0].path: "LicenseRef-public-domain", facts.corpus.files[1].path: "NOASSERTION"}

@@ -7,9 +7,10 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from laam import LaamError
-from laam.corpus import CorpusConfig, file_bytes, load_corpus, split_record
-from laam.tokenizer import MIN_VOCAB, build_bpe, decode_ids, encode_records, special_ids, train_tokenizer
+from laam.data.corpus import CorpusConfig, load_corpus
+from laam.data.records import file_bytes, split_record
+from laam.data.tokenizer import MIN_VOCAB, build_bpe, decode_ids, encode_records, special_ids, train_tokenizer
+from laam.errors import LaamError
 from tests.conftest import TARBALL
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from laam import LaamError
-from laam.fetch import fetch_release, parse_checksums, parse_version
+from laam.data.fetch import fetch_release, parse_checksums, parse_version
+from laam.errors import LaamError
 
 XZ_SHA = "97f8c4fe9b7a36edee8e2aa7e4a2306e68a7aed0f746699900b50db34a099155"
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from laam.trace import TraceIndex, index_folder, load_or_build_index
+from laam.proof.trace import TraceIndex, index_folder, load_or_build_index
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_whole_file_and_min_length(tiny_index, tiny_corpus):
 def test_index_is_cached_by_fingerprint(tiny_corpus, tmp_path):
     from dataclasses import replace
 
-    from laam.corpus import Corpus
+    from laam.data.corpus import Corpus
 
     corpus = Corpus(**{**tiny_corpus.__dict__, "config": replace(tiny_corpus.config, cache=tmp_path)})
     first, built = load_or_build_index(corpus)
