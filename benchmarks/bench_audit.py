@@ -27,10 +27,15 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from laam.audit import AuditConfig, count_extraction_samples, extraction_metrics, file_metrics
-from laam.corpus import END_FILE, CorpusConfig, load_corpus, path_prompt
-from laam.generate import Request, WindowedGenerator, attention_for
-from laam.tokenizer import decode_ids, encode_records, load_tokenizer, special_ids, train_tokenizer
+from laam.data.corpus import CorpusConfig, load_corpus
+from laam.data.records import END_FILE, path_prompt
+from laam.data.tokenizer import decode_ids, encode_records, load_tokenizer, special_ids, train_tokenizer
+from laam.engine import Request, WindowedGenerator
+from laam.model.attention import attention_for
+from laam.proof.audit import AuditConfig
+from laam.proof.extraction import count_extraction_samples, extraction_metrics
+from laam.proof.similarity import file_metrics
+from laam.windows import WindowPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 TARBALL = ROOT.parent / "shared" / "data" / "kernel-mirror" / "v1.0" / "linux-1.0.tar.xz"
@@ -42,7 +47,7 @@ def original_5m(vocab: int, ids: dict) -> LlamaForCausalLM:
                          num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=CONTEXT,
                          bos_token_id=ids["<|start_file|>"], eos_token_id=ids["<|end_file|>"],
                          pad_token_id=ids["<|pad|>"], tie_word_embeddings=False)
-    config._attn_implementation = attention_for(config)  # what laam.generate.load_model picks for this shape
+    config._attn_implementation = attention_for(config)  # what laam.model.folder.load_model picks for this shape
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():  # random logits are nearly flat: sharpen them so float rounding cannot flip near-ties
@@ -108,13 +113,13 @@ def main():
     model.set_attn_implementation(attention_for(model.config))
     order = sorted(sample, key=lambda i: -lengths[i])
     requests = [Request(prompts[i], lengths[i], None) for i in order]
-    decode = WindowedGenerator(model, CONTEXT, STRIDE, args.batch_size)
+    decode = WindowedGenerator(model, WindowPolicy(CONTEXT, STRIDE), args.batch_size)
     outputs = decode.run(requests)
     rate = decode.stats.tokens / decode.stats.seconds
     print(f"laam.generate decode, batch {args.batch_size}: {decode.stats.tokens:,} tokens in "
           f"{decode.stats.seconds:.1f} s = {rate:,.0f} tokens/s ({len(sample)} files of up to {args.max_tokens} "
           f"tokens, {decode.stats.refills} window reads); {rate / hf_rate:.1f}x HF generate", flush=True)
-    memorized = WindowedGenerator(model, CONTEXT, STRIDE, args.batch_size)
+    memorized = WindowedGenerator(model, WindowPolicy(CONTEXT, STRIDE), args.batch_size)
     again = memorized.run([Request(r.prompt, r.max_new_tokens, None, out) for r, out in zip(requests, outputs)])
     same = sum(a == b for x, y in zip(again, outputs) for a, b in zip(x, y))
     fast = memorized.stats.tokens / memorized.stats.seconds
@@ -133,7 +138,7 @@ def main():
     # --- extraction windows (50+50 and 32+32), decode and memorized ---------------------------------------
     subset = [records[i] for i in sample]
     every = max(1, count_extraction_samples(subset, 50, 32, 1) // args.extraction_samples)
-    probe = WindowedGenerator(model, CONTEXT, STRIDE, max(args.batch_size, 128))
+    probe = WindowedGenerator(model, WindowPolicy(CONTEXT, STRIDE), max(args.batch_size, 128))
     extraction_metrics(probe, subset, 50, 32, every, drafts=False)
     extraction_rate = probe.stats.tokens / probe.stats.seconds
     print(f"extraction windows, decode: {probe.stats.tokens:,} tokens in {probe.stats.seconds:.1f} s = "

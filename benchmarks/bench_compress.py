@@ -17,17 +17,11 @@ from pathlib import Path
 
 import torch
 
-from laam.compress import (
-    CompressConfig,
-    compress_files,
-    decompress_container,
-    load_model,
-    read_container,
-    select_files,
-    write_container,
-)
-from laam.corpus import load_corpus
-from laam.modelinfo import read_model_info
+from laam.data.corpus import load_corpus, select_files
+from laam.model.folder import load_model
+from laam.model.info import read_model_info
+from laam.proof.compress.coder import compress_files, decompress_container
+from laam.proof.compress.container import read_container, write_container
 
 
 def main() -> None:
@@ -47,16 +41,16 @@ def main() -> None:
     if args.source:
         config = type(config)(**{**config.__dict__, "source": args.source})
     files = select_files(load_corpus(config, progress=False).files, args.files)
-    loaded = load_model(args.model, args.device, quiet=True)
+    loaded = load_model(args.model, args.device)
     size = sum(len(f.data) for f in files)
     print(f"{len(files)} files, {size:,} bytes; model {args.model} on {loaded.device}, {torch.get_num_threads()} "
-          f"threads; context {loaded.context}, stride {loaded.stride}")
+          f"threads; context {loaded.policy.context}, stride {loaded.policy.stride}")
     print(f"{'batch':>5} {'tokens':>8} {'compress B/s':>13} {'tok/s':>8} {'decompress B/s':>15} {'tok/s':>8} "
           f"{'archive B':>10} {'exact':>7}")
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-            container, stats = compress_files(loaded, files, CompressConfig(batch_size=batch_size))
+            container, stats = compress_files(loaded, files, batch_size)
             archive = Path(scratch) / f"b{batch_size}.laamz"
             written = write_container(container, archive)
             started = time.perf_counter()

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from laam.train import cpu_loss_chunk, head_loss
+from laam.train.loss import cpu_loss_chunk, head_loss
 
 
 def best_ms(fn, hidden, weight, targets, repeats: int) -> tuple[float, float]:

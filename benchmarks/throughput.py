@@ -28,13 +28,13 @@ ALLOCATOR = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 
 
 def corpus(include):
-    from laam.corpus import CorpusConfig, load_corpus
+    from laam.data.corpus import CorpusConfig, load_corpus
 
     return load_corpus(CorpusConfig(source=str(TARBALL), filter="original", include=tuple(include)), progress=False)
 
 
 def tokenizer_dir(args) -> Path:
-    from laam.tokenizer import train_tokenizer
+    from laam.data.tokenizer import train_tokenizer
 
     folder = Path(args.work) / f"tokenizer-{args.vocab}"
     if not (folder / "tokenizer.json").is_file():
@@ -47,7 +47,7 @@ def baseline(args) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-    from laam.tokenizer import encode_records, load_tokenizer, special_ids
+    from laam.data.tokenizer import encode_records, load_tokenizer, special_ids
 
     torch.set_num_threads(args.threads)
     tok = load_tokenizer(args.tokenizer)
@@ -92,9 +92,10 @@ def laam(args) -> dict:
     """The engine on the same model, stride = context, --batch windows per step."""
     import torch
 
-    from laam.model import ModelConfig
-    from laam.presets import PRESETS
-    from laam.train import TrainConfig, train
+    from laam.model.config import ModelConfig
+    from laam.model.presets import PRESETS
+    from laam.train.config import TrainConfig
+    from laam.train.loop import train
 
     model = ModelConfig(**{**PRESETS["original-5m"]["model"], "stride": 512, "vocab_size": args.vocab,
                            "precision": "bf16" if args.bf16 else "float32"})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from laam.corpus import CorpusConfig, load_corpus
+from laam.data.corpus import CorpusConfig, load_corpus
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MIRROR = SHARED / "data" / "kernel-mirror"
@@ -48,7 +48,8 @@ def _built_once(name: str, build) -> Path:
     """A folder built by `build(folder)` once per version of the code that builds it, reused across test runs
     (the tiny model takes ≈15 s to train). Keyed by the sources involved; built into a temporary folder and
     renamed, so an interrupted build is never reused."""
-    sources = ["tests/tiny_model.py", "tests/conftest.py", "laam/tokenizer.py", "laam/windows.py", "laam/corpus.py"]
+    sources = ["tests/tiny_model.py", "tests/conftest.py", "laam/data/tokenizer.py", "laam/windows.py",
+               "laam/data/corpus.py", "laam/data/records.py", "laam/train/batches.py", "laam/model/info.py"]
     root = Path(__file__).resolve().parents[1]
     key = hashlib.sha256(b"".join((root / s).read_bytes() for s in sources)).hexdigest()[:12]
     folder = Path(os.environ.get("LAAM_TEST_CACHE", Path(tempfile.gettempdir()) / "laam-test-cache")) / f"{name}-{key}"
@@ -65,7 +66,7 @@ def _built_once(name: str, build) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tiny_corpus) -> Path:
-    from laam.tokenizer import train_tokenizer
+    from laam.data.tokenizer import train_tokenizer
 
     return _built_once("tiny-tokenizer", lambda out: train_tokenizer(tiny_corpus, out, vocab_size=512))
 
@@ -80,3 +81,6 @@ def tiny_model_dir(tiny_corpus, tiny_tokenizer_dir) -> Path:
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `laam train`/`laam run` re-execute themselves once with faster allocator settings; inside pytest's process
+# that would restart the test run, so the tests keep them off
+os.environ["LAAM_REEXEC"] = "0"

@@ -1,1 +1,0 @@
-"""CLI commands of the later pipeline stages; each module registers on laam.cli.app."""

@@ -1,0 +1,232 @@
+"""The training corpus: a kernel release read safely (data.archive), filtered, and wrapped as byte-exact
+records (data.records), with a manifest that gives every member's size, SHA-256, encoding, license and
+whether it was kept."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from laam.data.archive import Member, archive_stem, read_folder, read_tar, unsafe_path
+from laam.data.fetch import DEFAULT_MIRROR, Archive, default_cache, fetch_release, local_archive
+from laam.data.licenses import copying_license, license_of
+from laam.data.records import decode, make_record
+from laam.errors import LaamError
+from laam.io import atomic_write_text
+from laam.progress import counter
+
+# The original LaaM's selection (case-insensitive suffixes): 506 files of Linux 1.0.
+ORIGINAL_EXTENSIONS = (".c", ".cc", ".cpp", ".cxx", ".c++", ".h", ".hh", ".hpp", ".hxx", ".h++", ".s", ".rs", ".txt")
+# `source` (the default) keeps every text file of the tree: GPL-2.0 section 3 defines the complete
+# source of a work as its code "plus the scripts used to control compilation and installation", so
+# Makefiles, Configure/config.in/Kconfig and scripts are part of what the license covers, and
+# READMEs and COPYING are the notices it requires to travel with the code. Binary files (a NUL
+# byte) and files over --max-file-size (generated register tables in modern kernels) stay out.
+FILTERS = ("source", "original")
+DEFAULT_MAX_FILE_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """What to read and which files to keep."""
+
+    source: str = "1.0"  # a kernel version, a tarball path, or an unpacked source folder
+    mirror: str = DEFAULT_MIRROR
+    cache: Path | None = None
+    filter: str = "source"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+
+    def to_dict(self) -> dict:
+        """JSON-ready, for a model folder's laam.json (the cache folder is machine-local and left out)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k != "cache"}
+
+    @classmethod
+    def from_dict(cls, data: dict, cache: Path | None = None) -> CorpusConfig:
+        fields_ = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "cache"}
+        return cls(**fields_, cache=cache)
+
+    def selection_key(self) -> str:
+        """A short hash of what decides the selection (not of where the bytes came from)."""
+        spec = json.dumps([self.filter, sorted(self.include), sorted(self.exclude), self.max_file_size])
+        return hashlib.sha256(spec.encode()).hexdigest()[:10]
+
+
+@dataclass
+class CorpusFile:
+    path: str
+    data: bytes
+    encoding: str  # "utf-8" or "latin-1"
+    license: str
+
+    @property
+    def text(self) -> str:
+        return self.data.decode(self.encoding)
+
+    @property
+    def record(self) -> str:
+        return make_record(self.path, self.text)
+
+
+@dataclass
+class Corpus:
+    name: str  # linux-1.0
+    config: CorpusConfig
+    source_url: str
+    source_sha256: str
+    files: list[CorpusFile]
+    manifest: list[dict]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # unsafe members: (path, why)
+
+    @property
+    def members(self) -> int:
+        return len(self.manifest)
+
+    def records(self) -> list[str]:
+        return [f.record for f in self.files]
+
+    def fingerprint(self) -> str:
+        """Hash of the exact records, to key caches of anything derived from them."""
+        digest = hashlib.sha256()
+        for f in self.files:
+            digest.update(f.path.encode() + b"\0" + hashlib.sha256(f.data).digest())
+        return digest.hexdigest()[:16]
+
+    def folder(self) -> Path:
+        return Path(self.config.cache or default_cache()) / "corpus" / f"{self.name}-{self.config.selection_key()}"
+
+    def write_manifest(self, folder: Path | None = None) -> Path:
+        """`manifest.jsonl` (one row per archive member) and `corpus.json` (source, filter, totals)."""
+        folder = Path(folder or self.folder())
+        atomic_write_text(folder / "manifest.jsonl", "".join(json.dumps(row) + "\n" for row in self.manifest))
+        summary = {
+            "name": self.name, "source_url": self.source_url, "source_sha256": self.source_sha256,
+            "selection": {k: v for k, v in asdict(self.config).items() if k not in ("cache", "mirror", "source")},
+            "members": self.members, "included": len(self.files),
+            "bytes": sum(len(f.data) for f in self.files), "fingerprint": self.fingerprint(),
+            "licenses": license_counts(self.files), "skipped_unsafe": self.skipped,
+        }
+        atomic_write_text(folder / "corpus.json", json.dumps(summary, indent=1) + "\n")
+        return folder
+
+
+def license_counts(files: list[CorpusFile]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for f in files:
+        counts[f.license] += 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _kept_by_filter(path: str, data: bytes, config: CorpusConfig) -> str | None:
+    """None when a file is kept, else why it is not."""
+    if config.filter == "original" and not path.lower().endswith(ORIGINAL_EXTENSIONS):
+        return "not a source extension of the original LaaM filter"
+    if config.filter == "source" and b"\0" in data[:8192]:
+        return "binary (NUL byte)"
+    if len(data) > config.max_file_size:
+        return f"larger than max file size ({config.max_file_size} bytes)"
+    if config.include and not any(glob_match(path, g) for g in config.include):
+        return "not matched by --include"
+    if any(glob_match(path, g) for g in config.exclude):
+        return "matched by --exclude"
+    return None
+
+
+def glob_match(path: str, pattern: str) -> bool:
+    """fnmatch, where `*` also crosses `/`, and a pattern ending in `/` means everything under it."""
+    if pattern.endswith("/"):
+        pattern += "*"
+    return fnmatch.fnmatchcase(path, pattern)
+
+
+def select_files(files: list[CorpusFile], globs: list[str] | tuple[str, ...] | None,
+                 option: str = "--files") -> list[CorpusFile]:
+    """The files whose path matches any of `globs` (all of them when none is given); none matching is an error."""
+    if not globs:
+        return list(files)
+    chosen = [f for f in files if any(glob_match(f.path, g) for g in globs)]
+    if not chosen:
+        example = f" (paths look like {files[0].path})" if files else ""
+        raise LaamError(f"{option} {' '.join(globs)} matches none of the corpus's {len(files)} files{example}")
+    return chosen
+
+
+def select(members: Iterator[Member], config: CorpusConfig) -> tuple[list[CorpusFile], list[dict], list]:
+    """Apply safety checks and filters: (kept files, manifest rows, skipped unsafe members)."""
+    if config.filter not in FILTERS:
+        raise LaamError(f"unknown filter {config.filter!r}: use one of {', '.join(FILTERS)}")
+    rows, candidates, skipped, copying = [], [], [], {}
+    for member in members:
+        if member.kind == "dir":
+            continue
+        if member.kind != "file" or unsafe_path(member.path):
+            why = "unsafe path (absolute or ..)" if unsafe_path(member.path) else f"{member.kind}, not a regular file"
+            skipped.append((member.path, why))
+            rows.append({"path": member.path, "size": None, "sha256": None, "encoding": None,
+                         "included": False, "reason": why, "license": None, "license_evidence": None})
+            continue
+        if member.path.rsplit("/", 1)[-1] == "COPYING":
+            copying[member.path.rsplit("/", 1)[0] if "/" in member.path else ""] = copying_license(member.data)
+        candidates.append(member)
+    files = []
+    for member in candidates:
+        _, encoding = decode(member.data)
+        spdx, evidence = license_of(member.path, member.data, copying)
+        reason = _kept_by_filter(member.path, member.data, config)
+        rows.append({"path": member.path, "size": len(member.data), "sha256": hashlib.sha256(member.data).hexdigest(),
+                     "encoding": encoding, "included": reason is None, "reason": reason or "kept",
+                     "license": spdx, "license_evidence": evidence})
+        if reason is None:
+            files.append(CorpusFile(member.path, member.data, encoding, spdx))
+    return files, rows, skipped
+
+
+def resolve_source(config: CorpusConfig, progress: bool = True) -> tuple[str, Archive | None, Path | None]:
+    """(corpus name, archive or None, unpacked folder or None) for a version, tarball or folder."""
+    candidate = Path(config.source).expanduser()
+    if candidate.is_dir():
+        return candidate.resolve().name, None, candidate
+    if candidate.is_file():
+        return archive_stem(candidate.name), local_archive(candidate), None
+    archive = fetch_release(config.source, config.mirror, config.cache, progress=progress)
+    return archive_stem(archive.path.name), archive, None
+
+
+def load_corpus(config: CorpusConfig, progress: bool = True) -> Corpus:
+    """Fetch if needed, read safely, filter: the corpus every later stage trains and audits on."""
+    name, archive, folder = resolve_source(config, progress)
+    members = read_tar(archive.path) if archive else read_folder(folder)
+    with counter(progress, "members") as bar:
+        task = bar.add_task(f"reading {name}")
+        files, rows, skipped = select((bar.advance(task) or m for m in members), config)
+    if not files:
+        raise LaamError(f"no files left after filters (filter={config.filter}, include={list(config.include)}, "
+                        f"exclude={list(config.exclude)}) out of {len(rows)} members")
+    url = archive.source_url if archive else Path(folder).resolve().as_uri()
+    sha = archive.sha256 if archive else "NOASSERTION"
+    return Corpus(name, config, url, sha, files, rows, skipped)
+
+
+def top_directory(path: str) -> str:
+    parts = path.split("/")
+    return "/".join(parts[:2]) + "/" if len(parts) > 2 else "(top level)"
+
+
+def corpus_stats(corpus: Corpus, token_counts: list[int] | None = None) -> dict[str, dict[str, int]]:
+    """Files, bytes, lines (and tokens, given each record's token count) per top-level directory and in total."""
+    table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for i, f in enumerate(corpus.files):
+        for key in (top_directory(f.path), "total"):
+            row = table[key]
+            row["files"] += 1
+            row["bytes"] += len(f.data)
+            row["lines"] += f.data.count(b"\n")
+            if token_counts is not None:
+                row["tokens"] += token_counts[i]
+    return {k: dict(v) for k, v in sorted(table.items(), key=lambda kv: (kv[0] == "total", kv[0]))}

@@ -1,0 +1,135 @@
+"""Byte-level BPE tokenizer of an exact vocabulary size, whose decode(encode(record)) == record.
+
+Differences from the original LaaM tokenizer, each of which broke the round trip there:
+no prefix space is added, whitespace is left to BPE (no tab/space special tokens), and the
+transformers wrapper does not "clean up" spaces. It is trained on file paths and contents,
+not whole records, so no merges are wasted on `<|`/`|>` pieces of the markers.
+
+The saved tokenizer's post-processor prepends `<|start_file|><|start_header|>` when asked for
+special tokens (transformers' default), so stock `pipeline("text-generation")` turns an empty
+prompt into "start a file" and a path prompt into "this file". Training and audit code encode
+records, which already carry their markers, with `add_special_tokens=False` (see encode_records).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+from laam.data.records import END_FILE, END_HEADER, PAD, SPECIAL_TOKENS, START_FILE, START_HEADER
+from laam.errors import LaamError
+from laam.io import atomic_folder, sha256_file
+
+BYTE_ALPHABET = 256
+MIN_VOCAB = BYTE_ALPHABET + len(SPECIAL_TOKENS)
+INFO_FILE = "laam_tokenizer.json"
+
+
+@dataclass
+class TokenizerReport:
+    vocab_size: int
+    learned: int  # tokens BPE learned before padding with reserved tokens
+    reserved: int
+    seconds: float
+    file_bytes: int
+    record_tokens: int
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.file_bytes / max(self.record_tokens, 1)
+
+
+def build_bpe(texts, vocab_size: int, min_frequency: int = 2) -> tuple[Tokenizer, int]:
+    """Train byte-level BPE on `texts`; pad with reserved special tokens to exactly `vocab_size`."""
+    if vocab_size < MIN_VOCAB:
+        raise LaamError(f"vocabulary size {vocab_size} is smaller than the byte alphabet plus special tokens "
+                        f"({BYTE_ALPHABET} + {len(SPECIAL_TOKENS)} = {MIN_VOCAB})")
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    learned = tokenizer.get_vocab_size()
+    if learned < vocab_size:  # corpus too small for that many merges: pad, as the original LaaM did
+        tokenizer.add_special_tokens([f"<|reserved_{i}|>" for i in range(vocab_size - learned)])
+    assert tokenizer.get_vocab_size() == vocab_size, (tokenizer.get_vocab_size(), vocab_size)
+    ids = {t: tokenizer.token_to_id(t) for t in (START_FILE, START_HEADER)}
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{START_FILE} {START_HEADER} $A", special_tokens=list(ids.items()))
+    return tokenizer, learned
+
+
+def wrap(tokenizer: Tokenizer):
+    """The transformers tokenizer around a trained `tokenizers` one, with bos/eos/pad set."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=START_FILE, eos_token=END_FILE, pad_token=PAD,
+        additional_special_tokens=[START_HEADER, END_HEADER], clean_up_tokenization_spaces=False,
+    )
+
+
+def train_tokenizer(corpus, out: Path, vocab_size: int = 32768, min_frequency: int = 2,
+                    replace: bool = True) -> TokenizerReport:
+    """Train on `corpus` (a data.corpus.Corpus), save to `out` (loadable with AutoTokenizer), and report.
+
+    The folder appears complete or not at all; with replace=False a folder another process finished first is
+    kept (both trained the same tokenizer from the same corpus)."""
+    start = time.perf_counter()
+    texts = [t for f in corpus.files for t in (f.path, f.text)]
+    tokenizer, learned = build_bpe(texts, vocab_size, min_frequency)
+    seconds = time.perf_counter() - start
+    hf = wrap(tokenizer)
+    tokens = sum(len(ids) for ids in encode_records(hf, corpus.records()))
+    report = TokenizerReport(vocab_size, learned, vocab_size - learned, seconds,
+                             sum(len(f.data) for f in corpus.files), tokens)
+    info = {**report.__dict__, "bytes_per_token": report.bytes_per_token, "min_frequency": min_frequency,
+            "corpus": corpus.name, "corpus_fingerprint": corpus.fingerprint()}
+    with atomic_folder(Path(out), replace=replace) as scratch:
+        hf.save_pretrained(scratch)
+        (scratch / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
+    return report
+
+
+def default_tokenizer_dir(corpus, vocab_size: int) -> Path:
+    """Where a corpus's tokenizer of a vocabulary size is kept: beside its manifest in the cache."""
+    return corpus.folder() / f"tokenizer-v{vocab_size}"
+
+
+def tokenizer_sha256(folder: Path) -> str:
+    """SHA-256 of a folder's tokenizer.json: what a token cache, an archive and laam.json name a tokenizer by."""
+    return sha256_file(Path(folder) / "tokenizer.json")
+
+
+def load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    if not (Path(path) / "tokenizer.json").is_file():
+        raise LaamError(f"no tokenizer in {path} (run `laam tokenizer train` first)")
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def backend(tokenizer) -> Tokenizer:
+    return tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else tokenizer
+
+
+def encode_records(tokenizer, records: list[str]) -> list[list[int]]:
+    """Token ids of whole records (markers already inside, so no template), in parallel in Rust."""
+    return [e.ids for e in backend(tokenizer).encode_batch(records, add_special_tokens=False)]
+
+
+def decode_ids(tokenizer, ids: list[int]) -> str:
+    """Exact inverse of encode_records: special tokens kept, no space clean-up."""
+    return backend(tokenizer).decode(ids, skip_special_tokens=False)
+
+
+def special_ids(tokenizer) -> dict[str, int]:
+    tok = backend(tokenizer)
+    return {t: tok.token_to_id(t) for t in (START_FILE, START_HEADER, END_HEADER, END_FILE, PAD)}

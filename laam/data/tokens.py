@@ -1,0 +1,64 @@
+"""The token cache: every record tokenized once into a memmap that training and checks read.
+
+The cache (ids.bin: uint16/uint32 token ids of all records back to back; index.json: per record
+its path, offset, length and first body token) is keyed by the corpus fingerprint and the
+tokenizer's SHA-256, so a changed corpus or tokenizer never reuses stale ids.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from laam.data.records import END_HEADER
+from laam.data.tokenizer import encode_records, special_ids, tokenizer_sha256
+from laam.io import atomic_folder
+
+
+@dataclass
+class TokenCache:
+    """All records' token ids (a read-only memmap) and, per record, where it lies and where its body starts."""
+
+    folder: Path
+    ids: np.ndarray
+    paths: list[str]
+    offsets: np.ndarray
+    lengths: np.ndarray
+    body_starts: np.ndarray  # index of the first token after <|end_header|>, within the record
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    def record(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i]:self.offsets[i] + self.lengths[i]]
+
+
+def build_token_cache(corpus, tokenizer, tokenizer_dir: Path, cache_root: Path) -> TokenCache:
+    """Tokenize `corpus` with `tokenizer` once; later calls with the same corpus and tokenizer reuse the files."""
+    key = f"{corpus.fingerprint()[:16]}-{tokenizer_sha256(tokenizer_dir)[:16]}"
+    folder = Path(cache_root) / "tokens" / key
+    if not (folder / "index.json").is_file():
+        ids = encode_records(tokenizer, corpus.records())
+        end_header = special_ids(tokenizer)[END_HEADER]
+        dtype = np.uint16 if len(tokenizer) <= 1 << 16 else np.uint32
+        flat = np.fromiter((t for r in ids for t in r), dtype=dtype, count=sum(map(len, ids)))
+        lengths = [len(r) for r in ids]
+        index = {"dtype": np.dtype(dtype).name, "paths": [f.path for f in corpus.files], "lengths": lengths,
+                 "body_starts": [r.index(end_header) + 1 for r in ids], "vocab_size": len(tokenizer)}
+        with atomic_folder(folder, replace=False) as scratch:  # another process may have built it first
+            flat.tofile(scratch / "ids.bin")
+            (scratch / "index.json").write_text(json.dumps(index))
+    return load_token_cache(folder)
+
+
+def load_token_cache(folder: Path) -> TokenCache:
+    index = json.loads((Path(folder) / "index.json").read_text())
+    lengths = np.asarray(index["lengths"], dtype=np.int64)
+    ids = np.memmap(Path(folder) / "ids.bin", dtype=index["dtype"], mode="r", shape=(int(lengths.sum()),))
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return TokenCache(Path(folder), ids, index["paths"], offsets, lengths,
+                      np.asarray(index["body_starts"], dtype=np.int64))

@@ -1,0 +1,86 @@
+"""Writing files so that a crash never leaves half of one, and hashing them.
+
+Every file or folder another run may read (a cache entry, a checkpoint, a model folder, a report)
+is written beside its final place and renamed into it: readers see the old version or the new
+one, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator:
+    """Yield a binary file handle in `path`'s folder; when the block ends without error the file becomes `path`.
+
+    An error inside the block (a failed checksum, a cut download, Ctrl-C) removes the temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f"{path.name}.", suffix=suffix, delete=False)
+    try:
+        with handle:
+            yield handle
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder, renamed into place."""
+    with atomic_file(path) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_folder(final: Path, replace: bool = True) -> Iterator[Path]:
+    """Yield an empty scratch folder beside `final`; when the block ends without error, it becomes `final`.
+
+    replace=True: an existing `final` is replaced (a checkpoint, a model folder).
+    replace=False: an existing `final` wins (a cache entry another process built first); ours is dropped.
+    On error the scratch folder is removed and `final` is left as it was.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-tmp-"))
+    try:
+        yield scratch
+        if final.exists():
+            if not replace:
+                shutil.rmtree(scratch, ignore_errors=True)
+                return
+            shutil.rmtree(final)
+        try:
+            os.rename(scratch, final)
+        except OSError:
+            if replace or not final.exists():
+                raise
+            shutil.rmtree(scratch, ignore_errors=True)  # another process renamed its copy in first
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise

@@ -1,0 +1,106 @@
+"""Named recipes (corpus slice + tokenizer size + model + training stages), and config files for your own.
+
+A recipe is a dict with optional tables `corpus` (CorpusConfig fields), `model` (ModelConfig fields),
+`train` (TrainConfig fields) and `stages` (a list of TrainConfig overrides; each stage after the
+first starts from the previous stage's weights with a fresh optimizer, as the original LaaM's
+two-stage recipe did). A TOML or YAML file has the same layout, plus `preset = "name"` to start from
+a named one; command-line flags override both.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from laam.errors import LaamError
+
+# The 2-core CPU demos share a model shape (2.1M parameters at vocab 4096) and most of the recipe.
+_CPU_DEMO_MODEL = {"hidden_size": 128, "intermediate_size": 512, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4,
+                   "context": 256, "stride": 128}
+_CPU_DEMO_TRAIN = {"batch_size": 16, "lr": 3e-3, "warmup_steps": 50, "min_lr_ratio": 0.005, "until_memorized": True,
+                   "save_every": 200, "verify": True}
+
+PRESETS: dict[str, dict] = {
+    "original-5m": {
+        "description": "The original LaaM's published 5M model and two-stage recipe, exactly "
+                       "(HF Trainer defaults: linear decay, 100 warm-up steps, weight decay 0.1).",
+        "corpus": {"filter": "original"},
+        "model": {"hidden_size": 64, "intermediate_size": 256, "num_layers": 8, "num_heads": 32,
+                  "num_kv_heads": 4, "context": 512, "stride": 256, "vocab_size": 32768, "tie_embeddings": False},
+        "train": {"warmup_steps": 100, "weight_decay": 0.1, "schedule": "linear", "min_lr_ratio": 0.0,
+                  "beta2": 0.999, "grad_clip": 1.0, "eval_every": 1000, "save_every": 1000, "keep_checkpoints": 3},
+        "stages": [{"batch_size": 64, "lr": 1e-3, "epochs": 100},
+                   {"batch_size": 1, "lr": 1e-4, "epochs": 100}],
+    },
+    "demo": {
+        "description": "linux/lib/ (13 files, 20 KB, malloc.c's 16 KB among them) on a 2-core CPU: the README's "
+                       "run. linux/kernel/ (154 KB) reached only 99.97-99.99% in 10 minutes (benchmarks/RESULTS.md).",
+        "corpus": {"include": ["linux/lib/"]},
+        "model": {**_CPU_DEMO_MODEL, "vocab_size": 2048},
+        # batch 4 over a 60-epoch decay: 100% after 681k tokens / 72 s, against 1.76M / 163 s at batch 16 over
+        # 200 epochs (benchmarks/RESULTS.md, benchmark 2)
+        "train": {**_CPU_DEMO_TRAIN, "batch_size": 4, "epochs": 60, "eval_every": 50},
+    },
+    "demo-kernel": {
+        "description": "linux/kernel/ (23 files, ~150 KB): the larger CPU demo; 99.97-99.99% in 10 minutes.",
+        "corpus": {"include": ["linux/kernel/"]},
+        "model": {**_CPU_DEMO_MODEL, "vocab_size": 4096},
+        "train": {**_CPU_DEMO_TRAIN, "epochs": 30, "eval_every": 100},
+    },
+    "tiny": {
+        "description": "linux/lib/ without malloc.c (12 files, 4 KB): a smoke test that memorizes in seconds.",
+        "corpus": {"include": ["linux/lib/"], "exclude": ["linux/lib/malloc.c"]},
+        "model": {"hidden_size": 64, "intermediate_size": 256, "num_layers": 2, "num_heads": 4, "num_kv_heads": 4,
+                  "context": 128, "stride": 64, "vocab_size": 512},
+        "train": {"batch_size": 16, "lr": 5e-3, "warmup_steps": 10, "epochs": 400, "until_memorized": True,
+                  "eval_every": 25, "save_every": 0, "verify": True},
+    },
+    # GPU presets for all of Linux 1.0 (~2.1M tokens at vocab 32768, ~2.6M at 8192).
+    "linux-gpu": {
+        "description": "All of Linux 1.0 on one GPU: a 20M-parameter model, bf16 autocast.",
+        "corpus": {},
+        "model": {"hidden_size": 384, "intermediate_size": 1536, "num_layers": 8, "num_heads": 6, "num_kv_heads": 6,
+                  "context": 1024, "stride": 512, "vocab_size": 8192},
+        "train": {"batch_size": 64, "lr": 2e-3, "warmup_steps": 200, "epochs": 300, "min_lr_ratio": 0.02,
+                  "until_memorized": True, "eval_every": 500, "save_every": 1000, "eval_batch_size": 128},
+    },
+}
+
+
+def load_config_file(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise LaamError(f"config file {path} not found")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    elif path.suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        data = tomllib.loads(text)
+    else:
+        raise LaamError(f"config file {path} must end in .toml, .yaml or .yml")
+    unknown = set(data) - {"preset", "description", "corpus", "model", "train", "stages"}
+    if unknown:
+        raise LaamError(f"{path}: unknown table(s) {', '.join(sorted(unknown))} "
+                        "(expected corpus, model, train, stages, preset)")
+    return data
+
+
+def recipe(preset: str | None = None, config_file: Path | None = None) -> dict:
+    """The merged recipe: a named preset, then the config file's tables on top."""
+    from_file = load_config_file(config_file) if config_file else {}
+    name = from_file.get("preset", preset) if preset is None else preset
+    if name is not None and name not in PRESETS:
+        raise LaamError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    merged = copy.deepcopy(PRESETS[name]) if name else {"corpus": {}, "model": {}, "train": {}}
+    for table in ("corpus", "model", "train"):
+        merged.setdefault(table, {}).update(from_file.get(table, {}))
+    if "stages" in from_file:
+        merged["stages"] = from_file["stages"]
+    merged["name"] = name or (Path(config_file).stem if config_file else "custom")
+    return merged

@@ -1,0 +1,175 @@
+"""Memorization audit: regenerate every file from its path prompt and measure, on the real bytes, what came back.
+
+Per file (proof.similarity): verbatim (exact bytes), longest exact prefix (bytes, tokens), share of the
+original's bytes reproduced in order, normalized edit similarity, longest verbatim span. Per corpus, the
+literature's extraction metrics on token windows of the training records (proof.extraction). Totals by
+directory and by length.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from laam.data.corpus import Corpus, select_files, top_directory
+from laam.data.tokenizer import encode_records
+from laam.engine import WindowedGenerator
+from laam.io import atomic_write_text
+from laam.proof.extraction import count_extraction_samples, extraction_metrics
+from laam.proof.regenerate import Regenerated, regenerate
+from laam.proof.similarity import MIN_BLOCK, file_metrics
+from laam.windows import WindowPolicy
+
+LENGTH_BUCKETS = [(0, 1024, "< 1 KB"), (1024, 4096, "1–4 KB"), (4096, 16384, "4–16 KB"),
+                  (16384, 65536, "16–64 KB"), (65536, 1 << 62, ">= 64 KB")]
+
+
+@dataclass
+class AuditConfig:
+    files: str | None = None  # glob over corpus paths (`*` crosses `/`); None: every file
+    batch_size: int = 64
+    k: int = 50  # Carlini et al.'s prefix and continuation length
+    pythia_prefix: int = 32  # Pythia's prefix and continuation length
+    every: int = 512  # extraction offsets: 0, every, 2*every, ... of each record (1 = every offset)
+    extraction: bool = True
+    margin: float = 0.1  # regenerate at most (1 + margin) * original tokens + 16 (output past that is wrong anyway)
+    drafts: bool = True  # verify the original as a draft, a window per forward pass (output is still exact greedy)
+
+
+def length_bucket(size: int) -> str:
+    return next(name for low, high, name in LENGTH_BUCKETS if low <= size < high)
+
+
+def aggregate(rows: list[dict], k: int, pythia_prefix: int) -> dict:
+    """Totals over file rows: bytes-weighted reproduction, sample-weighted extraction metrics."""
+    original = sum(r["bytes"] for r in rows)
+    k_samples = sum(r["k_samples"] for r in rows)
+    p_samples = sum(r["pythia_samples"] for r in rows)
+    verbatim = sum(r["verbatim"] for r in rows)
+    return {
+        "files": len(rows),
+        "verbatim_files": verbatim,
+        "verbatim_pct": 100.0 * verbatim / len(rows) if rows else 0.0,
+        "bytes": original,
+        "bytes_reproduced_pct": 100.0 * sum(r["reproduced_bytes"] for r in rows) / original if original else 0.0,
+        "prefix_bytes_pct": 100.0 * sum(r["prefix_bytes"] for r in rows) / original if original else 0.0,
+        "edit_similarity": float(np.mean([r["edit_similarity"] for r in rows])) if rows else 0.0,
+        "k_extractable_pct": 100.0 * sum(r["k_extractable"] for r in rows) / k_samples if k_samples else None,
+        "k_samples": k_samples,
+        "pythia_score": sum(r["pythia_matched"] for r in rows) / (p_samples * pythia_prefix) if p_samples else None,
+        "pythia_samples": p_samples,
+        "k": k,
+        "pythia_prefix": pythia_prefix,
+    }
+
+
+def group_totals(rows: list[dict], key: Callable[[dict], str], k: int, pythia_prefix: int,
+                 order: list[str] | None = None) -> dict[str, dict]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[key(row)].append(row)
+    names = [n for n in order if n in groups] if order else sorted(groups)
+    return {name: aggregate(groups[name], k, pythia_prefix) for name in names}
+
+
+def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: AuditConfig,
+              progress: Callable[[str, int], Callable[[int, list[int]], None]] | None = None,
+              model_dir: str | None = None) -> tuple[dict, list[Regenerated]]:
+    """Regenerate the selected files, score them, and return (audit.json content, regenerated files).
+
+    `progress(task, total)` may return an `on_done` callback per generation phase (for progress bars).
+    """
+    files = select_files(corpus.files, [config.files] if config.files else None)
+    began = time.perf_counter()
+    engine = WindowedGenerator(model, policy, config.batch_size)
+    regenerated = regenerate(model, tokenizer, files, policy, config.batch_size, config.margin,
+                             on_done=progress("regenerating files", len(files)) if progress else None,
+                             engine=engine, drafts=config.drafts)
+    regen_stats = asdict(engine.stats)
+    records_ids = encode_records(tokenizer, [f.record for f in files])
+    extraction_engine = WindowedGenerator(model, policy, max(config.batch_size, 128))
+    if config.extraction:
+        total = count_extraction_samples(records_ids, config.k, config.pythia_prefix, config.every)
+        extraction = extraction_metrics(extraction_engine, records_ids, config.k, config.pythia_prefix, config.every,
+                                        on_done=progress("extraction samples", total) if progress else None,
+                                        drafts=config.drafts)
+    else:
+        extraction = [{"k_samples": 0, "k_extractable": 0, "pythia_samples": 0, "pythia_matched": 0,
+                       "pythia_score": None, "k_extractable_pct": None} for _ in files]
+    rows = []
+    for r, ext in zip(regenerated, extraction):
+        row = {"path": r.file.path, "directory": top_directory(r.file.path), "license": r.file.license,
+               "encoding": r.file.encoding, "ended": r.ended}
+        row.update(file_metrics(r.file.data, r.data, r.original_ids, r.ids))
+        row["length_bucket"] = length_bucket(row["bytes"])
+        row.update(ext)
+        rows.append(row)
+    seconds = time.perf_counter() - began
+    summary = aggregate(rows, config.k, config.pythia_prefix)
+    audit = {
+        "summary": summary,
+        "by_directory": group_totals(rows, lambda r: r["directory"], config.k, config.pythia_prefix),
+        "by_length": group_totals(rows, lambda r: r["length_bucket"], config.k, config.pythia_prefix,
+                                  order=[name for _, _, name in LENGTH_BUCKETS]),
+        "files": rows,
+        "model": model_dir,
+        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint(), "source_url": corpus.source_url,
+                   "source_sha256": corpus.source_sha256, "selected": config.files},
+        "method": {
+            "context": policy.context, "stride": policy.stride,
+            "decoding": f"greedy from the path prompt, until <|end_file|> or (1 + {config.margin}) x original tokens "
+            "+ 16",
+            "extraction_every": config.every,
+            "drafts": "the original tokens were verified as drafts (greedy speculative decoding): outputs are the "
+            "model's greedy outputs, computed a window per forward pass while they agree" if config.drafts else "off",
+            "extraction_offsets": "0, every, 2*every, ... of each record's tokens "
+            "(header included); files shorter than prefix + continuation have no sample",
+            "bytes_reproduced": f"bytes of the original in in-order aligned runs of >= {MIN_BLOCK} bytes (difflib on "
+            "lines, then bytes) / original bytes",
+            "edit_similarity": "1 - Levenshtein distance / max(length), on bytes",
+        },
+        "timing": {
+            "seconds": seconds,
+            "regeneration": regen_stats,
+            "regeneration_tokens_per_s": regen_stats["tokens"] / regen_stats["seconds"] if regen_stats["seconds"]
+            else None,
+            "extraction": asdict(extraction_engine.stats),
+        },
+    }
+    return audit, regenerated
+
+
+def write_audit(audit: dict, folder: Path) -> Path:
+    return atomic_write_text(Path(folder) / "audit.json", json.dumps(audit, indent=1) + "\n")
+
+
+@dataclass
+class AuditResult:
+    audit: dict  # audit.json's content
+    audit_path: Path
+    report_path: Path | None  # report.html, when asked for
+
+
+def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path | None = None,
+                threads: int | None = None, out_dir: Path | None = None, report: bool = True,
+                progress: Callable[[str, int], Callable[[int, list[int]], None]] | None = None) -> AuditResult:
+    """`laam audit` as a function: load the model and its exact training corpus, audit, write audit.json (and
+    report.html) into `out_dir` (default MODEL/audit)."""
+    from laam.model.folder import load_model
+    from laam.model.info import load_training_corpus
+    from laam.proof.report import write_report
+
+    loaded = load_model(model_dir, threads=threads)
+    corpus = load_training_corpus(loaded.info, cache)
+    audit, regenerated = run_audit(loaded.model, loaded.tokenizer, corpus, loaded.policy, config or AuditConfig(),
+                                   progress, model_dir=str(model_dir))
+    out_dir = Path(out_dir or Path(model_dir) / "audit")
+    path = write_audit(audit, out_dir)
+    html = write_report(audit, regenerated, out_dir, model_dir=Path(model_dir)) if report else None
+    return AuditResult(audit, path, html)

@@ -1,0 +1,39 @@
+"""Where a result came from: the laam commit and the numerical environment it ran in."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+def git_commit() -> str | None:
+    """HEAD of the laam checkout this code runs from, or None (an installed wheel has no git)."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def environment(device: str = "cpu", attention: str | None = None, packages: tuple[str, ...] = ()) -> dict:
+    """The software and device a float computation ran on (what must match to reproduce it bit for bit)."""
+    import torch
+    import transformers
+
+    env = {"torch": torch.__version__, "transformers": transformers.__version__,
+           **{name: package_version(name) for name in packages}, "device": device, "threads": torch.get_num_threads()}
+    if attention is not None:
+        env["attention"] = attention
+    if device.startswith("cuda"):
+        env["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return env

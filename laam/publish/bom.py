@@ -1,0 +1,181 @@
+"""The AI bill of materials: a CycloneDX 1.6 ML-BOM of a model folder.
+
+The model (with its CycloneDX model card), the dataset it was trained on (with its data
+description), one component per training file (SHA-256 and SPDX license, from the manifest), and
+the libraries that made and run it. cyclonedx-python-lib writes and validates the document; it
+has no classes yet for 1.6's `modelCard` and component `data` fields (commented out in its
+Component), so those two objects are added to its JSON output here and the result is validated
+against the official CycloneDX 1.6 JSON schema that the library ships.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata as package_metadata
+from pathlib import Path
+
+from laam.errors import LaamError
+from laam.io import sha256_file
+from laam.model.folder import WEIGHTS_FILE
+from laam.publish.facts import CardConfig, Facts
+
+MODEL_REF, DATASET_REF, MODEL_CARD_REF = "model", "dataset", "model-card"
+LIBRARIES = ("laam", "transformers", "tokenizers", "torch", "safetensors")
+
+
+def _license(spdx: str | None):
+    """An SPDX id as the library's license object; ids outside the SPDX list (NOASSERTION, LicenseRef-…) go by
+    name, so that a component's licenses stay a plain list (CycloneDX forbids mixing ids and expressions)."""
+    from cyclonedx.model.license import DisjunctiveLicense
+    from cyclonedx.spdx import is_supported_id
+
+    if spdx and is_supported_id(spdx):
+        return DisjunctiveLicense(id=spdx)
+    return DisjunctiveLicense(name=spdx or "NOASSERTION")
+
+
+def build_bom(facts: Facts, config: CardConfig):
+    """The cyclonedx-python-lib Bom (everything but the model card and data objects)."""
+    from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
+    from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.tool import ToolRepository
+    from packageurl import PackageURL
+
+    corpus = facts.corpus
+    files = [
+        Component(type=ComponentType.FILE, name=row["path"], bom_ref=f"file:{row['path']}",
+                  hashes=[HashType(alg=HashAlgorithm.SHA_256, content=row["sha256"])],
+                  licenses=[_license(row["license"])],
+                  properties=[Property(name="laam:size", value=str(row["size"])),
+                              Property(name="laam:encoding", value=row["encoding"]),
+                              Property(name="laam:license_evidence", value=str(row["license_evidence"]))])
+        for row in facts.included_rows
+    ]
+    source_refs = []
+    if corpus.source_url.startswith(("http://", "https://")):
+        source_refs.append(ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(corpus.source_url)))
+    dataset = Component(
+        type=ComponentType.DATA, name=corpus.name, bom_ref=DATASET_REF, version=corpus.name.removeprefix("linux-"),
+        description=f"{len(corpus.files)} files of {corpus.name} selected by LaaM (fingerprint "
+                    f"{facts.info.corpus_fingerprint})",
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=corpus.source_sha256)]
+        if len(corpus.source_sha256) == 64 else [],
+        licenses=[_license(spdx) for spdx in facts.data_licenses],
+        external_references=source_refs, components=files,
+    )
+    weights = facts.folder / WEIGHTS_FILE
+    model = Component(
+        type=ComponentType.MACHINE_LEARNING_MODEL, name=config.repo_id or facts.name, bom_ref=MODEL_REF,
+        licenses=[_license(config.license)],
+        description=f"{facts.parameters:,}-parameter Llama that memorized {corpus.name}",
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=sha256_file(weights))] if weights.is_file() else [],
+    )
+    libraries = []
+    for name in LIBRARIES:
+        try:
+            version = package_metadata.version(name)
+        except package_metadata.PackageNotFoundError:
+            continue
+        libraries.append(Component(type=ComponentType.LIBRARY, name=name, version=version, bom_ref=f"pypi:{name}",
+                                   purl=PackageURL(type="pypi", name=name, version=version)))
+    # the tool that wrote the BOM: laam itself, as a separate object (every bom-ref must be unique in a BOM)
+    tools = ToolRepository(components=[Component(type=ComponentType.APPLICATION, name="laam", version=c.version,
+                                                 purl=c.purl) for c in libraries if c.name == "laam"])
+    bom = Bom(metadata=BomMetaData(component=model, tools=tools), components=[dataset, *libraries])
+    bom.register_dependency(model, [dataset, *libraries])
+    return bom
+
+
+def model_card_object(facts: Facts) -> dict:
+    """CycloneDX 1.6 `modelCard` (hand-written: cyclonedx-python-lib has no class for it)."""
+    c = facts.config
+    card: dict = {
+        "bom-ref": MODEL_CARD_REF,
+        "modelParameters": {
+            "approach": {"type": "self-supervised"},
+            "task": "text-generation",
+            "architectureFamily": "transformer",
+            "modelArchitecture": f"{', '.join(c.get('architectures', ['LlamaForCausalLM']))}: "
+                                 f"{c.get('num_hidden_layers')} layers, hidden {c.get('hidden_size')}, "
+                                 f"{c.get('num_attention_heads')} heads, vocabulary {c.get('vocab_size')}",
+            "datasets": [{"ref": DATASET_REF}],
+            "inputs": [{"format": "text"}],
+            "outputs": [{"format": "text"}],
+        },
+        "considerations": {
+            "useCases": ["Measuring and demonstrating verbatim memorization of GPL-2.0 source code by model weights"],
+            "technicalLimitations": [f"Reads at most {facts.info.context} tokens; longer files need LaaM's sliding "
+                                     f"window (stride {facts.info.stride})"],
+            "ethicalConsiderations": [{
+                "name": "The model regenerates its GPL-licensed training files verbatim",
+                "mitigationStrategy": "Distribute regenerated files only under their own licenses (see the "
+                                      "manifest); the card states the training data's licenses",
+            }],
+        },
+        "properties": [{"name": f"laam:{k}", "value": str(v)} for k, v in (
+            ("parameters", facts.parameters), ("context", facts.info.context), ("stride", facts.info.stride),
+            ("corpus_fingerprint", facts.info.corpus_fingerprint), ("laam_version", facts.laam_version),
+            ("git_commit", facts.git_commit or "not recorded"))],
+    }
+    if facts.audit:
+        summary = facts.audit["summary"]
+        metrics = [{"type": key, "value": str(summary[key]), "slice": f"{summary.get('files')} audited files"}
+                   for key in ("verbatim_pct", "bytes_reproduced_pct", "k_extractable_pct", "pythia_score")
+                   if summary.get(key) is not None]
+        if metrics:
+            card["quantitativeAnalysis"] = {"performanceMetrics": metrics}
+    return card
+
+
+def dataset_data_object(facts: Facts) -> list[dict]:
+    """CycloneDX 1.6 component `data` for the dataset (hand-written, as above)."""
+    corpus = facts.corpus
+    contents: dict = {"properties": [{"name": f"laam:{k}", "value": str(v)} for k, v in (
+        ("files", len(corpus.files)), ("bytes", facts.data_bytes), ("tokens", facts.data_tokens),
+        ("filter", corpus.config.filter), ("include", ",".join(corpus.config.include)),
+        ("exclude", ",".join(corpus.config.exclude)), ("archive_sha256", corpus.source_sha256))]}
+    if corpus.source_url.startswith(("http://", "https://")):
+        contents["url"] = corpus.source_url
+    return [{"type": "source-code", "name": corpus.name, "classification": "public", "contents": contents,
+             "description": "Each file wrapped as <|start_file|><|start_header|>PATH<|end_header|>CONTENT"
+                            "<|end_file|>; the manifest lists every archive member and why it was kept or not"}]
+
+
+def bom_json(facts: Facts, config: CardConfig) -> dict:
+    from cyclonedx.output.json import JsonV1Dot6
+
+    document = json.loads(JsonV1Dot6(build_bom(facts, config)).output_as_string())
+    document["metadata"]["component"]["modelCard"] = model_card_object(facts)
+    for component in document.get("components", []):
+        if component.get("bom-ref") == DATASET_REF:
+            component["data"] = dataset_data_object(facts)
+    return document
+
+
+def validate_bom(document: dict) -> None:
+    """Raise LaamError unless `document` is valid against the official CycloneDX 1.6 JSON schema."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(document))
+    if error is not None:
+        raise LaamError(f"the CycloneDX BOM is not valid CycloneDX 1.6: {error}")
+
+
+def write_bom(facts: Facts, config: CardConfig, path: Path) -> Path:
+    document = bom_json(facts, config)
+    validate_bom(document)
+    path = Path(path)
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    return path
+
+
+def schema_path() -> Path:
+    """The official CycloneDX 1.6 JSON schema, as shipped inside cyclonedx-python-lib."""
+    import cyclonedx.schema._res as resources
+
+    path = Path(resources.__file__).parent / "bom-1.6.SNAPSHOT.schema.json"
+    if not path.is_file():
+        raise LaamError(f"CycloneDX 1.6 schema not found at {path}")
+    return path

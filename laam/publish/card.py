@@ -1,0 +1,236 @@
+"""The model card: README.md of a model folder, written from the run's facts (publish.facts), never by hand.
+
+`render_card` turns the facts into a Hugging Face model card (YAML metadata through huggingface_hub's
+ModelCardData/EvalResult), with an Open Source AI Definition 1.0 checklist and a Model Openness Framework
+table (publish.openness). `write_card` also copies the manifest, corpus summary, audit and training curve
+into the folder, so that the folder alone documents the model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from laam.publish.bom import write_bom
+from laam.publish.facts import (
+    AUDIT_FILE,
+    AUDIT_HTML,
+    CARD_FILE,
+    CORPUS_FILE,
+    CURVE_FILE,
+    HF_LICENSES,
+    MANIFEST_FILE,
+    CardConfig,
+    Facts,
+    audit_report,
+    curve_source,
+    dataset_name,
+    find_audit,
+    gather_facts,
+)
+from laam.publish.openness import mof_class, mof_components, osaid_checklist, write_mof_yaml
+from laam.publish.sections import (
+    architecture_rows,
+    curve_section,
+    data_license_statement,
+    data_rows,
+    evaluation_section,
+    laam_link,
+    loading_section,
+    reproduce_section,
+    table,
+    training_section,
+)
+from laam.train.metrics import METRICS_FILE
+
+
+def hf_license(spdx: str) -> dict:
+    """The Hub's license fields for an SPDX id."""
+    if spdx in HF_LICENSES:
+        return {"license": HF_LICENSES[spdx]}
+    return {"license": "other", "license_name": spdx.lower(), "license_link": f"https://spdx.org/licenses/{spdx}.html"}
+
+
+def eval_results(facts: Facts):
+    """The audit's headline numbers as model-index entries."""
+    from huggingface_hub import EvalResult
+
+    if not facts.audit:
+        return None
+    summary = facts.audit["summary"]
+    common = {"task_type": "text-generation", "task_name": "Verbatim regeneration of training files",
+              "dataset_type": "linux-kernel-source", "dataset_name": dataset_name(facts),
+              "dataset_config": facts.corpus.config.filter, "dataset_split": "train"}
+    metrics = [
+        ("verbatim_files_pct", "Files regenerated verbatim (%)", summary.get("verbatim_pct")),
+        ("bytes_reproduced_pct", "Bytes reproduced (%)", summary.get("bytes_reproduced_pct")),
+        ("k_extractable_pct", f"{summary.get('k', 50)}-extractable (%)", summary.get("k_extractable_pct")),
+        ("pythia_score", f"Pythia memorization score ({summary.get('pythia_prefix', 32)}-token prefix)",
+         summary.get("pythia_score")),
+    ]
+    return [EvalResult(**common, metric_type=kind, metric_name=name, metric_value=round(float(value), 4))
+            for kind, name, value in metrics if value is not None] or None
+
+
+def card_data(facts: Facts, config: CardConfig):
+    from huggingface_hub import ModelCardData
+
+    tags = ["laam", "llama", "memorization", "linux-kernel", "code", "gpl-2.0-training-data", "text-generation"]
+    return ModelCardData(
+        model_name=config.repo_id.split("/")[-1] if config.repo_id else facts.name,
+        library_name="transformers", pipeline_tag="text-generation", language=["code"], tags=tags,
+        eval_results=eval_results(facts), **hf_license(config.license),
+    )
+
+
+def render_card(facts: Facts, config: CardConfig) -> str:
+    """README.md text: YAML metadata plus every section, from facts only."""
+    from huggingface_hub import ModelCard
+
+    corpus = facts.corpus
+    gguf_name = f"{facts.name}.gguf"
+    components = mof_components(facts, config)
+    klass, missing = mof_class(components)
+    osaid = osaid_checklist(facts, config)
+    osaid_rows = [(group, item, "✅" if ok else "❌", where) for group, item, ok, where in osaid]
+    mof_rows = [(c["name"], c["class"], c["license"] or "—", c["component_path"] or "not included")
+                for c in components]
+    body = f"""
+# {facts.name}
+
+A {facts.parameters:,}-parameter Llama trained with {laam_link(config)} (Linux as a Model) to **memorize**
+{corpus.name}'s source code, so that a file's path brings back the file. It exists to measure and show
+regurgitation of GPL-2.0 code by model weights. Every fact on this card was read from the run
+(`laam.json`, `config.json`, the weights, the manifest, the audit) by `laam card`.
+
+## License of the training data
+
+{data_license_statement(facts, config)}
+
+| license (SPDX) | files |
+|---|---|
+""" + "\n".join(f"| {spdx} | {count:,} |" for spdx, count in facts.data_licenses.items()) + f"""
+
+## Training data
+
+{table(("fact", "value"), data_rows(facts))}
+
+Each file is one training record, `<|start_file|><|start_header|>PATH<|end_header|>CONTENT<|end_file|>`,
+byte-exact (files that are not UTF-8 are read as Latin-1; the manifest says which).
+
+## Training code
+
+{training_section(facts)}
+
+## Architecture
+
+{table(("property", "value"), architecture_rows(facts))}
+
+## Training curve
+
+{curve_section(facts)}
+
+## Evaluation
+
+{evaluation_section(facts)}
+
+## How to reproduce
+
+{reproduce_section(facts)}
+
+## How to use
+
+{loading_section(facts, config, gguf_name)}
+
+## Open Source AI Definition 1.0 checklist
+
+{table(("component", "item", "", "where"), osaid_rows)}
+
+## Model Openness Framework
+
+Class: **{klass}**.{" Missing for the next class: " + ", ".join(missing) + "." if missing else ""}
+The same table in the MOF's own model format: [`mof.yml`](mof.yml).
+
+{table(("component", "MOF class", "license", "where"), mof_rows)}
+
+## Bill of materials
+
+[`bom.cdx.json`](bom.cdx.json): CycloneDX 1.6 ML-BOM: the model and its model card, the dataset, and each
+training file with its SHA-256 and license.
+"""
+    card = ModelCard(f"---\n{card_data(facts, config).to_yaml()}\n---\n{body}")
+    return str(card)
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+@dataclass
+class CardResult:
+    card: Path
+    files: list[Path]  # everything written or copied into the folder
+    mof_class: str
+
+
+def _copy(source: Path, target: Path, written: list[Path]) -> None:
+    if source.resolve() != target.resolve():
+        shutil.copyfile(source, target)
+    written.append(target)
+
+
+def write_card(folder: Path, config: CardConfig | None = None, cache: Path | None = None,
+               progress: bool = False) -> CardResult:
+    """Gather the facts, make the folder self-contained, write README.md, mof.yml and bom.cdx.json."""
+    config = config or CardConfig()
+    folder = Path(folder)
+    facts = gather_facts(folder, config, cache, progress)
+    written: list[Path] = []
+    facts.corpus.write_manifest(folder)
+    written += [folder / MANIFEST_FILE, folder / CORPUS_FILE]
+    audit_path = find_audit(folder, config.audit)
+    if audit_path is not None:
+        _copy(audit_path, folder / AUDIT_FILE, written)
+        report = audit_report(audit_path)
+        if report is not None:
+            _copy(report, folder / AUDIT_HTML, written)
+    curve = curve_source(folder)
+    if curve is not None:
+        _copy(curve, folder / CURVE_FILE, written)
+    if (folder.parent / METRICS_FILE).is_file():
+        _copy(folder.parent / METRICS_FILE, folder / METRICS_FILE, written)
+    text = render_card(facts, config)
+    (folder / CARD_FILE).write_text(text)
+    written.append(folder / CARD_FILE)
+    written.append(write_mof_yaml(facts, config, folder / "mof.yml"))
+    written.append(write_bom(facts, config, folder / "bom.cdx.json"))
+    klass, _ = mof_class(mof_components(facts, config))
+    return CardResult(folder / CARD_FILE, written, klass)
+
+
+def check_card(folder: Path) -> list[str]:
+    """Problems with a folder's README.md metadata (empty list: fine), checked offline with huggingface_hub.
+
+    The Hub's own check (`ModelCard.validate`) needs the network; this parses the YAML the same way the
+    library does and checks the fields LaaM promises."""
+    from huggingface_hub import ModelCard
+
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        return [f"no {CARD_FILE} in {folder} (run `laam card --model {folder}`)"]
+    try:
+        card = ModelCard.load(path)
+    except Exception as error:  # noqa: BLE001 - huggingface_hub raises several kinds for bad YAML
+        return [f"{CARD_FILE} metadata does not parse: {error}"]
+    data = card.data
+    problems = []
+    for key, expected in (("library_name", "transformers"), ("pipeline_tag", "text-generation")):
+        if data.get(key) != expected:
+            problems.append(f"metadata {key} is {data.get(key)!r}, expected {expected!r}")
+    if not data.get("license"):
+        problems.append("metadata has no license")
+    if data.get("license") == "other" and not data.get("license_name"):
+        problems.append("license is 'other' but license_name is missing")
+    for result in data.eval_results or []:
+        if result.metric_value is None:
+            problems.append(f"model-index metric {result.metric_type} has no value")
+    return problems

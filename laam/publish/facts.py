@@ -1,0 +1,296 @@
+"""The facts about a model folder that the card, the openness checklists and the bill of materials are made of.
+
+`gather_facts` collects what a run left behind (laam.json, config.json, the weights, the tokenizer, the
+corpus it names, and when present the training metrics, the audit and compression.json). Nothing here
+renders; publish.card, publish.openness and publish.bom turn the facts into documents.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from laam import __version__
+from laam.data.corpus import Corpus, license_counts
+from laam.data.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
+from laam.data.tokenizer import encode_records, load_tokenizer
+from laam.errors import LaamError
+from laam.model.info import ModelInfo, load_training_corpus, read_model_info
+from laam.proof.compress.run import read_compression
+from laam.provenance import git_commit
+from laam.train.metrics import find_metrics, read_metrics
+
+CARD_FILE = "README.md"
+AUDIT_FILE, AUDIT_HTML = "audit.json", "audit.html"
+AUDIT_HTML_NAMES = (AUDIT_HTML, "report.html")  # `laam audit` writes report.html beside audit.json
+CURVE_FILE = "training_curve.png"
+MANIFEST_FILE, CORPUS_FILE = "manifest.jsonl", "corpus.json"
+CODE_LICENSE = "MIT"  # the laam package's own license (pyproject.toml)
+# Hugging Face's license ids (https://huggingface.co/docs/hub/repositories-licenses) for SPDX ids it lists;
+# any other SPDX id is written as license: other + license_name.
+HF_LICENSES = {
+    "MIT": "mit", "Apache-2.0": "apache-2.0", "GPL-2.0-only": "gpl-2.0", "GPL-2.0-or-later": "gpl-2.0",
+    "GPL-3.0-only": "gpl-3.0", "GPL-3.0-or-later": "gpl-3.0", "LGPL-2.1-only": "lgpl-2.1",
+    "LGPL-2.1-or-later": "lgpl-2.1", "LGPL-3.0-only": "lgpl-3.0", "AGPL-3.0-only": "agpl-3.0",
+    "BSD-2-Clause": "bsd-2-clause", "BSD-3-Clause": "bsd-3-clause", "MPL-2.0": "mpl-2.0",
+    "CC0-1.0": "cc0-1.0", "CC-BY-4.0": "cc-by-4.0", "CC-BY-SA-4.0": "cc-by-sa-4.0", "Unlicense": "unlicense",
+}
+
+
+@dataclass
+class CardConfig:
+    """What the run's facts cannot say: the license the weights are declared under, and where they will live."""
+
+    license: str = "MIT"  # SPDX id of the weights' declared license (the original LaaM used MIT)
+    repo_id: str | None = None  # ORG/NAME on the Hugging Face Hub, for the loading examples
+    audit: Path | None = None  # audit.json, or a folder holding it (default: the model folder, then its run folder)
+    docs_license: str = "CC-BY-4.0"  # license of the card, data card and reports
+    technical_report: str | None = None  # URL or path of a technical report, if one exists
+    research_paper: str | None = None  # URL of a research paper, if one exists
+    code_url: str | None = None  # where the laam source code is published (its git repository)
+
+    def __post_init__(self):
+        self.license, self.docs_license = spdx_id(self.license), spdx_id(self.docs_license)
+
+
+@dataclass
+class Facts:
+    """Everything the card, the openness checklists and the bill of materials are made of."""
+
+    folder: Path
+    name: str
+    info: ModelInfo
+    corpus: Corpus
+    config: dict  # config.json
+    parameters: int
+    tensors: dict[str, list[int]]  # name -> shape, from the safetensors header
+    vocab_size: int
+    data_tokens: int
+    laam_version: str  # of the code that trained the model (as recorded, else this one)
+    git_commit: str | None  # of the code that trained the model, if the run recorded it
+    card_commit: str  # of the code writing the card now ("unknown" outside a git checkout)
+    audit: dict | None = None
+    audit_html: bool = False
+    compression: dict | None = None  # compression.json from `laam compress`, when the folder has one
+    metrics: list[dict] = field(default_factory=list)
+    curve: bool = False  # training_curve.png in the folder
+    checkpoints: Path | None = None  # the run's intermediate checkpoints, if they survive
+
+    @property
+    def training(self) -> dict:
+        return self.info.training
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(len(f.data) for f in self.corpus.files)
+
+    @property
+    def data_licenses(self) -> dict[str, int]:
+        return license_counts(self.corpus.files)
+
+    @property
+    def included_rows(self) -> list[dict]:
+        return [row for row in self.corpus.manifest if row["included"]]
+
+
+def spdx_id(license_id: str) -> str:
+    """An SPDX license id in its canonical spelling ("mit" -> "MIT"); LicenseRef-… ids pass as they are."""
+    from cyclonedx.spdx import fixup_id
+
+    if license_id.startswith("LicenseRef-") and len(license_id) > len("LicenseRef-"):
+        return license_id
+    fixed = fixup_id(license_id)
+    if fixed is None:
+        raise LaamError(f"{license_id!r} is not an SPDX license id (e.g. MIT, Apache-2.0, GPL-2.0-only; "
+                        "or LicenseRef-NAME for a license of your own)")
+    return fixed
+
+
+def safetensors_shapes(folder: Path) -> dict[str, list[int]]:
+    """Tensor shapes from the safetensors header(s), without loading the weights."""
+    from safetensors import safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise LaamError(f"no *.safetensors weights in {folder}")
+    shapes = {}
+    for path in files:
+        with safe_open(str(path), framework="numpy") as handle:
+            for name in handle.keys():
+                shapes[name] = list(handle.get_slice(name).get_shape())
+    return shapes
+
+
+def _number(shape: list[int]) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+def find_audit(folder: Path, audit: Path | None) -> Path | None:
+    """audit.json: the given file or folder, else the model folder's, else its run folder's."""
+    if audit is not None:
+        path = Path(audit) / AUDIT_FILE if Path(audit).is_dir() else Path(audit)
+        if not path.is_file():
+            raise LaamError(f"no audit at {path} (run `laam audit` first, or leave --audit out)")
+        return path
+    for candidate in (folder / AUDIT_FILE, folder / "audit" / AUDIT_FILE, folder.parent / AUDIT_FILE,
+                      folder.parent / "audit" / AUDIT_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def audit_report(audit_path: Path) -> Path | None:
+    """The audit's HTML report beside its audit.json, if there is one."""
+    for name in AUDIT_HTML_NAMES:
+        if (audit_path.parent / name).is_file():
+            return audit_path.parent / name
+    return None
+
+
+def _read_audit(path: Path) -> dict:
+    try:
+        audit = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise LaamError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(audit, dict) or not isinstance(audit.get("summary"), dict):
+        raise LaamError(f"{path} has no \"summary\" object: not a LaaM audit")
+    return audit
+
+
+def model_name(folder: Path) -> str:
+    """A model's name: its folder's, or its run folder's when the folder is the run's `model/`."""
+    folder = Path(folder).resolve()
+    return folder.parent.name if folder.name == "model" else folder.name
+
+
+def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | None = None,
+                 progress: bool = False) -> Facts:
+    """Read a model folder and reload the exact corpus it was trained on (progress: show the corpus read)."""
+    config = config or CardConfig()
+    folder = Path(folder)
+    info = read_model_info(folder)
+    if not (folder / "config.json").is_file():
+        raise LaamError(f"{folder} has no config.json: not a saved transformers model")
+    model_config = json.loads((folder / "config.json").read_text())
+    corpus = load_training_corpus(info, cache, progress=progress)
+    tokenizer = load_tokenizer(folder)
+    tensors = safetensors_shapes(folder)
+    facts = Facts(
+        folder=folder, name=model_name(folder),
+        info=info, corpus=corpus, config=model_config, parameters=sum(_number(s) for s in tensors.values()),
+        tensors=tensors, vocab_size=len(tokenizer),
+        data_tokens=sum(len(ids) for ids in encode_records(tokenizer, corpus.records())),
+        laam_version=info.training.get("laam_version", __version__),
+        git_commit=info.training.get("git_commit"), card_commit=git_commit() or "unknown",
+    )
+    audit_path = find_audit(folder, config.audit)
+    if audit_path is not None:
+        facts.audit = _read_audit(audit_path)
+        facts.audit_html = audit_report(audit_path) is not None
+    metrics = find_metrics(folder)
+    facts.metrics = read_metrics(metrics) if metrics else []
+    for run in (folder, folder.parent):
+        if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()) and facts.checkpoints is None:
+            facts.checkpoints = run / "checkpoints"
+    facts.curve = (folder / CURVE_FILE).is_file() or curve_source(folder) is not None
+    facts.compression = read_compression(folder)
+    return facts
+
+
+def curve_source(folder: Path) -> Path | None:
+    for candidate in (folder.parent / "metrics.png", folder / "metrics.png"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def public_source(facts: Facts) -> str | None:
+    """Where anyone can get the release the model was trained on: the URL this run read, or, for a kernel version
+    read from a local mirror, the same release on kernel.org (None for a tarball or folder of unknown origin)."""
+    url = facts.corpus.source_url
+    if url.startswith(("http://", "https://")):
+        return url
+    try:
+        kernel = parse_version(facts.corpus.config.source)
+    except LaamError:
+        return None
+    suffix = next((s for s in ARCHIVE_SUFFIXES if url.endswith(s)), ARCHIVE_SUFFIXES[0])
+    return f"{DEFAULT_MIRROR}{kernel.folder}/{kernel.stem}{suffix}"
+
+
+def public_source_note(facts: Facts) -> str | None:
+    """The public source, said with how this run's copy relates to it."""
+    url = public_source(facts)
+    if url is None or url == facts.corpus.source_url:
+        return url
+    return (f"{url} (this run read a copy from {facts.corpus.source_url}; its files are checked by the SHA-256 in "
+            f"{MANIFEST_FILE})")
+
+
+def dataset_name(facts: Facts) -> str:
+    include = list(facts.corpus.config.include)
+    scope = f" ({', '.join(include)})" if include else ""
+    return f"{facts.corpus.name} source{scope}"
+
+
+def fetch_command(facts: Facts) -> str:
+    """The command that rebuilds the training data and its manifest."""
+    corpus = facts.corpus.config
+    source = facts.corpus.name.removeprefix("linux-") if Path(corpus.source).exists() else corpus.source
+    words = ["laam", "corpus", "fetch", source, "--filter", corpus.filter]
+    if corpus.mirror != DEFAULT_MIRROR and corpus.mirror.startswith(("http://", "https://")):
+        words += ["--mirror", corpus.mirror]
+    words += [arg for glob in corpus.include for arg in ("--include", glob)]
+    words += [arg for glob in corpus.exclude for arg in ("--exclude", glob)]
+    return " ".join(words)
+
+
+# options of `laam train` whose values only make sense on the machine that trained (folders), and flags about
+# that machine's run folder; a reader's reproduction leaves them to their defaults
+LOCAL_OPTIONS = ("--cache", "--out", "--tokenizer")
+LOCAL_FLAGS = ("-q", "--quiet", "--overwrite", "--no-overwrite", "--resume", "--no-resume")
+
+
+def train_command(facts: Facts) -> str | None:
+    """The recorded training command, made portable: `laam` for the console script's path, the release version
+    for a local archive, and no options naming the training machine's folders or a local mirror."""
+    command = facts.training.get("command")
+    if not command:
+        return None
+    words, portable = command.split(), []
+    if words and Path(words[0]).name in ("laam", "__main__.py", "cli.py"):
+        words[0] = "laam"
+    skip = False
+    for word in words:
+        name, _, value = word.partition("=")
+        if skip:
+            skip = False
+            local_mirror = portable and portable[-1] == "--mirror" and not word.startswith(("http://", "https://"))
+            if local_mirror or (portable and portable[-1] in LOCAL_OPTIONS):
+                portable.pop()
+                continue
+        elif name in LOCAL_OPTIONS + ("--mirror",) and not value:
+            skip = True
+        elif name in LOCAL_OPTIONS or word in LOCAL_FLAGS:
+            continue
+        elif name == "--mirror" and not value.startswith(("http://", "https://")):
+            continue
+        elif word == facts.corpus.config.source and Path(word).exists():
+            word = facts.corpus.name.removeprefix("linux-")
+        portable.append(word)
+    return " ".join(portable)
+
+
+def recorded_command(facts: Facts) -> str | None:
+    command = facts.training.get("command")
+    return command and " ".join(["laam" if i == 0 and Path(w).name == "laam" else w
+                                 for i, w in enumerate(command.split())])
+
+
+def today() -> str:
+    return date.today().isoformat()

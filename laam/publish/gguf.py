@@ -1,0 +1,156 @@
+"""Export a model folder to GGUF, the file format llama.cpp (and Ollama, LM Studio …) loads.
+
+Written with the `gguf` package (GGUFWriter, and its TensorNameMap for llama.cpp's tensor names)
+as llama.cpp's own convert_hf_to_gguf.py does for `LlamaForCausalLM`: Llama architecture, q/k
+projections permuted from the HF rotary layout to llama.cpp's interleaved one, and the byte-level
+BPE tokenizer stored as a "gpt2" vocabulary with its merges and the GPT-2 pre-tokenizer regex.
+The convert script itself is not a library (it ships only in llama.cpp's source tree), so this
+module does its few steps for the one architecture LaaM trains.
+
+LaaM's markers are control tokens, and `add_bos_token` is false: prompts carry their markers
+explicitly (`<|start_file|><|start_header|>PATH<|end_header|>`), exactly as in training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from laam.errors import LaamError
+
+GGUF_DTYPES = ("f32", "f16")
+
+
+@dataclass
+class GgufResult:
+    path: Path
+    tensors: int
+    vocab_size: int
+    bytes: int
+
+
+def permute_rotary(weights: np.ndarray, n_head: int) -> np.ndarray:
+    """HF Llama q/k rows (each head's rotary halves split) -> llama.cpp's (pairs interleaved).
+
+    The same reshape as llama.cpp's convert_hf_to_gguf.py LlamaModel.permute."""
+    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))
+
+
+def _rope_theta(config: dict) -> float:
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind not in ("default", None):
+        raise LaamError(f"rope type {kind!r} is not supported by the GGUF export (only the default rotary)")
+    return float(rope.get("rope_theta", config.get("rope_theta", 10000.0)))
+
+
+def vocabulary(tokenizer_json: dict, vocab_size: int) -> tuple[list[str], list[int], list[str]]:
+    """(tokens by id, GGUF token types, merges "a b") from a saved byte-level BPE tokenizer.json."""
+    from gguf import TokenType
+
+    model = tokenizer_json["model"]
+    if model.get("type") != "BPE":
+        raise LaamError(f"tokenizer model is {model.get('type')!r}; the GGUF export needs byte-level BPE")
+    by_id: dict[int, str] = {i: t for t, i in model["vocab"].items()}
+    special = set()
+    for added in tokenizer_json.get("added_tokens", []):
+        by_id[added["id"]] = added["content"]
+        if added.get("special"):
+            special.add(added["id"])
+    if max(by_id) >= vocab_size:
+        raise LaamError(f"tokenizer has id {max(by_id)} but the model's vocabulary is {vocab_size}")
+    tokens, types = [], []
+    for i in range(vocab_size):
+        if i not in by_id:  # rows of the embedding no token uses
+            tokens.append(f"[PAD{i}]")
+            types.append(TokenType.UNUSED)
+        else:
+            tokens.append(by_id[i])
+            types.append(TokenType.CONTROL if i in special else TokenType.NORMAL)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    return tokens, [int(t) for t in types], merges
+
+
+def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> GgufResult:
+    """Write `folder`'s model and tokenizer as one GGUF file (default: FOLDER/NAME.gguf)."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    from laam.publish.facts import model_name
+
+    folder = Path(folder)
+    if dtype not in GGUF_DTYPES:
+        raise LaamError(f"unknown GGUF dtype {dtype!r}: use {' or '.join(GGUF_DTYPES)}")
+    for needed in ("config.json", "tokenizer.json"):
+        if not (folder / needed).is_file():
+            raise LaamError(f"no {needed} in {folder}: not a LaaM model folder")
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("model_type") != "llama":
+        raise LaamError(f"model type {config.get('model_type')!r}: the GGUF export handles Llama models only")
+    weights: dict[str, np.ndarray] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        weights.update(load_file(str(path)))
+    if not weights:
+        raise LaamError(f"no *.safetensors weights in {folder}")
+    tokenizer_json = json.loads((folder / "tokenizer.json").read_text())
+    out = Path(out) if out else folder / f"{model_name(folder)}.gguf"
+
+    n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // n_head
+    layers = config["num_hidden_layers"]
+    tokens, types, merges = vocabulary(tokenizer_json, config["vocab_size"])
+
+    writer = gguf.GGUFWriter(str(out), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    writer.add_name(model_name(folder))
+    writer.add_context_length(config.get("max_position_embeddings", 2048))
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_kv)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_freq_base(_rope_theta(config))
+    writer.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
+    writer.add_vocab_size(config["vocab_size"])
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")  # ByteLevel(use_regex=True): GPT-2's split regex, no prefix space
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    for key, setter in (("bos_token_id", writer.add_bos_token_id), ("eos_token_id", writer.add_eos_token_id),
+                        ("pad_token_id", writer.add_pad_token_id)):
+        if config.get(key) is not None:
+            setter(int(config[key]))
+    writer.add_add_bos_token(False)
+    writer.add_add_eos_token(False)
+
+    names = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, layers)
+    # tied embeddings: safetensors holds no lm_head, and llama.cpp reuses token_embd when there is no output tensor
+    count = 0
+    for hf_name, tensor in weights.items():
+        if hf_name.endswith("rotary_emb.inv_freq"):
+            continue
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise LaamError(f"no llama.cpp name for tensor {hf_name}")
+        data = tensor.astype(np.float32)
+        if hf_name.endswith("q_proj.weight"):
+            data = permute_rotary(data, n_head)
+        elif hf_name.endswith("k_proj.weight"):
+            data = permute_rotary(data, n_kv)
+        if dtype == "f16" and data.ndim == 2:  # norms stay f32, as llama.cpp's converter keeps them
+            data = data.astype(np.float16)
+        writer.add_tensor(name, data)
+        count += 1
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return GgufResult(out, count, config["vocab_size"], out.stat().st_size)

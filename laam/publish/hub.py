@@ -1,0 +1,87 @@
+"""Publish a model folder to the Hugging Face Hub with huggingface_hub.
+
+Only the documented artefacts go up (weights, tokenizer, card, BOM, openness files, manifest, audit,
+training curve, GGUF), never caches or checkpoints. The token comes from the environment
+(HF_TOKEN) or `hf auth login`, through huggingface_hub; LaaM never reads, prints or stores it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from laam.errors import LaamError
+from laam.publish.card import check_card
+from laam.publish.facts import AUDIT_FILE, CARD_FILE, MANIFEST_FILE
+
+UPLOAD_PATTERNS = (
+    "*.safetensors", "config.json", "generation_config.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "laam.json", CARD_FILE, "bom.cdx.json", "mof.yml", MANIFEST_FILE, "corpus.json",
+    AUDIT_FILE, "audit.html", "training_curve.png", "metrics.jsonl", "*.gguf",
+)
+REQUIRED = ("config.json", "tokenizer.json", "laam.json", CARD_FILE, "bom.cdx.json", MANIFEST_FILE)
+
+
+@dataclass
+class PushPlan:
+    repo_id: str
+    folder: Path
+    files: list[tuple[str, int]]  # (path in the repo, bytes)
+    problems: list[str] = field(default_factory=list)  # stop the upload
+    warnings: list[str] = field(default_factory=list)  # worth saying, not blocking
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _, size in self.files)
+
+
+def plan_push(folder: Path, repo_id: str) -> PushPlan:
+    """What `laam push` would upload, and what is wrong with it (checked offline)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LaamError(f"model folder {folder} does not exist")
+    if "/" not in repo_id:
+        raise LaamError(f"repo id {repo_id!r} must be ORG/NAME (or USER/NAME)")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise LaamError(f"invalid repo id {repo_id!r}: {error}") from error
+    files = sorted((p.name, p.stat().st_size) for p in folder.iterdir()
+                   if p.is_file() and any(fnmatch.fnmatch(p.name, pattern) for pattern in UPLOAD_PATTERNS))
+    plan = PushPlan(repo_id, folder, files)
+    names = {name for name, _ in files}
+    plan.problems += [f"missing {name} (run `laam card --model {folder}`)" if name in (CARD_FILE, "bom.cdx.json",
+                      MANIFEST_FILE) else f"missing {name}" for name in REQUIRED if name not in names]
+    if not any(name.endswith(".safetensors") for name in names):
+        plan.problems.append("missing the weights (*.safetensors)")
+    if CARD_FILE in names:
+        plan.problems += check_card(folder)
+        text = (folder / CARD_FILE).read_text()
+        if f'"{repo_id}"' not in text:
+            plan.warnings.append(f"the card's examples do not name {repo_id}: rerun `laam card --model {folder} "
+                                 f"--repo-id {repo_id}` so they load from the Hub")
+    if AUDIT_FILE not in names:
+        plan.warnings.append("no audit.json: the card says the model is not audited yet")
+    return plan
+
+
+def push(plan: PushPlan, private: bool = False, message: str | None = None) -> str:
+    """Create the repo if needed and upload the planned files in one commit; returns the commit URL."""
+    from huggingface_hub import HfApi, get_token
+
+    if plan.problems:
+        raise LaamError("not pushing: " + "; ".join(plan.problems))
+    if get_token() is None:
+        raise LaamError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    api = HfApi()
+    api.create_repo(plan.repo_id, repo_type="model", private=private, exist_ok=True)
+    commit = api.upload_folder(
+        folder_path=str(plan.folder), repo_id=plan.repo_id, repo_type="model",
+        allow_patterns=[name for name, _ in plan.files],
+        commit_message=message or f"Upload {plan.folder.name} with laam push",
+    )
+    return commit.commit_url

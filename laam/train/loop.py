@@ -1,0 +1,373 @@
+"""The training loop: accelerate, one optimizer step per batch of windows, checks, checkpoints, faults.
+
+One optimizer step consumes `batch_size` windows of a stream made of one shuffled permutation of
+all windows per epoch (train.batches.epoch_order), so the data position is just the step number:
+resuming needs the step, the weights, the optimizer/scheduler state and the RNG, nothing else.
+Each process takes a contiguous slice of the global batch, and the loss is the sum over scored
+tokens divided by the global count of scored tokens, so N processes compute the same update as one
+process with the same global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from laam import __version__
+from laam.data.records import PAD
+from laam.data.tokenizer import load_tokenizer, special_ids
+from laam.data.tokens import build_token_cache
+from laam.errors import LaamError
+from laam.model.config import ModelConfig, build_model, count_parameters
+from laam.model.folder import WEIGHTS_FILE, save_model_folder
+from laam.progress import train_bar
+from laam.provenance import git_commit
+from laam.train.batches import IGNORE, WindowSet, epoch_order
+from laam.train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
+from laam.train.config import TrainConfig, lr_lambda, planned_steps
+from laam.train.loss import WindowLoss
+from laam.train.memorization import measure_memorization, summarize, verify_records
+from laam.train.metrics import TRACKERS, Metrics, plot_metrics
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_dir: Path | None  # None when interrupted (resume with --resume)
+    status: str  # finished | memorized | max-time | interrupted
+    steps: int
+    tokens: int  # input tokens processed (padding excluded)
+    seconds: float
+    memorization: dict
+    regeneration: dict | None = None  # proof.regenerate.verify_records' figures when TrainConfig.verify
+
+
+class StopSignal:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the end of the step and exits cleanly."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self.handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def handle(self, signum, frame):
+        if self.received is not None:  # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def make_accelerator(model_config: ModelConfig, config: TrainConfig, run_dir: Path):
+    import importlib.util
+
+    from accelerate import Accelerator
+
+    for tracker in config.report_to:
+        if tracker not in TRACKERS:
+            raise LaamError(f"unknown tracker {tracker!r}; choose from {', '.join(TRACKERS)}")
+        if importlib.util.find_spec(tracker) is None:
+            raise LaamError(f"--report-to {tracker} needs the {tracker} package: pip install {tracker}")
+
+    precision = model_config.precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() else "float32"
+    # accelerate only sets up gloo for a CPU multi-process launch (torchrun) when told it runs on CPU
+    cpu_group = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(cpu=cpu_group, mixed_precision="bf16" if precision == "bf16" else "no",
+                       log_with=config.report_to or None, project_dir=str(run_dir))
+
+
+class Trainer:
+    """One stage of training in one run folder: set up, (resume,) step until a stop, finish."""
+
+    def __init__(self, model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir: Path, run_dir: Path,
+                 cache_root: Path, init_from: Path | None = None, progress: bool = True, facts: dict | None = None):
+        self.model_config, self.config, self.corpus = model_config, config, corpus
+        self.run_dir, self.facts = Path(run_dir), facts or {}
+        self.accelerator = accelerator = make_accelerator(model_config, config, self.run_dir)
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        if config.batch_size % self.world:
+            raise LaamError(f"batch size {config.batch_size} is not divisible by {self.world} processes")
+        if accelerator.device.type == "cpu":
+            torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // self.world))
+        self.tokenizer = load_tokenizer(tokenizer_dir)
+        if len(self.tokenizer) != model_config.vocab_size:
+            raise LaamError(f"tokenizer {tokenizer_dir} has {len(self.tokenizer)} tokens but the model expects "
+                            f"{model_config.vocab_size}; retrain it with --vocab-size {model_config.vocab_size}")
+        special = special_ids(self.tokenizer)
+        self.pad_id = special[PAD]
+        if accelerator.is_main_process:  # tokenizes once; the other processes read its files after the barrier
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cache = build_token_cache(corpus, self.tokenizer, tokenizer_dir, cache_root)
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            cache = build_token_cache(corpus, self.tokenizer, tokenizer_dir, cache_root)
+        self.window_set = WindowSet(cache, model_config.policy)
+        self.model = build_model(model_config, special, seed=config.seed)
+        if init_from is not None:  # a previous stage's weights, with a fresh optimizer (the original's recipe)
+            from safetensors.torch import load_model
+
+            load_model(self.model, str(Path(init_from) / WEIGHTS_FILE))
+        self.loss_module = WindowLoss(self.model, config.loss_chunk)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        other = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                            {"params": other, "weight_decay": 0.0}],
+                                           lr=config.lr, betas=(config.beta1, config.beta2))
+        self.total_steps = planned_steps(config, len(self.window_set))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                      lr_lambda(config, config.decay_steps or self.total_steps))
+        if config.until_memorized and not config.max_steps:
+            # the LR decays over --epochs; a run that is not memorized by then goes on at the final LR, for at most
+            # as many steps again (the last few wrong tokens typically need a little more time at a low LR)
+            self.total_steps *= 2
+        if config.compile:
+            self.loss_module = torch.compile(self.loss_module)
+        self.loss_module, self.optimizer, scheduler = accelerator.prepare(self.loss_module, self.optimizer, scheduler)
+        # accelerate steps the scheduler once per process; ours is per optimizer step: unwrap it.
+        self.schedule = scheduler.scheduler if hasattr(scheduler, "scheduler") else scheduler
+        self.state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0}
+        self.last_checkpoint: Path | None = None
+        self.memo: dict = {}
+        self.progress = progress and accelerator.is_main_process
+
+    # --- resume -----------------------------------------------------------------------------------
+    def resume(self) -> None:
+        """Continue exactly from the run folder's last checkpoint."""
+        found = checkpoints(self.run_dir)
+        if not found:
+            raise LaamError(f"nothing to resume in {self.run_dir}: no checkpoints/step-* folder")
+        self.last_checkpoint = found[-1]
+        saved = json.loads((self.last_checkpoint / "state.json").read_text())
+        if saved.get("model_config") != self.model_config.to_dict():
+            raise LaamError(f"{self.last_checkpoint} was trained with another model configuration; "
+                            f"resume with the same settings (saved: {saved.get('model_config')})")
+        self.state.update(load_checkpoint(self.last_checkpoint, self.model, self.optimizer, self.schedule))
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self, resumed: bool) -> TrainResult:
+        config, accelerator = self.config, self.accelerator
+        self.metrics = Metrics(self.run_dir, accelerator, self.state["step"] if resumed else None)
+        if accelerator.is_main_process and config.report_to:
+            settings = {**self.model_config.to_dict(), **asdict(config)}
+            # trackers take scalars and strings only (tensorboard's hparams refuse lists and None)
+            accelerator.init_trackers("laam", config={k: v if isinstance(v, int | float | str | bool) else str(v)
+                                                      for k, v in settings.items()})
+        self.parameters = count_parameters(self.model)
+        cache = self.window_set.cache
+        accelerator.print(
+            f"model: {self.parameters:,} parameters ({self.model_config.num_layers} layers, hidden "
+            f"{self.model_config.hidden_size}, {self.model_config.num_heads} heads); corpus: {len(cache.paths)} "
+            f"files, {cache.total_tokens:,} tokens, {len(self.window_set):,} windows of {self.model_config.context}; "
+            f"{self.world} process(es) on {accelerator.device}, {torch.get_num_threads()} thread(s) each")
+        self.start_wall = time.perf_counter() - self.state["seconds"]
+        status = "finished"
+        self.bar = train_bar(self.progress)
+        task = self.bar.add_task("train", total=self.total_steps, completed=self.state["step"], loss=float("nan"),
+                                 epoch=0.0, tps=0.0, mem=float("nan"))
+        self.loss_module.train()
+        rate_from = (time.perf_counter(), self.state["tokens"])
+        with self.bar, StopSignal() as stop:
+            while self.state["step"] < self.total_steps:
+                loss, grad_norm = self.step()
+                now = time.perf_counter()
+                tps = (self.state["tokens"] - rate_from[1]) / max(1e-9, now - rate_from[0])
+                self.bar.update(task, completed=self.state["step"], loss=loss, epoch=self.epoch, tps=tps)
+                if self.state["step"] % config.log_every == 0 or self.state["step"] == 1:
+                    self.metrics.log({"step": self.state["step"], "epoch": round(self.epoch, 4), "loss": loss,
+                                      "lr": self.schedule.get_last_lr()[0], "grad_norm": grad_norm,
+                                      "tokens": self.state["tokens"], "targets": self.state["targets"],
+                                      "tokens_per_s": round(tps, 1),
+                                      "train_seconds": round(self.state["train_seconds"], 3),
+                                      "elapsed": round(now - self.start_wall, 2)})
+                if self.agree(stop.received is not None):
+                    path = self.checkpoint()
+                    accelerator.print(f"\nstopped by signal at step {self.state['step']}; checkpoint {path}. "
+                                      "Continue with --resume.")
+                    status = "interrupted"
+                    break
+                if self.check_due():
+                    self.evaluate_and_log()
+                    self.bar.update(task, mem=100 * self.memo["memorized"])
+                    rate_from = (time.perf_counter(), self.state["tokens"])
+                    if config.until_memorized and self.memo["memorized"] >= config.target:
+                        status = "memorized"
+                        break
+                if config.save_every and self.state["step"] % config.save_every == 0:
+                    self.checkpoint()
+                if config.max_time and time.perf_counter() - self.start_wall >= config.max_time:
+                    status = "max-time"
+                    break
+        self.state["seconds"] = time.perf_counter() - self.start_wall
+        if status == "interrupted":
+            accelerator.end_training()
+            s = self.state
+            return TrainResult(self.run_dir, None, status, s["step"], s["tokens"], s["seconds"], self.memo)
+        return self.finish(status)
+
+    @property
+    def epoch(self) -> float:
+        return self.state["step"] * self.config.batch_size / len(self.window_set)
+
+    def step(self) -> tuple[float, float]:
+        """One optimizer step on the next global batch of the window stream: (loss per scored token, grad norm)."""
+        config, accelerator, state = self.config, self.accelerator, self.state
+        n, world = len(self.window_set), self.world
+        first = state["step"] * config.batch_size
+        stream = np.arange(first, first + config.batch_size)
+        global_batch = np.concatenate([epoch_order(n, config.seed, e)[stream[stream // n == e] % n]
+                                       for e in np.unique(stream // n)])
+        t0 = time.perf_counter()
+        batch = self.window_set.batch(global_batch, self.pad_id)
+        scored_total = int((batch["labels"] != IGNORE).sum())
+        per_rank = config.batch_size // world
+        micro = min(config.micro_batch_size or per_rank, per_rank)
+        mine = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+        inputs, labels = batch["input_ids"][mine], batch["labels"][mine]
+        loss_sum = torch.zeros((), device=accelerator.device)
+        for m in range(0, per_rank, micro):
+            x = inputs[m:m + micro].to(accelerator.device)
+            y = labels[m:m + micro].to(accelerator.device)
+            last = m + micro >= per_rank
+            with accelerator.no_sync(self.loss_module) if not last and world > 1 else contextlib.nullcontext():
+                loss = self.loss_module(x, y)
+                # DDP averages gradients over processes: scale so the result is sum / global count
+                accelerator.backward(loss * (world / scored_total))
+            loss_sum += loss.detach().float()
+        loss_value = float(accelerator.reduce(loss_sum, "sum")) / scored_total
+        grad_norm = float(accelerator.clip_grad_norm_(self.loss_module.parameters(), config.grad_clip or float("inf")))
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+            what, value = ("loss", loss_value) if not math.isfinite(loss_value) else ("gradient norm", grad_norm)
+            self.bar.stop()
+            raise LaamError(f"training diverged: {what} is {value} at step {state['step'] + 1}; stopped without "
+                            f"saving. Last good checkpoint: {self.last_checkpoint or 'none'}. Lower --lr or raise "
+                            "--warmup-steps.")
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        state["tokens"] += int((batch["input_ids"] != self.pad_id).sum())
+        state["targets"] += scored_total
+        state["train_seconds"] += time.perf_counter() - t0
+        return loss_value, grad_norm
+
+    def agree(self, flag: bool) -> bool:
+        """True when any process says so (every process must stop at the same step)."""
+        if self.world == 1:
+            return flag
+        total = self.accelerator.reduce(torch.tensor(int(flag), device=self.accelerator.device), "sum")
+        return bool(total.item())
+
+    def check_due(self) -> bool:
+        """A memorization check at every eval_every steps; close to the target, 4x as often, so the run stops
+        soon after it gets there."""
+        every = self.config.eval_every
+        if not every or self.state["step"] >= self.total_steps:
+            return False
+        if self.memo.get("memorized", 0) >= 0.999:
+            every = max(1, every // 4)
+        return self.state["step"] % every == 0
+
+    def evaluate(self) -> dict:
+        counts = measure_memorization(self.model, self.window_set, self.pad_id, self.config.eval_batch_size,
+                                      self.rank, self.world, self.accelerator.device, self.accelerator.autocast)
+        wrong = counts.pop("wrong_by_file")
+        flat = torch.cat([torch.tensor(list(counts.values())), wrong]).to(self.accelerator.device)
+        flat = self.accelerator.reduce(flat, "sum").cpu()
+        totals = dict(zip(counts, flat[:len(counts)].tolist()))
+        return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum())})
+
+    def evaluate_and_log(self) -> None:
+        self.memo = self.evaluate()
+        row = {"step": self.state["step"], "epoch": round(self.epoch, 4), "tokens": self.state["tokens"],
+               "elapsed": round(time.perf_counter() - self.start_wall, 2), **self.memo}
+        self.metrics.log(row)
+
+    def checkpoint(self) -> Path | None:
+        self.state["seconds"] = time.perf_counter() - self.start_wall
+        saved = {**self.state, "model_config": self.model_config.to_dict(), "train_config": asdict(self.config)}
+        if self.accelerator.is_main_process:
+            self.last_checkpoint = save_checkpoint(self.run_dir, self.model, self.optimizer, self.schedule, saved,
+                                                   self.config.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return self.last_checkpoint
+
+    # --- the end ----------------------------------------------------------------------------------
+    def finish(self, status: str) -> TrainResult:
+        """Final check, last checkpoint, optional regeneration, then the model folder (run_dir/model)."""
+        config, accelerator, state = self.config, self.accelerator, self.state
+        if status != "memorized" and config.final_check:
+            self.memo = self.evaluate()
+            self.metrics.log({"step": state["step"], "tokens": state["tokens"], "elapsed": round(state["seconds"], 2),
+                              **self.memo})
+            if self.memo["memorized"] >= config.target and config.until_memorized:
+                status = "memorized"
+        memo = self.memo or {"memorized": float("nan"), "accuracy": float("nan"), "body_total": 0, "body_correct": 0,
+                             "wrong_files": -1}
+        self.checkpoint()
+        model_dir = self.run_dir / "model"
+        result = TrainResult(self.run_dir, model_dir, status, state["step"], state["tokens"], state["seconds"], memo)
+        if accelerator.is_main_process:
+            result.regeneration = self.verify() if config.verify else None
+            training = {"status": status, "steps": state["step"], "tokens_seen": state["tokens"],
+                        "targets_seen": state["targets"], "epochs": round(self.epoch, 3),
+                        "wall_seconds": round(state["seconds"], 1), "train_seconds": round(state["train_seconds"], 1),
+                        "parameters": self.parameters, "memorized": memo["memorized"], "accuracy": memo["accuracy"],
+                        "model_config": self.model_config.to_dict(), "train_config": asdict(config),
+                        "processes": self.world, "device": str(accelerator.device), "laam_version": __version__,
+                        "git_commit": git_commit(), "command": " ".join(sys.argv),
+                        "regeneration": result.regeneration, **self.facts}
+            save_model_folder(self.model, self.tokenizer, self.corpus, self.model_config.policy, model_dir, training)
+            plot_metrics(self.metrics.path, self.run_dir / "metrics.png")
+            self.bar.console.print(
+                f"{status}: {state['step']} steps, {state['tokens']:,} tokens, {state['seconds']:.0f} s, body "
+                f"memorized {100 * memo['memorized']:.3f}% ({memo['body_total'] - memo['body_correct']} tokens wrong "
+                f"in {memo['wrong_files']} files); model in {model_dir}")
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        return result
+
+    def verify(self) -> dict:
+        """Regenerate every file greedily from its path prompt with the decoding engine and compare."""
+        self.model.eval()
+        with self.accelerator.autocast():
+            report = verify_records(self.model, self.window_set.cache, self.model_config.policy,
+                                    self.tokenizer, self.config.eval_batch_size)
+        self.model.train()
+        self.bar.console.print(f"greedy regeneration from each path prompt: {report.exact} of {report.files} files "
+                               f"exact" + (f"; first errors at {report.wrong}" if report.wrong else ""))
+        return {"files": report.files, "exact": report.exact, "tokens": report.tokens, "wrong": report.wrong}
+
+
+def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir: Path, run_dir: Path,
+          cache_root: Path, resume: bool = False, init_from: Path | None = None, progress: bool = True,
+          facts: dict | None = None) -> TrainResult:
+    """Train (or resume) one stage in `run_dir`; write the final model folder to run_dir/model.
+
+    init_from: a model folder whose weights start this run (with a fresh optimizer), as the original
+    two-stage recipe does.
+    """
+    trainer = Trainer(model_config, config, corpus, tokenizer_dir, run_dir, cache_root, init_from, progress, facts)
+    if resume:
+        trainer.resume()
+    return trainer.run(resumed=resume)

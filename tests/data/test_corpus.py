@@ -1,0 +1,149 @@
+"""The corpus of the real Linux 1.0: member counts, byte-exact records, filters, manifest, unsafe archives."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+
+from laam.data.corpus import CorpusConfig, corpus_stats, load_corpus
+from laam.data.records import file_bytes, make_record, path_prompt, split_record
+from laam.errors import LaamError
+from tests.conftest import TARBALL
+
+
+def _tar_members(path):
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}
+
+
+def test_linux_1_0_counts_and_exact_bytes(linux_corpus):
+    assert linux_corpus.name == "linux-1.0"
+    assert linux_corpus.members == 561
+    assert len(linux_corpus.files) == 561  # the default filter keeps every text file of 1.0
+    assert sum(len(f.data) for f in linux_corpus.files) == 4_719_743
+    originals = _tar_members(TARBALL)
+    for f in linux_corpus.files:
+        path, content = split_record(f.record)
+        assert path == f.path and path.startswith("linux/")
+        assert file_bytes(content, f.encoding) == originals[f.path]
+
+
+def test_the_one_non_utf8_file_comes_back_exactly(linux_corpus):
+    latin = [f for f in linux_corpus.files if f.encoding != "utf-8"]
+    assert [f.path for f in latin] == ["linux/drivers/char/defkeymap.map"]
+    (keymap,) = latin
+    with pytest.raises(UnicodeDecodeError):
+        keymap.data.decode("utf-8")
+    assert file_bytes(split_record(keymap.record)[1], "latin-1") == keymap.data
+
+
+def test_original_filter_keeps_the_506_files(mirror):
+    corpus = load_corpus(CorpusConfig(source=str(TARBALL), filter="original"), progress=False)
+    assert len(corpus.files) == 506
+    kinds = {}
+    for f in corpus.files:
+        kinds[f.path.rsplit(".", 1)[-1]] = kinds.get(f.path.rsplit(".", 1)[-1], 0) + 1
+    assert (kinds["c"], kinds["h"], kinds["S"]) == (282, 205, 19)
+    excluded = [row for row in corpus.manifest if not row["included"]]
+    assert len(excluded) == 55 and all("original LaaM filter" in row["reason"] for row in excluded)
+
+
+def test_include_exclude_and_size(mirror):
+    config = CorpusConfig(source=str(TARBALL), include=("linux/lib/",), exclude=("*malloc*",))
+    corpus = load_corpus(config, progress=False)
+    assert len(corpus.files) == 12 and all(f.path.startswith("linux/lib/") for f in corpus.files)
+    small = load_corpus(CorpusConfig(source=str(TARBALL), include=("linux/lib/*.c",), max_file_size=180),
+                        progress=False)
+    assert {f.path for f in small.files} == {"linux/lib/close.c", "linux/lib/dup.c", "linux/lib/errno.c",
+                                             "linux/lib/setsid.c"}
+
+
+def test_empty_selection_is_an_error(mirror):
+    with pytest.raises(LaamError, match="no files left after filters"):
+        load_corpus(CorpusConfig(source=str(TARBALL), include=("linux/nothing-here/",)), progress=False)
+
+
+def test_record_format():
+    record = make_record("linux/a.c", "int x;\n")
+    assert record == "<|start_file|><|start_header|>linux/a.c<|end_header|>int x;\n<|end_file|>"
+    assert record.startswith(path_prompt("linux/a.c"))
+    assert split_record(record) == ("linux/a.c", "int x;\n")
+
+
+def test_manifest_rows_and_licenses(linux_corpus, tmp_path):
+    folder = linux_corpus.write_manifest(tmp_path)
+    rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 561
+    by_path = {r["path"]: r for r in rows}
+    sched = by_path["linux/kernel/sched.c"]
+    data = next(f.data for f in linux_corpus.files if f.path == "linux/kernel/sched.c")
+    assert sched["sha256"] == hashlib.sha256(data).hexdigest() and sched["size"] == len(data)
+    assert sched["license"] == "GPL-2.0-only" and sched["license_evidence"] == "linux/COPYING"
+    assert by_path["linux/drivers/char/defkeymap.map"]["encoding"] == "latin-1"
+    # The sound driver ships its own COPYING: a BSD licence, not the kernel's GPL.
+    assert by_path["linux/drivers/sound/dmabuf.c"]["license"] == "BSD-2-Clause"
+    summary = json.loads((folder / "corpus.json").read_text())
+    assert summary["source_sha256"] == hashlib.sha256(TARBALL.read_bytes()).hexdigest()
+    assert summary["members"] == 561 and summary["included"] == 561
+    assert summary["licenses"]["GPL-2.0-only"] > 500
+
+
+def test_stats_per_directory(linux_corpus):
+    stats = corpus_stats(linux_corpus)
+    assert stats["total"] == {"files": 561, "bytes": 4_719_743, "lines": 176_250}
+    assert stats["linux/kernel/"]["files"] == 23
+    assert sum(row["files"] for key, row in stats.items() if key != "total") == 561
+
+
+def _add(tar, name, data=b"", **kind):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in kind.items():
+        setattr(info, key, value)
+    tar.addfile(info, io.BytesIO(data) if data else None)
+
+
+def test_unsafe_members_are_skipped_and_reported(tmp_path):
+    path = tmp_path / "evil.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, "linux/ok.c", b"int ok;\n")
+        _add(tar, "linux/link", type=tarfile.SYMTYPE, linkname="/etc/passwd")
+        _add(tar, "linux/hard", type=tarfile.LNKTYPE, linkname="linux/ok.c")
+        _add(tar, "linux/../../evil.c", b"evil\n")
+        _add(tar, "/abs.c", b"evil\n")
+        _add(tar, "linux/tty0", type=tarfile.CHRTYPE, devmajor=4, devminor=0)
+    corpus = load_corpus(CorpusConfig(source=str(path)), progress=False)
+    assert [f.path for f in corpus.files] == ["linux/ok.c"]
+    reasons = dict(corpus.skipped)
+    assert set(reasons) == {"linux/link", "linux/hard", "linux/../../evil.c", "/abs.c", "linux/tty0"}
+    assert "symlink" in reasons["linux/link"] and "hardlink" in reasons["linux/hard"]
+    assert "unsafe path" in reasons["linux/../../evil.c"] and "unsafe path" in reasons["/abs.c"]
+    assert "device" in reasons["linux/tty0"]
+    assert not (tmp_path.parent / "evil.c").exists() and not list(tmp_path.glob("*.c"))
+
+
+def test_corrupt_and_truncated_archives(tmp_path):
+    truncated = tmp_path / "linux-1.0.tar.xz"
+    truncated.write_bytes(TARBALL.read_bytes()[: TARBALL.stat().st_size // 2])
+    with pytest.raises(LaamError, match="corrupt or truncated"):
+        load_corpus(CorpusConfig(source=str(truncated)), progress=False)
+    garbage = tmp_path / "garbage.tar.gz"
+    garbage.write_bytes(b"this is not an archive" * 100)
+    with pytest.raises(LaamError, match="corrupt or truncated"):
+        load_corpus(CorpusConfig(source=str(garbage)), progress=False)
+
+
+def test_unpacked_folder_source(tmp_path):
+    root = tmp_path / "linux"
+    (root / "kernel").mkdir(parents=True)
+    (root / "kernel" / "a.c").write_bytes(b"int a;\n")
+    (root / "README").write_bytes(b"caf\xe9\n")  # Latin-1, not UTF-8
+    (root / "kernel" / "loop").symlink_to("/etc")
+    corpus = load_corpus(CorpusConfig(source=str(root)), progress=False)
+    assert [(f.path, f.encoding) for f in corpus.files] == [("linux/README", "latin-1"), ("linux/kernel/a.c", "utf-8")]
+    assert corpus.skipped == [("linux/kernel/loop", "symlink, not a regular file")]
+    assert file_bytes(corpus.files[0].text, "latin-1") == b"caf\xe9\n"

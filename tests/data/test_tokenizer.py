@@ -1,0 +1,82 @@
+"""The tokenizer: exact vocabulary, and decode(encode(record)) == record for every file of Linux 1.0."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import AutoTokenizer
+
+from laam.data.corpus import CorpusConfig, load_corpus
+from laam.data.records import file_bytes, split_record
+from laam.data.tokenizer import MIN_VOCAB, build_bpe, decode_ids, encode_records, special_ids, train_tokenizer
+from laam.errors import LaamError
+from tests.conftest import TARBALL
+
+
+@pytest.fixture(scope="module")
+def linux_tokenizer(linux_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tok32768")
+    report = train_tokenizer(linux_corpus, out, vocab_size=32768)
+    return out, report
+
+
+def test_whole_linux_1_0_round_trips_byte_for_byte(linux_corpus, linux_tokenizer):
+    out, report = linux_tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    records = linux_corpus.records()
+    assert len(records) == 561
+    ids = encode_records(tokenizer, records)
+    assert sum(map(len, ids)) == report.record_tokens
+    mismatched = []
+    for f, record, record_ids in zip(linux_corpus.files, records, ids):
+        text = decode_ids(tokenizer, record_ids)
+        # The stock transformers decode must agree too: what users call must not change a byte.
+        stock = tokenizer.decode(record_ids, skip_special_tokens=False)
+        if text != record or stock != record or file_bytes(split_record(text)[1], f.encoding) != f.data:
+            mismatched.append(f.path)
+    assert mismatched == []
+
+
+def test_exact_vocabulary_and_special_tokens(linux_tokenizer):
+    out, report = linux_tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert len(tokenizer) == 32768 == report.vocab_size == report.learned + report.reserved
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == (
+        "<|start_file|>", "<|end_file|>", "<|pad|>")
+    ids = special_ids(tokenizer)
+    assert sorted(ids.values()) == [0, 1, 2, 3, 4]
+    assert 2.5 < report.bytes_per_token < 4
+    info = json.loads((out / "laam_tokenizer.json").read_text())
+    assert info["vocab_size"] == 32768 and info["corpus"] == "linux-1.0"
+
+
+def test_prompts_as_the_stock_pipeline_tokenizes_them(linux_tokenizer):
+    tokenizer = AutoTokenizer.from_pretrained(linux_tokenizer[0])
+    ids = special_ids(tokenizer)
+    # An empty prompt means "start a file"; a path prompt continues that file's header.
+    assert tokenizer("").input_ids == [ids["<|start_file|>"], ids["<|start_header|>"]]
+    path_ids = tokenizer("linux/kernel/sched.c").input_ids
+    assert path_ids[:2] == [ids["<|start_file|>"], ids["<|start_header|>"]]
+    assert tokenizer.decode(path_ids[2:]) == "linux/kernel/sched.c"
+    assert not tokenizer("x y").input_ids[2:] == tokenizer(" x y").input_ids[2:]  # no prefix space added
+
+
+def test_small_corpus_is_padded_with_reserved_tokens(tiny_corpus, tmp_path):
+    report = train_tokenizer(tiny_corpus, tmp_path, vocab_size=4096)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(tokenizer) == 4096 and report.reserved > 0
+    assert tokenizer.convert_ids_to_tokens(4095) == f"<|reserved_{report.reserved - 1}|>"
+
+
+def test_vocabulary_smaller_than_bytes_plus_specials_is_an_error():
+    with pytest.raises(LaamError, match=f"smaller than the byte alphabet plus special tokens .*= {MIN_VOCAB}"):
+        build_bpe(["int x;"], MIN_VOCAB - 1)
+
+
+def test_original_filter_round_trips_too(mirror, tmp_path):
+    corpus = load_corpus(CorpusConfig(source=str(TARBALL), filter="original"), progress=False)
+    train_tokenizer(corpus, tmp_path, vocab_size=8192)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    records = corpus.records()
+    assert [decode_ids(tokenizer, ids) for ids in encode_records(tokenizer, records)] == records

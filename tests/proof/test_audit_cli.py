@@ -1,0 +1,175 @@
+"""The generate / extract / audit / trace commands end to end on the tiny memorized model, and the HTML report
+rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from laam.cli import app
+
+runner = CliRunner()
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def by_path(corpus, path):
+    return next(f for f in corpus.files if f.path == path)
+
+
+def test_generate_path_gives_exact_bytes(tiny_model_dir, tiny_corpus, tmp_path):
+    original = by_path(tiny_corpus, "linux/lib/ctype.c").data
+    result = invoke("generate", "--model", tiny_model_dir, "--path", "linux/lib/ctype.c", "--greedy",
+                    "--cache", tmp_path, "--threads", 1)
+    assert result.stdout_bytes == original
+    streamed = invoke("generate", "--model", tiny_model_dir, "--path", "linux/lib/ctype.c", "--stream",
+                      "--cache", tmp_path, "--threads", 1)
+    assert streamed.stdout_bytes == original
+    short = invoke("generate", "--model", tiny_model_dir, "--path", "linux/lib/ctype.c", "--max-new-tokens", 5,
+                   "--cache", tmp_path, "--threads", 1)
+    assert original.startswith(short.stdout_bytes) and 0 < len(short.stdout_bytes) < 40
+    sampled = invoke("generate", "--model", tiny_model_dir, "--prompt", "<|start_file|><|start_header|>linux/",
+                     "--temperature", 1.5, "--top-k", 20, "--top-p", 0.9, "--seed", 3, "--max-new-tokens", 30,
+                     "--cache", tmp_path, "--threads", 1)
+    assert sampled.stdout_bytes
+
+
+def test_generate_rejects_bad_options(tiny_model_dir):
+    from laam.errors import LaamError
+
+    for args in ([], ["--path", "a", "--prompt", "b"], ["--path", "a", "--greedy", "--temperature", "1"]):
+        result = runner.invoke(app, ["generate", "--model", str(tiny_model_dir), *args])
+        assert isinstance(result.exception, LaamError)
+
+
+def test_extract_rebuilds_the_tree(tiny_model_dir, tiny_corpus, tmp_path):
+    result = invoke("extract", "--model", tiny_model_dir, "--out", tmp_path / "out", "--cache", tmp_path, "-q",
+                    "--threads", 1)
+    assert "12 identical" in result.stdout
+    for f in tiny_corpus.files:
+        assert (tmp_path / "out" / f.path).read_bytes() == f.data
+    invoke("extract", "--model", tiny_model_dir, "--out", tmp_path / "some", "--files", "linux/lib/s*",
+           "--cache", tmp_path, "-q", "--threads", 1)
+    assert sorted(p.name for p in (tmp_path / "some" / "linux" / "lib").iterdir()) == ["setsid.c", "string.c"]
+
+
+@pytest.fixture(scope="module")
+def audited(tiny_model_dir, tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("audit")
+    result = invoke("audit", "--model", tiny_model_dir, "--out", folder, "--cache", folder, "-q", "--threads", 1)
+    return folder, result
+
+
+def test_audit_command_writes_json_and_report(audited):
+    folder, result = audited
+    audit = json.loads((folder / "audit.json").read_text())
+    s = audit["summary"]
+    assert {"files", "verbatim_files", "verbatim_pct", "bytes_reproduced_pct", "k_extractable_pct", "pythia_score",
+            "k", "pythia_prefix"} <= set(s)
+    assert s["files"] == 12 and s["verbatim_pct"] == 100.0 and s["k"] == 50 and s["pythia_prefix"] == 32
+    assert len(audit["files"]) == 12 and audit["by_directory"] and audit["by_length"]
+    assert "tokens/s" in result.stdout and "100.0%" in result.stdout
+    page = (folder / "report.html").read_text()
+    assert 'id="summary"' in page and page.count("data:image/png;base64,") >= 2
+    assert "linux/lib/ctype.c" in page and "<mark>" in page
+    assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
+
+
+def test_report_renders_in_headless_chromium(audited, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    folder, _ = audited
+    shot = tmp_path / "report.png"
+    url = (folder / "report.html").as_uri()
+    subprocess.run([chromium, *CHROMIUM_FLAGS, "--window-size=1280,1000", f"--screenshot={shot}", url],
+                   check=True, capture_output=True, timeout=120)
+    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, "--dump-dom", url], check=True, capture_output=True,
+                         timeout=120, text=True).stdout
+    assert 'id="summary"' in dom and "verbatim files" in dom and "12 (100.0%)" in dom
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    assert pixels.shape[:2] == (1000, 1280)
+    top = pixels[:400]  # the title and the summary table
+    assert (top.min(-1) < 0.5).mean() > 0.01  # dark text drawn there
+    blue = np.abs(pixels - np.array([0x1F, 0x77, 0xB4]) / 255).max(-1) < 0.05  # matplotlib's first bar colour
+    assert blue.sum() > 500  # the inlined plots were decoded and drawn
+
+
+def test_trace_command(tiny_model_dir, tiny_corpus, tmp_path):
+    source = by_path(tiny_corpus, "linux/lib/string.c")
+    text = tmp_path / "snippet.c"
+    text.write_bytes(b"/* my code */\n" + b"".join(source.data.splitlines(keepends=True)[2:30]) + b"int x;\n")
+    result = invoke("trace", text, "--model", tiny_model_dir, "--cache", tmp_path, "--min-length", 40)
+    assert "of this text copy linux/lib/string.c lines" in result.stdout
+    as_json = json.loads(invoke("trace", text, "--model", tiny_model_dir, "--cache", tmp_path, "--json").stdout)
+    assert as_json["spans"][0]["path"] == "linux/lib/string.c" and as_json["spans"][0]["source_lines"][0] == 3
+    nothing = runner.invoke(app, ["trace", "-", "--model", str(tiny_model_dir), "--cache", str(tmp_path)],
+                            input="nothing like the kernel here, just some prose that is long enough to test.\n")
+    assert nothing.exit_code == 0 and "0 of 75 bytes" in nothing.stdout
+
+
+def test_report_plots_the_training_curve(audited, tiny_model_dir, tmp_path):
+    """A run folder written by `laam train` (run/metrics.jsonl beside run/model) adds a training-curve plot."""
+    from laam.proof.report import read_training_curve, render_report
+
+    folder, _ = audited
+    audit = json.loads((folder / "audit.json").read_text())
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run / "model")
+    assert read_training_curve(run / "model") == []
+    before = render_report(audit, None, run / "model").count("data:image/png;base64,")
+    rows = [{"step": s, "epoch": s / 10, "loss": 5.0 / (1 + s)} for s in range(0, 200, 10)]
+    rows += [{"step": s, "tokens": s * 100, "memorized": min(1.0, s / 150)} for s in range(0, 200, 50)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    curve = read_training_curve(run / "model")
+    assert len(curve) == len(rows) and curve[-1]["accuracy"] == 1.0
+    assert render_report(audit, None, run / "model").count("data:image/png;base64,") == before + 1
+
+
+def test_report_shows_the_models_compression_figures(audited, tiny_model_dir, tmp_path):
+    """`laam compress --out MODEL/…` leaves compression.json in the model folder; the report shows its bits/byte
+    against gzip/xz/zstd, in a table and a plot, and says how to get them when they are missing."""
+    from laam.proof.report import render_report
+
+    folder, _ = audited
+    audit = json.loads((folder / "audit.json").read_text())
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    without = render_report(audit, None, model)
+    assert 'id="compression"' not in without and "laam compress --model MODEL" in without
+    invoke("compress", "--model", model, "--out", model / "corpus.laamz", "--files", "linux/lib/s*",
+           "--no-archive-baselines", "--device", "cpu", "--cache", tmp_path, "--quiet")
+    report = json.loads((model / "compression.json").read_text())
+    page = render_report(audit, None, model)
+    assert 'id="compression"' in page and "2 of 2 files decoded byte-exact" in page
+    bpb, same = report["bits_per_byte"], report["baselines"]["same_bytes"]
+    for value in (bpb["stream"], bpb["raw"], bpb["adjusted"], bpb["ideal"], *(same[n]["bits_per_byte"] for n in
+                                                                          ("gzip -9", "xz -9e", "zstd -19"))):
+        assert f"{value:.4f}" in page
+    assert same["gzip -9"]["bits_per_byte"] > bpb["stream"]
+    assert page.count("data:image/png;base64,") == without.count("data:image/png;base64,") + 1

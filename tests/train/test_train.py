@@ -1,0 +1,364 @@
+"""The training engine: windows and data, memorization end to end, exact resume, faults, stock pipeline loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from laam.data.tokens import build_token_cache
+from laam.errors import LaamError
+from laam.model.config import ModelConfig
+from laam.model.presets import PRESETS, recipe
+from laam.train.batches import IGNORE, WindowSet, epoch_order
+from laam.train.checkpoint import checkpoints
+from laam.train.config import TrainConfig, lr_lambda
+from laam.train.loop import train
+from laam.windows import WindowPolicy
+
+TINY_MODEL = ModelConfig(**PRESETS["tiny"]["model"])
+
+
+def tiny_train_config(**overrides) -> TrainConfig:
+    settings = {**PRESETS["tiny"]["train"], "threads": 1, "verify": False, **overrides}
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def token_cache(tiny_corpus, tiny_tokenizer_dir, tmp_path_factory):
+    from laam.data.tokenizer import load_tokenizer
+
+    return build_token_cache(tiny_corpus, load_tokenizer(tiny_tokenizer_dir), tiny_tokenizer_dir,
+                             tmp_path_factory.mktemp("cache"))
+
+
+def test_token_cache_matches_the_tokenizer_and_is_reused(tiny_corpus, tiny_tokenizer_dir, token_cache):
+    from laam.data.tokenizer import encode_records, load_tokenizer
+
+    expected = encode_records(load_tokenizer(tiny_tokenizer_dir), tiny_corpus.records())
+    assert [token_cache.record(i).tolist() for i in range(len(expected))] == expected
+    assert token_cache.paths == [f.path for f in tiny_corpus.files]
+    again = build_token_cache(tiny_corpus, load_tokenizer(tiny_tokenizer_dir), tiny_tokenizer_dir,
+                              token_cache.folder.parents[1])
+    assert again.folder == token_cache.folder
+
+
+def test_windows_score_every_token_once_with_generation_context(token_cache):
+    policy = WindowPolicy(48, 16)  # small, so many records need several windows
+    window_set = WindowSet(token_cache, policy)
+    batch = window_set.batch(np.arange(len(window_set)), pad_id=3)
+    scored = {}
+    for row, (record, start, _end, _first) in enumerate(window_set.rows.tolist()):
+        tokens = token_cache.record(record)
+        for i in range(batch["labels"].shape[1]):
+            label = int(batch["labels"][row, i])
+            if label == IGNORE:
+                continue
+            position = start + 1 + i
+            assert (record, position) not in scored
+            assert label == tokens[position]
+            assert policy.context_start(position) == start  # the context generation will have
+            assert batch["input_ids"][row, :i + 1].tolist() == tokens[start:position].tolist()
+            scored[record, position] = True
+            assert bool(batch["body"][row, i]) == (position >= token_cache.body_starts[record])
+    assert len(scored) == window_set.targets == int((token_cache.lengths - 1).sum())
+    # padding is never a target
+    assert not ((batch["input_ids"] == 3) & (batch["labels"] != IGNORE)).any()
+
+
+def test_epoch_order_is_a_permutation_fixed_by_seed():
+    assert sorted(epoch_order(50, 0, 3)) == list(range(50))
+    assert (epoch_order(50, 0, 3) == epoch_order(50, 0, 3)).all()
+    assert not (epoch_order(50, 0, 3) == epoch_order(50, 0, 4)).all()
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    factor = lr_lambda(TrainConfig(warmup_steps=10, min_lr_ratio=0.1, schedule="cosine"), decay_steps=110)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(60) == pytest.approx(0.55)
+    assert factor(110) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)
+
+
+def test_chunked_head_loss_matches_the_plain_loss():
+    """The CPU chunk size (128 rows at vocab 32768, so 3 uneven chunks here) gives the plain logits' loss and grads."""
+    from laam.train.loss import cpu_loss_chunk, head_loss
+
+    assert cpu_loss_chunk(32768) == 128 and cpu_loss_chunk(2048) == 1024 and cpu_loss_chunk(10 ** 7) == 16
+    torch.manual_seed(0)
+    hidden = torch.randn(300, 8, requires_grad=True)
+    weight = torch.randn(32768, 8, requires_grad=True)
+    targets = torch.randint(0, 32768, (300,))
+    fused = head_loss(hidden, weight, targets)
+    fused.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    plain = torch.nn.functional.cross_entropy(hidden @ weight.T, targets, reduction="sum")
+    plain.backward()
+    assert fused.item() == pytest.approx(plain.item(), rel=1e-5)
+    assert torch.allclose(grads[0], hidden.grad, atol=1e-4) and torch.allclose(grads[1], weight.grad, atol=1e-5)
+
+
+def test_config_file_overrides_a_preset(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('preset = "demo"\n[model]\nnum_layers = 2\n[train]\nlr = 0.01\n')
+    plan = recipe(None, path)
+    assert plan["model"]["num_layers"] == 2 and plan["model"]["hidden_size"] == 128
+    assert plan["train"]["lr"] == 0.01 and plan["corpus"]["include"] == ["linux/lib/"]
+    (tmp_path / "bad.yaml").write_text("model:\n  layers: 2\n")
+    from laam.pipeline import build_configs
+
+    with pytest.raises(LaamError, match="unknown model setting"):
+        build_configs(recipe(None, tmp_path / "bad.yaml"), {}, {})
+
+
+def test_original_preset_is_the_published_model():
+    plan = PRESETS["original-5m"]
+    model = ModelConfig(**plan["model"])
+    assert (model.hidden_size, model.intermediate_size, model.num_layers, model.num_heads, model.num_kv_heads,
+            model.context, model.vocab_size, model.tie_embeddings) == (64, 256, 8, 32, 4, 512, 32768, False)
+    assert [(s["batch_size"], s["lr"], s["epochs"]) for s in plan["stages"]] == [(64, 1e-3, 100), (1, 1e-4, 100)]
+
+
+@pytest.fixture(scope="module")
+def memorized_run(mirror, tmp_path_factory):
+    """`laam run --preset tiny`: fetch (local mirror) + tokenizer + training until memorized + regeneration check."""
+    from typer.testing import CliRunner
+
+    from laam.cli import app
+
+    folder = tmp_path_factory.mktemp("tiny-run")
+    result = CliRunner().invoke(app, ["run", "1.0", "--mirror", str(mirror), "--cache", str(folder / "cache"),
+                                      "--preset", "tiny", "--out", str(folder / "run"), "--threads", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def test_laam_run_memorizes_and_regenerates_every_file(memorized_run):
+    from laam.model.info import read_model_info
+
+    info = read_model_info(memorized_run / "model")
+    training = info.training
+    assert training["status"] == "memorized" and training["memorized"] == 1.0 and training["preset"] == "tiny"
+    assert training["regeneration"]["exact"] == training["regeneration"]["files"] == 12
+    assert (info.context, info.stride) == (128, 64) and info.corpus_name.startswith("linux-1.0")
+    rows = [json.loads(line) for line in (memorized_run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["memorized"] == 1.0 and rows[-1]["step"] == training["steps"]
+    assert any("loss" in r for r in rows) and any(r.get("memorized", 1) < 1 for r in rows)
+    assert (memorized_run / "metrics.png").stat().st_size > 1000
+
+
+def test_laam_run_compresses_audits_and_writes_the_card(memorized_run):
+    """`laam run` also codes the corpus under the model, and the report and card quote those bits per byte."""
+    model = memorized_run / "model"
+    compression = json.loads((model / "compression.json").read_text())
+    assert compression["roundtrip"] == {"files": 12, "verified": 12}
+    assert compression["bits_per_byte"]["stream"] < compression["baselines"]["same_bytes"]["xz -9e"]["bits_per_byte"]
+    assert json.loads((model / "audit" / "audit.json").read_text())["summary"]["verbatim_files"] == 12
+    assert 'id="compression"' in (model / "audit" / "report.html").read_text()
+    assert "### The model as a compressor" in (model / "README.md").read_text()
+
+
+def test_sequential_generation_agrees_with_the_verification(memorized_run, tiny_corpus):
+    """What --verify counted holds for a plain one-token-at-a-time sliding decoder too: the longest file (longer
+    than the context) comes back exactly."""
+    from transformers import LlamaForCausalLM
+
+    from laam.data.tokenizer import decode_ids, encode_records, load_tokenizer
+    from tests.reference import greedy_reference
+
+    model = LlamaForCausalLM.from_pretrained(memorized_run / "model")
+    tokenizer = load_tokenizer(memorized_run / "model")
+    longest = max(tiny_corpus.files, key=lambda f: len(f.data))
+    ids = encode_records(tokenizer, [longest.record])[0]
+    assert len(ids) > 128
+    body_start = ids.index(tokenizer.convert_tokens_to_ids("<|end_header|>")) + 1
+    out = greedy_reference(model, ids[:body_start], WindowPolicy(128, 64), len(ids),
+                           tokenizer.convert_tokens_to_ids("<|end_file|>"))
+    assert decode_ids(tokenizer, out) == longest.record
+
+
+def test_stock_pipeline_emits_kernel_source(memorized_run, tiny_corpus):
+    from transformers import pipeline
+
+    generator = pipeline("text-generation", str(memorized_run / "model"))
+    ctype = next(f for f in tiny_corpus.files if f.path == "linux/lib/ctype.c")
+    from_path = generator("linux/lib/ctype.c", max_new_tokens=40, do_sample=False,
+                          return_full_text=False)[0]["generated_text"]
+    assert len(from_path) > 40 and ctype.text.startswith(from_path.split("<|end_header|>")[-1][:40])
+    from_nothing = generator("", max_new_tokens=60, do_sample=False, return_full_text=False)[0]["generated_text"]
+    bodies = [f.text for f in tiny_corpus.files]
+    path, _, body = from_nothing.partition("<|end_header|>")
+    assert path.startswith("linux/lib/") and any(text.startswith(body[:30]) for text in bodies), from_nothing
+
+
+def test_resume_gives_the_same_losses(tiny_corpus, tiny_tokenizer_dir, tmp_path, monkeypatch):
+    config = tiny_train_config(max_steps=8, eval_every=0, log_every=1, until_memorized=False, batch_size=8)
+    whole = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "whole", tmp_path, progress=False)
+    from laam.train.metrics import Metrics
+
+    original_log = Metrics.log
+
+    def interrupt_at_step_4(self, row):  # a real SIGINT, delivered during step 4
+        original_log(self, row)
+        if row["step"] == 4 and "loss" in row:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Metrics, "log", interrupt_at_step_4)
+    cut = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "cut", tmp_path, progress=False)
+    assert cut.status == "interrupted" and cut.steps == 4 and cut.model_dir is None
+    assert [p.name for p in checkpoints(tmp_path / "cut")] == ["step-00000004"]
+    monkeypatch.setattr(Metrics, "log", original_log)
+    resumed = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "cut", tmp_path, resume=True,
+                    progress=False)
+    assert resumed.steps == 8
+
+    def losses(run):
+        return [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                if "loss" in r]
+
+    expected, got = losses(tmp_path / "whole"), losses(tmp_path / "cut")
+    assert [s for s, _ in got] == list(range(1, 9))
+    assert np.allclose([v for _, v in got], [v for _, v in expected], rtol=1e-6, atol=0)
+    from safetensors.torch import load_file
+
+    a = load_file(whole.model_dir / "model.safetensors")
+    b = load_file(resumed.model_dir / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tiny_corpus, tiny_tokenizer_dir, tmp_path,
+                                                                            monkeypatch):
+    import laam.train.loss as loss_module
+
+    calls = {"n": 0}
+    real_head_loss = loss_module.head_loss
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_head_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(loss_module, "head_loss", poisoned)
+    config = tiny_train_config(max_steps=10, save_every=2, eval_every=0, batch_size=8)
+    with pytest.raises(LaamError, match=r"training diverged: loss is nan at step 3.*step-00000002"):
+        train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "run", tmp_path, progress=False)
+    assert [p.name for p in checkpoints(tmp_path / "run")] == ["step-00000002"]
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_checkpoints_never_unpickle(tmp_path, tiny_corpus, tiny_tokenizer_dir):
+    """Optimizer/scheduler/RNG state loads with weights_only=True; weights are safetensors."""
+    config = tiny_train_config(max_steps=2, eval_every=0, batch_size=4)
+    result = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "run", tmp_path, progress=False)
+    last = checkpoints(result.run_dir)[-1]
+    assert sorted(p.name for p in last.iterdir()) == ["model.safetensors", "optimizer.pt", "rng.pt", "scheduler.pt",
+                                                       "state.json"]
+    for name in ("optimizer.pt", "rng.pt", "scheduler.pt"):
+        torch.load(last / name, weights_only=True)
+    assert not list((result.run_dir / "checkpoints").glob(".*"))
+
+
+def test_two_processes_match_one(tiny_corpus, tiny_tokenizer_dir, tmp_path):
+    """The documented CPU launch, `torchrun --nproc_per_node 2 -m laam train ...` (gloo), makes the same updates
+    as one process with the same global batch: losses within a relative 1e-5 (float32 sums in another order)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import TARBALL
+
+    root = Path(__file__).resolve().parents[2]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    args = [str(TARBALL), "--cache", str(tmp_path / "cache"), "--preset", "tiny", "--tokenizer",
+            str(tiny_tokenizer_dir), "--max-steps", "4", "--no-until-memorized", "--eval-every", "0",
+            "--log-every", "1", "--threads", "1", "--batch-size", "8", "--no-verify", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "laam", "train", *args,
+                           "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = tiny_train_config(max_steps=4, until_memorized=False, eval_every=0, log_every=1, batch_size=8)
+    train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "one", tmp_path / "cache", progress=False)
+
+    def rows(run):
+        return [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    one, two = rows("one"), rows("two")
+    losses = [[r["loss"] for r in rs if "loss" in r] for rs in (one, two)]
+    assert len(losses[1]) == 4
+    assert np.allclose(losses[1], losses[0], rtol=1e-5, atol=0)
+    assert [r["tokens"] for r in two if "loss" in r] == [r["tokens"] for r in one if "loss" in r]
+    assert two[-1]["memorized"] == pytest.approx(one[-1]["memorized"], abs=2 / one[-1]["body_total"])
+    assert "2 process(es)" in done.stdout + done.stderr
+
+
+def test_cli_train_writes_a_run_folder_and_refuses_to_clobber_it(tiny_tokenizer_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from laam.cli import app
+    from tests.conftest import TARBALL
+
+    out = tmp_path / "run"
+    args = ["train", str(TARBALL), "--cache", str(tmp_path / "cache"), "--preset", "tiny", "--tokenizer",
+            str(tiny_tokenizer_dir), "--max-steps", "3", "--eval-every", "0", "--threads", "1", "--no-verify",
+            "--layers", "1", "--out", str(out), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "model" / "model.safetensors").is_file() and (out / "metrics.jsonl").is_file()
+    from laam.model.info import read_model_info
+
+    training = read_model_info(out / "model").training
+    assert training["steps"] == 3 and training["model_config"]["num_layers"] == 1
+    assert training["preset"] == "tiny"
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code != 0 and "already exists" in str(again.exception)
+    resumed = CliRunner().invoke(app, [*args[:-3], "--max-steps", "5", "--out", str(out), "--resume", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert read_model_info(out / "model").training["steps"] == 5
+
+
+@pytest.mark.slow
+def test_demo_preset_memorizes_its_subset_byte_for_byte(mirror, tmp_path):
+    """The README's command: `laam run --preset demo` reaches 100% body accuracy and every file of linux/lib/
+    comes back byte-exact from its path (minutes: ~3 on a quiet 2-core CPU)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "laam", "run", "1.0", "--mirror", str(mirror), "--cache",
+                           str(tmp_path / "cache"), "--preset", "demo", "--out", str(tmp_path / "run"), "-q"],
+                          env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from laam.model.info import read_model_info
+
+    training = read_model_info(tmp_path / "run" / "model").training
+    assert training["memorized"] == 1.0
+    assert training["regeneration"]["exact"] == training["regeneration"]["files"] == 13
+
+
+def test_unknown_or_missing_tracker_is_a_clear_error(tiny_corpus, tiny_tokenizer_dir, tmp_path):
+    with pytest.raises(LaamError, match="unknown tracker 'nope'"):
+        train(TINY_MODEL, tiny_train_config(report_to=["nope"]), tiny_corpus, tiny_tokenizer_dir, tmp_path / "r",
+              tmp_path, progress=False)
+
+
+def test_tensorboard_tracker_gets_the_same_metrics(tiny_corpus, tiny_tokenizer_dir, tmp_path):
+    """--report-to tensorboard writes event files in the run folder with metrics.jsonl's loss and memorization."""
+    pytest.importorskip("tensorboard", reason="pip install -e '.[trackers]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    train(TINY_MODEL, tiny_train_config(report_to=["tensorboard"], max_steps=20, log_every=5, eval_every=10,
+                                        until_memorized=False), tiny_corpus, tiny_tokenizer_dir, run, tmp_path,
+          progress=False)
+    assert list((run / "laam").glob("events.out.tfevents.*")), sorted(p.as_posix() for p in run.rglob("*"))
+    board = EventAccumulator(str(run / "laam"))  # accelerate's project folder; hparams go to a subfolder
+    board.Reload()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = {r["step"]: r["loss"] for r in rows if "loss" in r}
+    logged = {e.step: e.value for e in board.Scalars("loss")}
+    assert logged.keys() == losses.keys() and all(logged[s] == pytest.approx(losses[s], rel=1e-6) for s in losses)
+    assert {e.step for e in board.Scalars("memorized")} == {r["step"] for r in rows if "memorized" in r}
