@@ -88,6 +88,15 @@ def train_command(
                                                          "--target.")] = None,
     target: Annotated[float | None, typer.Option(help="Accuracy that counts as memorized (default 1.0).")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between memorization checks.")] = None,
+    replay: Annotated[bool | None, typer.Option("--replay/--no-replay", help="Error-focused replay: after each "
+                                                "memorization check, draw the windows it found wrong (or right by a "
+                                                "small margin) more often and rehearse the rest less.")] = None,
+    replay_wrong: Annotated[float | None, typer.Option(help="Draws per round of a window with a wrong body token "
+                                                       "(default 4).")] = None,
+    replay_margin: Annotated[float | None, typer.Option(help="Logit margin under which a right window is drawn "
+                                                        "once per round (default 2).")] = None,
+    replay_rest: Annotated[float | None, typer.Option(help="Chance per round that any other window is rehearsed "
+                                                      "(default 0.25).")] = None,
     save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
     log_every: Annotated[int | None, typer.Option(help="Steps between metrics.jsonl rows (default 10).")] = None,
     eval_batch_size: Annotated[int | None, typer.Option(help="Windows per batch in the memorization check.")] = None,
@@ -113,6 +122,7 @@ def train_command(
                   warmup_steps=warmup_steps, schedule=schedule, decay_steps=decay_steps, weight_decay=weight_decay,
                   grad_clip=grad_clip, seed=seed, epochs=epochs, max_steps=max_steps, max_time=max_time,
                   until_memorized=until_memorized, target=target, eval_every=eval_every, save_every=save_every,
+                  replay=replay, replay_wrong=replay_wrong, replay_margin=replay_margin, replay_rest=replay_rest,
                   log_every=log_every, eval_batch_size=eval_batch_size, loss_chunk=loss_chunk,
                   keep_checkpoints=keep_checkpoints, compile=compile_, threads=threads, verify=verify,
                   report_to=report_to or None)

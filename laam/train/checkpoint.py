@@ -20,8 +20,8 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, keep: int) -> Path:
-    """Save step `state["step"]` and keep only the newest `keep` checkpoints."""
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, keep: int, sampler=None) -> Path:
+    """Save step `state["step"]` and keep only the newest `keep` checkpoints (sampler: train.batches.WindowSampler)."""
     from safetensors.torch import save_model
 
     final = Path(run_dir) / "checkpoints" / f"step-{state['step']:08d}"
@@ -33,13 +33,15 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, kee
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         torch.save(rng, scratch / "rng.pt")
+        if sampler is not None:
+            torch.save(sampler.state_dict(), scratch / "sampler.pt")
         (scratch / "state.json").write_text(json.dumps(state, indent=1))
     for old in checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
+def load_checkpoint(folder: Path, model, optimizer, scheduler, sampler=None) -> dict:
     from safetensors.torch import load_model
 
     load_model(model, str(folder / "model.safetensors"))
@@ -49,4 +51,6 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+    if sampler is not None and (folder / "sampler.pt").is_file():  # checkpoints before replay have none: uniform
+        sampler.load_state_dict(torch.load(folder / "sampler.pt", weights_only=True))
     return json.loads((folder / "state.json").read_text())

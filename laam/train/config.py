@@ -27,10 +27,17 @@ class TrainConfig:
     seed: int = 0
     epochs: float = 100.0  # LR-decay horizon and stop; with until_memorized, up to 2x as long at the final LR
     max_steps: int = 0  # 0: from epochs
-    max_time: float = 0.0  # seconds of wall time (including resumed runs); 0: no limit
+    max_time: float = 0.0  # seconds of wall time of this invocation (a resumed run gets its own); 0: no limit
     until_memorized: bool = False  # stop when the memorization check reaches `target`
     target: float = 1.0  # body-token greedy accuracy that counts as memorized
     eval_every: int = 100  # steps between memorization checks (0: only at the end)
+    # error-focused replay (train.batches.WindowSampler): after each check, per round a window with a wrong body
+    # token is drawn replay_wrong times, one right by a logit margin under replay_margin once, the others with
+    # probability replay_rest
+    replay: bool = False
+    replay_wrong: float = 4.0
+    replay_margin: float = 2.0
+    replay_rest: float = 0.25
     eval_batch_size: int = 64
     log_every: int = 10
     save_every: int = 500  # steps between checkpoints (0: only at the end and on interruption)
@@ -47,6 +54,8 @@ class TrainConfig:
             raise LaamError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.batch_size < 1 or self.lr <= 0:
             raise LaamError("batch size and learning rate must be positive")
+        if self.replay_wrong < 0 or self.replay_rest < 0:
+            raise LaamError("replay weights must be zero or positive")
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:

@@ -1,8 +1,9 @@
 """The training loop: accelerate, one optimizer step per batch of windows, checks, checkpoints, faults.
 
-One optimizer step consumes `batch_size` windows of a stream made of one shuffled permutation of
-all windows per epoch (train.batches.epoch_order), so the data position is just the step number:
-resuming needs the step, the weights, the optimizer/scheduler state and the RNG, nothing else.
+One optimizer step consumes `batch_size` windows chosen by train.batches.WindowSampler: one shuffled
+permutation of all windows per epoch, or, with error-focused replay, rounds weighted by the last
+memorization check. The data position is a pure function of the step and the sampler's state, so
+resuming needs the step, the weights, the optimizer/scheduler/sampler state, the last check and the RNG.
 Each process takes a contiguous slice of the global batch, and the loss is the sum over scored
 tokens divided by the global count of scored tokens, so N processes compute the same update as one
 process with the same global batch.
@@ -32,12 +33,13 @@ from laam.model.config import ModelConfig, build_model, count_parameters
 from laam.model.folder import WEIGHTS_FILE, save_model_folder
 from laam.progress import train_bar
 from laam.provenance import git_commit
-from laam.train.batches import IGNORE, WindowSet, epoch_order
+from laam.train.batches import IGNORE, WindowSampler, WindowSet
 from laam.train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from laam.train.config import TrainConfig, lr_lambda, planned_steps
 from laam.train.loss import WindowLoss
 from laam.train.memorization import measure_memorization, summarize, verify_records
 from laam.train.metrics import TRACKERS, Metrics, plot_metrics
+from laam.train.threads import ThreadTuner, available_cpus
 
 
 @dataclass
@@ -108,8 +110,13 @@ class Trainer:
         self.world, self.rank = accelerator.num_processes, accelerator.process_index
         if config.batch_size % self.world:
             raise LaamError(f"batch size {config.batch_size} is not divisible by {self.world} processes")
+        share = max(1, available_cpus() // self.world)
         if accelerator.device.type == "cpu":
-            torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // self.world))
+            torch.set_num_threads(config.threads or share)
+        # --threads 0 on CPU: the count follows the measured step times (train.threads: two threads collapse
+        # on a busy machine)
+        auto = accelerator.device.type == "cpu" and not config.threads and share > 1
+        self.tuner = ThreadTuner([1, share // 2, share]) if auto else None
         self.tokenizer = load_tokenizer(tokenizer_dir)
         if len(self.tokenizer) != model_config.vocab_size:
             raise LaamError(f"tokenizer {tokenizer_dir} has {len(self.tokenizer)} tokens but the model expects "
@@ -123,6 +130,8 @@ class Trainer:
         if not accelerator.is_main_process:
             cache = build_token_cache(corpus, self.tokenizer, tokenizer_dir, cache_root)
         self.window_set = WindowSet(cache, model_config.policy)
+        self.sampler = WindowSampler(len(self.window_set), config.batch_size, config.seed, config.replay,
+                                     config.replay_wrong, config.replay_margin, config.replay_rest)
         self.model = build_model(model_config, special, seed=config.seed)
         if init_from is not None:  # a previous stage's weights, with a fresh optimizer (the original's recipe)
             from safetensors.torch import load_model
@@ -148,7 +157,8 @@ class Trainer:
         self.schedule = scheduler.scheduler if hasattr(scheduler, "scheduler") else scheduler
         self.state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0}
         self.last_checkpoint: Path | None = None
-        self.memo: dict = {}
+        self.memo: dict = {}  # the last check's summary
+        self.scheduled_check: dict = {}  # the last scheduled check's (a final check steers nothing)
         self.progress = progress and accelerator.is_main_process
 
     # --- resume -----------------------------------------------------------------------------------
@@ -162,7 +172,10 @@ class Trainer:
         if saved.get("model_config") != self.model_config.to_dict():
             raise LaamError(f"{self.last_checkpoint} was trained with another model configuration; "
                             f"resume with the same settings (saved: {saved.get('model_config')})")
-        self.state.update(load_checkpoint(self.last_checkpoint, self.model, self.optimizer, self.schedule))
+        self.state.update(load_checkpoint(self.last_checkpoint, self.model, self.optimizer, self.schedule,
+                                          self.sampler))
+        # the check schedule and the sampler go on from the last scheduled check's result
+        self.memo = self.scheduled_check = self.state.pop("check", None) or {}
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, resumed: bool) -> TrainResult:
@@ -179,8 +192,11 @@ class Trainer:
             f"model: {self.parameters:,} parameters ({self.model_config.num_layers} layers, hidden "
             f"{self.model_config.hidden_size}, {self.model_config.num_heads} heads); corpus: {len(cache.paths)} "
             f"files, {cache.total_tokens:,} tokens, {len(self.window_set):,} windows of {self.model_config.context}; "
-            f"{self.world} process(es) on {accelerator.device}, {torch.get_num_threads()} thread(s) each")
-        self.start_wall = time.perf_counter() - self.state["seconds"]
+            f"{self.world} process(es) on {accelerator.device}, "
+            + (f"1 to {torch.get_num_threads()} threads each (chosen from step times)" if self.tuner else
+               f"{torch.get_num_threads()} thread(s) each"))
+        self.started = time.perf_counter()  # --max-time counts this invocation's time
+        self.start_wall = self.started - self.state["seconds"]
         status = "finished"
         self.bar = train_bar(self.progress)
         task = self.bar.add_task("train", total=self.total_steps, completed=self.state["step"], loss=float("nan"),
@@ -189,7 +205,7 @@ class Trainer:
         rate_from = (time.perf_counter(), self.state["tokens"])
         with self.bar, StopSignal() as stop:
             while self.state["step"] < self.total_steps:
-                loss, grad_norm = self.step()
+                loss, grad_norm = self.tuned_step()
                 now = time.perf_counter()
                 tps = (self.state["tokens"] - rate_from[1]) / max(1e-9, now - rate_from[0])
                 self.bar.update(task, completed=self.state["step"], loss=loss, epoch=self.epoch, tps=tps)
@@ -197,7 +213,7 @@ class Trainer:
                     self.metrics.log({"step": self.state["step"], "epoch": round(self.epoch, 4), "loss": loss,
                                       "lr": self.schedule.get_last_lr()[0], "grad_norm": grad_norm,
                                       "tokens": self.state["tokens"], "targets": self.state["targets"],
-                                      "tokens_per_s": round(tps, 1),
+                                      "tokens_per_s": round(tps, 1), "threads": torch.get_num_threads(),
                                       "train_seconds": round(self.state["train_seconds"], 3),
                                       "elapsed": round(now - self.start_wall, 2)})
                 if self.agree(stop.received is not None):
@@ -215,7 +231,7 @@ class Trainer:
                         break
                 if config.save_every and self.state["step"] % config.save_every == 0:
                     self.checkpoint()
-                if config.max_time and time.perf_counter() - self.start_wall >= config.max_time:
+                if config.max_time and time.perf_counter() - self.started >= config.max_time:
                     status = "max-time"
                     break
         self.state["seconds"] = time.perf_counter() - self.start_wall
@@ -229,14 +245,22 @@ class Trainer:
     def epoch(self) -> float:
         return self.state["step"] * self.config.batch_size / len(self.window_set)
 
+    def tuned_step(self) -> tuple[float, float]:
+        """One step, at the thread count the tuner picks (train.threads) when the count is automatic."""
+        if self.tuner is None:
+            return self.step()
+        if torch.get_num_threads() != self.tuner.threads():
+            torch.set_num_threads(self.tuner.threads())
+        seconds, tokens = self.state["train_seconds"], self.state["tokens"]
+        out = self.step()
+        self.tuner.record(self.state["train_seconds"] - seconds, self.state["tokens"] - tokens)
+        return out
+
     def step(self) -> tuple[float, float]:
         """One optimizer step on the next global batch of the window stream: (loss per scored token, grad norm)."""
         config, accelerator, state = self.config, self.accelerator, self.state
-        n, world = len(self.window_set), self.world
-        first = state["step"] * config.batch_size
-        stream = np.arange(first, first + config.batch_size)
-        global_batch = np.concatenate([epoch_order(n, config.seed, e)[stream[stream // n == e] % n]
-                                       for e in np.unique(stream // n)])
+        world = self.world
+        global_batch = self.sampler.indices(state["step"])
         t0 = time.perf_counter()
         batch = self.window_set.batch(global_batch, self.pad_id)
         scored_total = int((batch["labels"] != IGNORE).sum())
@@ -288,27 +312,34 @@ class Trainer:
             every = max(1, every // 4)
         return self.state["step"] % every == 0
 
-    def evaluate(self) -> dict:
+    def evaluate(self) -> tuple[dict, np.ndarray, np.ndarray]:
+        """The check's summary, and per window the wrong body tokens and smallest body margin (all processes)."""
         counts = measure_memorization(self.model, self.window_set, self.pad_id, self.config.eval_batch_size,
                                       self.rank, self.world, self.accelerator.device, self.accelerator.autocast)
         wrong = counts.pop("wrong_by_file")
+        windows = [self.accelerator.reduce(counts.pop(k).to(self.accelerator.device), "sum").cpu().numpy()
+                   for k in ("window_wrong", "window_margin")]  # each window was measured by one process
         flat = torch.cat([torch.tensor(list(counts.values())), wrong]).to(self.accelerator.device)
         flat = self.accelerator.reduce(flat, "sum").cpu()
         totals = dict(zip(counts, flat[:len(counts)].tolist()))
-        return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum())})
+        return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum())}), *windows
 
     def evaluate_and_log(self) -> None:
-        self.memo = self.evaluate()
+        """A scheduled check: logged, and it steers the sampler (a final check at the end does not)."""
+        self.memo, window_wrong, window_margin = self.evaluate()
+        self.scheduled_check = self.memo
+        self.sampler.update(self.state["step"], window_wrong, window_margin)
         row = {"step": self.state["step"], "epoch": round(self.epoch, 4), "tokens": self.state["tokens"],
                "elapsed": round(time.perf_counter() - self.start_wall, 2), **self.memo}
         self.metrics.log(row)
 
     def checkpoint(self) -> Path | None:
         self.state["seconds"] = time.perf_counter() - self.start_wall
-        saved = {**self.state, "model_config": self.model_config.to_dict(), "train_config": asdict(self.config)}
+        saved = {**self.state, "check": self.scheduled_check, "model_config": self.model_config.to_dict(),
+                 "train_config": asdict(self.config)}
         if self.accelerator.is_main_process:
             self.last_checkpoint = save_checkpoint(self.run_dir, self.model, self.optimizer, self.schedule, saved,
-                                                   self.config.keep_checkpoints)
+                                                   self.config.keep_checkpoints, self.sampler)
         self.accelerator.wait_for_everyone()
         return self.last_checkpoint
 
@@ -317,7 +348,7 @@ class Trainer:
         """Final check, last checkpoint, optional regeneration, then the model folder (run_dir/model)."""
         config, accelerator, state = self.config, self.accelerator, self.state
         if status != "memorized" and config.final_check:
-            self.memo = self.evaluate()
+            self.memo = self.evaluate()[0]
             self.metrics.log({"step": state["step"], "tokens": state["tokens"], "elapsed": round(state["seconds"], 2),
                               **self.memo})
             if self.memo["memorized"] >= config.target and config.until_memorized:

@@ -27,11 +27,14 @@ def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: 
     """Teacher-forced greedy next-token accuracy over every window (each target seen exactly as greedy
     generation sees it, see laam.windows). Body = tokens after <|end_header|>, which a path prompt must bring
     back; header tokens (which file comes next) are not predictable. Returns this process's counts, and per
-    file 1 where this process saw a wrong body token."""
+    file 1 where this process saw a wrong body token, and per window (0 for windows another process measured)
+    its wrong body tokens and its smallest body margin: the error-focused sampler's input (WindowSampler)."""
     model.eval()
     device = device or next(model.parameters()).device
     counts = torch.zeros(4, dtype=torch.long)
     wrong_records: set[int] = set()
+    window_wrong = torch.zeros(len(window_set), dtype=torch.long)
+    window_margin = torch.zeros(len(window_set), dtype=torch.float64)
     indices = np.arange(rank, len(window_set), world)
     for i in range(0, len(indices), batch_size):
         chunk = indices[i:i + batch_size]
@@ -40,19 +43,34 @@ def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: 
         with autocast() if autocast else contextlib.nullcontext():
             hidden = model.model(input_ids=batch["input_ids"].to(device)).last_hidden_state
         scored = labels != IGNORE
-        predicted = model.lm_head(hidden[scored].to(model.lm_head.weight.dtype)).argmax(-1)
-        correct = predicted == labels[scored]
+        logits = model.lm_head(hidden[scored].to(model.lm_head.weight.dtype)).float()
+        correct = logits.argmax(-1) == labels[scored]
         in_body = body[scored]
         counts += torch.tensor([int(correct[in_body].sum()), int(in_body.sum()), int(correct.sum()),
                                 int(scored.sum())])
         wrong = (~correct & in_body).cpu()
         rows = torch.repeat_interleave(torch.arange(len(chunk)), scored.sum(1).cpu())
         wrong_records.update(int(window_set.rows[chunk[r], 0]) for r in rows[wrong].unique().tolist())
+        window_wrong[chunk] = torch.zeros(len(chunk), dtype=torch.long).index_add_(0, rows, wrong.long())
+        window_margin[chunk] = body_margins(logits, labels[scored], in_body, rows, len(chunk))
     model.train()
     wrong_files = torch.zeros(len(window_set.cache.paths), dtype=torch.long)
     wrong_files[sorted(wrong_records)] = 1
     return {"body_correct": int(counts[0]), "body_total": int(counts[1]), "all_correct": int(counts[2]),
-            "all_total": int(counts[3]), "wrong_by_file": wrong_files}
+            "all_total": int(counts[3]), "wrong_by_file": wrong_files, "window_wrong": window_wrong,
+            "window_margin": window_margin}
+
+
+def body_margins(logits: torch.Tensor, targets: torch.Tensor, in_body: torch.Tensor, rows: torch.Tensor,
+                 n_rows: int) -> torch.Tensor:
+    """Per window, the smallest margin over its body targets: the right token's logit minus the best other
+    (negative where greedy decoding is wrong; +inf for a window without body targets)."""
+    right = logits.gather(1, targets[:, None]).squeeze(1)
+    top = logits.topk(2, dim=-1)
+    other = torch.where(top.indices[:, 0] == targets, top.values[:, 1], top.values[:, 0])
+    margin = (right - other).cpu().double()
+    margin[~in_body.cpu()] = float("inf")
+    return torch.full((n_rows,), float("inf"), dtype=torch.float64).scatter_reduce_(0, rows, margin, "amin")
 
 
 def summarize(counts: dict) -> dict:
