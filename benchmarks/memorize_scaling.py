@@ -210,6 +210,8 @@ def main():
     parser.add_argument("--cpu-tokens-per-s", type=float, default=0, help="CPU rate for the projection "
                         "(default: the slowest rate the runs of that size made here)")
     parser.add_argument("--gpu-tokens-per-s", type=float, default=H200_TOKENS_PER_S)
+    parser.add_argument("--adopt", action="append", default=[], metavar="SLICE-SIZE=RUN_DIR",
+                        help="take an earlier `laam train` run folder of this recipe as that slice and size")
     parser.add_argument("--mirror", default=str(MIRROR))
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-scaling"))
     args = parser.parse_args()
@@ -218,6 +220,12 @@ def main():
     store = work / "scaling.json"
     table = json.loads(store.read_text()) if store.is_file() else {}
     print(describe())
+    for adopted in args.adopt:
+        name, _, folder = adopted.partition("=")
+        slice_name, size = name.rsplit("-", 1)
+        table[f"{name}-v{args.vocab}"] = {**read_run(Path(folder)), **slice_facts(args, SLICES[slice_name]),
+                                          "slice": slice_name, "size": size, "include": SLICES[slice_name],
+                                          "adopted": folder}
     if not args.report_only:
         for name in args.slices.split(","):
             for size in args.sizes.split(","):

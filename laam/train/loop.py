@@ -33,6 +33,7 @@ from laam.model.config import ModelConfig, build_model, count_parameters
 from laam.model.folder import WEIGHTS_FILE, save_model_folder
 from laam.progress import train_bar
 from laam.provenance import git_commit
+from laam.train.ambiguity import ambiguous_positions
 from laam.train.batches import IGNORE, WindowSampler, WindowSet
 from laam.train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from laam.train.config import TrainConfig, lr_lambda, planned_steps
@@ -130,6 +131,8 @@ class Trainer:
         if not accelerator.is_main_process:
             cache = build_token_cache(corpus, self.tokenizer, tokenizer_dir, cache_root)
         self.window_set = WindowSet(cache, model_config.policy)
+        # positions whose context repeats elsewhere with another next token: no weights get them all right
+        self.ambiguous = ambiguous_positions(cache, model_config.policy) if accelerator.is_main_process else []
         self.sampler = WindowSampler(len(self.window_set), config.batch_size, config.seed, config.replay,
                                      config.replay_wrong, config.replay_margin, config.replay_rest)
         self.model = build_model(model_config, special, seed=config.seed)
@@ -197,6 +200,12 @@ class Trainer:
                f"{torch.get_num_threads()} thread(s) each"))
         self.started = time.perf_counter()  # --max-time counts this invocation's time
         self.start_wall = self.started - self.state["seconds"]
+        if self.ambiguous:
+            shown = ", ".join(f"{path}:{position}" for path, position in self.ambiguous[:4])
+            accelerator.print(f"warning: {len(self.ambiguous)} body positions follow a context (context "
+                              f"{self.model_config.context}, stride {self.model_config.stride}) that another position "
+                              f"continues differently ({shown}, ...): no model can reach 100% under this window "
+                              "policy; a longer --context avoids it")
         status = "finished"
         self.bar = train_bar(self.progress)
         task = self.bar.add_task("train", total=self.total_steps, completed=self.state["step"], loss=float("nan"),
@@ -367,7 +376,8 @@ class Trainer:
                         "model_config": self.model_config.to_dict(), "train_config": asdict(config),
                         "processes": self.world, "device": str(accelerator.device), "laam_version": __version__,
                         "git_commit": git_commit(), "command": " ".join(sys.argv),
-                        "regeneration": result.regeneration, **self.facts}
+                        "regeneration": result.regeneration, "ambiguous_positions": len(self.ambiguous),
+                        **self.facts}
             save_model_folder(self.model, self.tokenizer, self.corpus, self.model_config.policy, model_dir, training)
             plot_metrics(self.metrics.path, self.run_dir / "metrics.png")
             self.bar.console.print(
