@@ -76,6 +76,10 @@ def train_command(
     warmup_steps: Annotated[int | None, typer.Option(help="Linear warm-up steps.")] = None,
     schedule: Annotated[str | None, typer.Option(help="LR decay after warm-up: cosine, linear, constant.")] = None,
     decay_steps: Annotated[int | None, typer.Option(help="Steps to decay over (0: the whole planned run).")] = None,
+    decay_at: Annotated[float | None, typer.Option(help="Hold the peak LR until a memorization check reaches this "
+                                                   "fraction of body tokens, then decay over --decay-epochs "
+                                                   "(0: decay over the whole planned run).")] = None,
+    decay_epochs: Annotated[float | None, typer.Option(help="Epochs the decay lasts with --decay-at.")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
     grad_clip: Annotated[float | None, typer.Option(help="Gradient norm clip (0: off).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for initialisation and data order.")] = None,
@@ -120,6 +124,7 @@ def train_command(
         precision=precision).items() if v is not None}
     values = dict(batch_size=batch_size, micro_batch_size=micro_batch_size, lr=lr, min_lr_ratio=min_lr_ratio,
                   warmup_steps=warmup_steps, schedule=schedule, decay_steps=decay_steps, weight_decay=weight_decay,
+                  decay_at=decay_at, decay_epochs=decay_epochs,
                   grad_clip=grad_clip, seed=seed, epochs=epochs, max_steps=max_steps, max_time=max_time,
                   until_memorized=until_memorized, target=target, eval_every=eval_every, save_every=save_every,
                   replay=replay, replay_wrong=replay_wrong, replay_margin=replay_margin, replay_rest=replay_rest,

@@ -36,7 +36,7 @@ from laam.provenance import git_commit
 from laam.train.ambiguity import ambiguous_positions
 from laam.train.batches import IGNORE, WindowSampler, WindowSet
 from laam.train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
-from laam.train.config import TrainConfig, lr_lambda, planned_steps
+from laam.train.config import DecayStart, TrainConfig, lr_lambda, planned_steps
 from laam.train.loss import WindowLoss
 from laam.train.memorization import measure_memorization, summarize, verify_records
 from laam.train.metrics import TRACKERS, Metrics, plot_metrics
@@ -147,8 +147,10 @@ class Trainer:
                                             {"params": other, "weight_decay": 0.0}],
                                            lr=config.lr, betas=(config.beta1, config.beta2))
         self.total_steps = planned_steps(config, len(self.window_set))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
-                                                      lr_lambda(config, config.decay_steps or self.total_steps))
+        self.decay = DecayStart(math.ceil(config.decay_epochs * len(self.window_set) / config.batch_size)) \
+            if config.decay_at else None
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(config, config.decay_steps or self.total_steps, self.decay))
         if config.until_memorized and not config.max_steps:
             # the LR decays over --epochs; a run that is not memorized by then goes on at the final LR, for at most
             # as many steps again (the last few wrong tokens typically need a little more time at a low LR)
@@ -177,8 +179,10 @@ class Trainer:
                             f"resume with the same settings (saved: {saved.get('model_config')})")
         self.state.update(load_checkpoint(self.last_checkpoint, self.model, self.optimizer, self.schedule,
                                           self.sampler))
-        # the check schedule and the sampler go on from the last scheduled check's result
+        # the check schedule, the sampler and the LR schedule go on from the last scheduled check's result
         self.memo = self.scheduled_check = self.state.pop("check", None) or {}
+        if self.decay is not None:
+            self.decay.step = self.state.get("decay_start")
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, resumed: bool) -> TrainResult:
@@ -337,6 +341,8 @@ class Trainer:
         """A scheduled check: logged, and it steers the sampler (a final check at the end does not)."""
         self.memo, window_wrong, window_margin = self.evaluate()
         self.scheduled_check = self.memo
+        if self.decay is not None and self.decay.step is None and self.memo["memorized"] >= self.config.decay_at:
+            self.decay.step = self.state["decay_start"] = self.state["step"]  # the LR decays from here on
         self.sampler.update(self.state["step"], window_wrong, window_margin)
         row = {"step": self.state["step"], "epoch": round(self.epoch, 4), "tokens": self.state["tokens"],
                "elapsed": round(time.perf_counter() - self.start_wall, 2), **self.memo}

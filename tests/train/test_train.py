@@ -116,6 +116,17 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert factor(110) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)
 
 
+def test_adaptive_schedule_holds_the_peak_until_the_check_says_so():
+    from laam.train.config import DecayStart
+
+    config = TrainConfig(warmup_steps=10, min_lr_ratio=0.1, schedule="cosine", decay_at=0.9)
+    decay = DecayStart(length=50)
+    factor = lr_lambda(config, decay_steps=200, decay=decay)
+    assert factor(100) == 1.0 and factor(175) == pytest.approx(0.55)  # untriggered: ends with the planned run
+    decay.step = 60  # a check reached 90% at step 60
+    assert factor(59) == 1.0 and factor(85) == pytest.approx(0.55) and factor(110) == pytest.approx(0.1)
+
+
 def test_chunked_head_loss_matches_the_plain_loss():
     """The CPU chunk size (128 rows at vocab 32768, so 3 uneven chunks here) gives the plain logits' loss and grads."""
     from laam.train.loss import cpu_loss_chunk, head_loss
@@ -274,7 +285,7 @@ def test_resume_under_replay_and_checks_is_exact(tiny_corpus, tiny_tokenizer_dir
     """With error-focused replay the batches after a check depend on that check: the sampler's state and the last
     check travel in the checkpoint, so a run interrupted between checks and resumed makes the same steps."""
     config = tiny_train_config(max_steps=12, eval_every=3, log_every=1, batch_size=8, replay=True,
-                               until_memorized=True)
+                               until_memorized=True, decay_at=0.05, decay_epochs=1, warmup_steps=2)
     whole = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "whole", tmp_path, progress=False)
     uniform = train(TINY_MODEL, tiny_train_config(**{**config.__dict__, "replay": False}), tiny_corpus,
                     tiny_tokenizer_dir, tmp_path / "uniform", tmp_path, progress=False)
@@ -292,6 +303,7 @@ def test_resume_under_replay_and_checks_is_exact(tiny_corpus, tiny_tokenizer_dir
     assert cut.status == "interrupted" and cut.steps == 7
     saved = json.loads((checkpoints(tmp_path / "cut")[-1] / "state.json").read_text())
     assert saved["check"]["memorized"] == run_rows(tmp_path / "whole")[1][1][1]  # the check at step 6
+    assert saved["decay_start"] == 3  # the first check passed 5%: the LR decays from there
     monkeypatch.setattr(Metrics, "log", original_log)
     resumed = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "cut", tmp_path, resume=True,
                     progress=False)
