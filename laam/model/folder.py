@@ -24,7 +24,7 @@ from laam.data.tokenizer import load_tokenizer, special_ids, tokenizer_sha256
 from laam.errors import LaamError
 from laam.io import atomic_folder
 from laam.model.attention import attention_for
-from laam.model.info import ModelInfo, read_model_info, write_model_info
+from laam.model.info import INFO_FILE, ModelInfo, read_model_info, write_model_info
 from laam.model.weights import safetensors_shapes, weight_files
 from laam.windows import WindowPolicy
 
@@ -111,14 +111,15 @@ class LoadedModel:
         return tokenizer_sha256(self.folder)
 
 
-def check_model_folder(folder: Path) -> tuple[ModelInfo, dict, object]:
+def check_model_folder(folder: Path, require_info: bool = True) -> tuple[ModelInfo | None, dict, object]:
     """(laam.json, config.json, tokenizer) of a complete, consistent LaaM model folder, or a one-line LaamError.
 
-    Every command that reads a model folder comes through here (load_model for the ones that run it)."""
+    Every command that reads a model folder comes through here (load_model for the ones that run it).
+    require_info=False: a plain transformers folder without laam.json is accepted (GGUF export)."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise LaamError(f"no model in {folder} (expected a save_pretrained folder with config.json)")
-    info = read_model_info(folder)
+    info = read_model_info(folder) if require_info or (folder / INFO_FILE).is_file() else None
     weight_files(folder)
     try:
         config = json.loads((folder / "config.json").read_text())
@@ -142,7 +143,7 @@ def check_model_folder(folder: Path) -> tuple[ModelInfo, dict, object]:
             raise LaamError(f"{folder}: the weights' {name} has {shape[0]} rows, config.json's vocabulary is "
                             f"{config.get('vocab_size')}")
     actual = tokenizer_sha256(folder)
-    if info.tokenizer_sha256 and actual != info.tokenizer_sha256:
+    if info is not None and info.tokenizer_sha256 and actual != info.tokenizer_sha256:
         raise LaamError(f"{foreign}: tokenizer.json (SHA-256 {actual[:16]}…) is not the one the model was trained "
                         f"with (laam.json records {info.tokenizer_sha256[:16]}…)")
     return info, config, tokenizer

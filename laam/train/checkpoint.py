@@ -33,6 +33,7 @@ def checkpoints(run_dir: Path) -> list[Path]:
 
 def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, keep: int) -> Path:
     """Save step `state["step"]` and keep only the newest `keep` checkpoints."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_model
 
     final = Path(run_dir) / "checkpoints" / f"step-{state['step']:08d}"
@@ -50,7 +51,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, kee
             manifest = {name: {"bytes": (scratch / name).stat().st_size, "sha256": sha256_file(scratch / name)}
                         for name in FILES}
             (scratch / MANIFEST).write_text(json.dumps({"format": 1, "files": manifest}, indent=1))
-    except (OSError, RuntimeError) as error:  # safetensors reports a failed write as a RuntimeError
+    except (OSError, SafetensorError) as error:  # safetensors reports a failed write as its own error
         kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint"
         raise LaamError(f"could not save checkpoint {final.name} in {final.parent}: "
                         f"{getattr(error, 'strerror', None) or ' '.join(str(error).split())}; {kept}") from error

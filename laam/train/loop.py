@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from laam import __version__
 from laam.data.records import PAD
@@ -401,8 +402,8 @@ def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir:
         if resume:
             trainer.resume()
         return trainer.run(resumed=resume)
-    except OSError as error:
-        where = f" ({error.filename})" if error.filename else ""
+    except (OSError, SafetensorError) as error:  # a write failed: disk full, read-only, a file in the way
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        reason = getattr(error, "strerror", None) or " ".join(str(error).split())
         last = trainer.last_checkpoint if trainer else None
-        raise LaamError(f"training in {run_dir} stopped: {error.strerror or error}{where}; last checkpoint: "
-                        f"{last or 'none'}") from error
+        raise LaamError(f"training in {run_dir} stopped: {reason}{where}; last checkpoint: {last or 'none'}") from error
