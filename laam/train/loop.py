@@ -30,7 +30,7 @@ from laam.data.tokens import build_token_cache
 from laam.errors import LaamError
 from laam.model.config import ModelConfig, build_model, count_parameters
 from laam.model.folder import WEIGHTS_FILE, check_model_folder, save_model_folder, weights_fingerprint
-from laam.progress import train_bar
+from laam.progress import console, train_bar
 from laam.provenance import git_commit
 from laam.train.batches import IGNORE, WindowSet, epoch_order
 from laam.train.checkpoint import checkpoints, load_checkpoint, newest_first, save_checkpoint, set_aside
@@ -165,7 +165,10 @@ class Trainer:
         before it is used; a checkpoint of other settings is an error naming them (laam.train.resume)."""
         if not checkpoints(self.run_dir):
             raise LaamError(f"nothing to resume in {self.run_dir}: no checkpoints/step-* folder")
-        report = self.accelerator.print if self.accelerator.is_main_process else (lambda *_: None)
+        def report(message: str) -> None:
+            if self.accelerator.is_main_process:
+                console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
         for folder, saved in newest_first(self.run_dir, report):
             if "identity" in saved:
                 changed = check_resume(saved["identity"], self.identity, self.allow_changes, str(folder))

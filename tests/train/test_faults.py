@@ -249,3 +249,24 @@ def test_a_save_on_a_full_disk_is_one_line(mirror, tiny_tokenizer_dir, base_run,
                    preexec_fn=_limit_file_size)
     one_error(ran, "could not save checkpoint step-00000003", "File too large", "step-00000002 is intact")
     assert files_under(run_copy / "checkpoints") == before and not _scratch(run_copy)
+
+
+def test_a_stage_never_starts_from_pickled_weights(tiny_corpus, tiny_tokenizer_dir, tiny_model_dir, tmp_path):
+    """A recipe stage's starting weights (init_from) load from safetensors only, like every model folder."""
+    import pickle
+
+    from laam.errors import LaamError
+    from laam.model.config import ModelConfig
+    from laam.model.presets import PRESETS
+    from laam.train.config import TrainConfig
+    from laam.train.loop import train
+
+    start = tmp_path / "stage-1" / "model"
+    shutil.copytree(tiny_model_dir, start)
+    (start / "model.safetensors").unlink()
+    (start / "pytorch_model.bin").write_bytes(pickle.dumps({"weights": [0.0]}))
+    config = TrainConfig(**{**PRESETS["tiny"]["train"], "threads": 1, "verify": False, "max_steps": 1})
+    with pytest.raises(LaamError, match="holds only pickled weights.*save_pretrained"):
+        train(ModelConfig(**PRESETS["tiny"]["model"]), config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "run",
+              tmp_path, init_from=start, progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
