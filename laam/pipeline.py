@@ -19,6 +19,7 @@ from laam.errors import Interrupted
 from laam.model.config import ModelConfig
 from laam.model.presets import recipe
 from laam.progress import console, phases
+from laam.train.checkpoint import checkpoints
 from laam.train.config import TrainConfig
 from laam.train.run_folder import RunFolder, check_run_folder
 
@@ -76,7 +77,7 @@ def train_stages(plan: dict, model_config: ModelConfig, train_configs: list[Trai
         if several:
             console.print(f"[bold]stage {i} of {len(train_configs)}[/]: batch {config.batch_size}, lr {config.lr}, "
                           f"{config.epochs} epochs" + (", from the previous stage's weights" if init_from else ""))
-        stage_resume = resume and (stage_dir / "checkpoints").is_dir() and any((stage_dir / "checkpoints").iterdir())
+        stage_resume = resume and bool(checkpoints(stage_dir))
         result = train(model_config, config, corpus, tokenizer_dir, stage_dir, cache, resume=stage_resume,
                        init_from=init_from, progress=progress, allow_changes=allow_changes,
                        facts={"preset": plan["name"], "stage": i, "stages": len(train_configs),

@@ -98,8 +98,9 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     return read_state(folder)
 
 
-def newest_first(run_dir: Path, report: Callable[[str], None]) -> Iterator[tuple[Path, dict]]:
-    """(checkpoint, its state) from the newest good one back; a damaged one is reported and set aside.
+def newest_first(run_dir: Path, report: Callable[[str], None], move: bool = True) -> Iterator[tuple[Path, dict]]:
+    """(checkpoint, its state) from the newest good one back; a damaged one is reported and set aside (renamed
+    only when `move`: one process of a multi-process run does it).
 
     The caller loads what it takes and calls `set_aside(folder, why, report)` if loading fails."""
     for folder in reversed(checkpoints(run_dir)):
@@ -110,16 +111,17 @@ def newest_first(run_dir: Path, report: Callable[[str], None]) -> Iterator[tuple
             except (OSError, ValueError) as error:
                 problem = f"state.json unreadable ({error})"
         if problem is not None:
-            set_aside(folder, problem, report)
+            set_aside(folder, problem, report, move)
             continue
         yield folder, state
 
 
-def set_aside(folder: Path, why: str, report: Callable[[str], None]) -> Path:
+def set_aside(folder: Path, why: str, report: Callable[[str], None], move: bool = True) -> Path:
     """Rename a damaged checkpoint to damaged-step-N (kept for inspection, never picked again) and say so."""
     target = folder.with_name(f"damaged-{folder.name}")
-    shutil.rmtree(target, ignore_errors=True)
-    folder.rename(target)
+    if move:
+        shutil.rmtree(target, ignore_errors=True)
+        folder.rename(target)
     report(f"checkpoint {folder} is damaged ({' '.join(why.split())}); set aside as {target.name}, "
            "trying the one before it")
     return target

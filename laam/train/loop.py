@@ -33,12 +33,12 @@ from laam.model.folder import WEIGHTS_FILE, check_model_folder, save_model_folde
 from laam.progress import console, train_bar
 from laam.provenance import git_commit
 from laam.train.batches import IGNORE, WindowSet, epoch_order
-from laam.train.checkpoint import checkpoints, load_checkpoint, newest_first, save_checkpoint, set_aside
+from laam.train.checkpoint import load_checkpoint, save_checkpoint
 from laam.train.config import TrainConfig, lr_lambda, planned_steps
 from laam.train.loss import WindowLoss
 from laam.train.memorization import measure_memorization, summarize, verify_records
 from laam.train.metrics import TRACKERS, Metrics, plot_metrics
-from laam.train.resume import check_resume, run_identity
+from laam.train.resume import resume_from, run_identity
 
 
 @dataclass
@@ -159,39 +159,20 @@ class Trainer:
 
     # --- resume -----------------------------------------------------------------------------------
     def resume(self) -> None:
-        """Continue exactly from the run folder's newest good checkpoint, with the settings that made it.
+        """Continue exactly from the run folder's newest good checkpoint, with the settings that made it
+        (laam.train.resume: damaged checkpoints are set aside, other settings are an error naming them)."""
+        main = self.accelerator.is_main_process
 
-        A damaged checkpoint (manifest mismatch, a file that does not load) is reported and set aside, and the one
-        before it is used; a checkpoint of other settings is an error naming them (laam.train.resume)."""
-        if not checkpoints(self.run_dir):
-            raise LaamError(f"nothing to resume in {self.run_dir}: no checkpoints/step-* folder")
         def report(message: str) -> None:
-            if self.accelerator.is_main_process:
+            if main:
                 console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
-        for folder, saved in newest_first(self.run_dir, report):
-            if "identity" in saved:
-                changed = check_resume(saved["identity"], self.identity, self.allow_changes, str(folder))
-            elif saved.get("model_config") != self.model_config.to_dict():  # saved before identities were kept
-                raise LaamError(f"{folder} was trained with another model configuration; resume with the same "
-                                f"settings (saved: {saved.get('model_config')})")
-            else:
-                changed = {}
-            try:
-                state = load_checkpoint(folder, self.model, self.optimizer, self.schedule)
-            except Exception as error:  # a file that passed its manifest check but does not load
-                set_aside(folder, f"{type(error).__name__}: {error}"[:300], report)
-                continue
-            self.last_checkpoint = folder
-            self.state.update({k: v for k, v in state.items() if k in self.state})
-            self.state.setdefault("history", [])
-            if changed:
-                self.state["history"] = [*self.state["history"], {"step": self.state["step"], "changed": changed}]
-                report(f"resuming {folder} with changed settings, as allowed: "
-                       + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
-            return
-        raise LaamError(f"nothing to resume in {self.run_dir}: every checkpoint is damaged (set aside as "
-                        "checkpoints/damaged-step-*)")
+        load = lambda folder: load_checkpoint(folder, self.model, self.optimizer, self.schedule)  # noqa: E731
+        self.last_checkpoint, state, changed = resume_from(self.run_dir, self.identity, self.model_config.to_dict(),
+                                                           self.allow_changes, load, report, main)
+        self.state.update({k: v for k, v in state.items() if k in self.state})
+        if changed:
+            self.state["history"] = [*self.state["history"], {"step": self.state["step"], "changed": changed}]
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, resumed: bool) -> TrainResult:

@@ -11,7 +11,11 @@ goes into laam.json.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from laam.errors import LaamError
+from laam.train.checkpoint import checkpoints, newest_first, set_aside
 
 # TrainConfig fields that decide the weights (the others decide when to stop, log, check or save)
 TRAINING_SETTINGS = ("seed", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "schedule", "decay_steps",
@@ -61,3 +65,32 @@ def check_resume(saved: dict, now: dict, allowed, where: str) -> dict[str, list]
 
 def _short(value) -> str:
     return f"{value[:12]}…" if isinstance(value, str) and len(value) > 16 else repr(value)
+
+
+def resume_from(run_dir: Path, identity: dict, model_config: dict, allowed, load: Callable[[Path], dict],
+                report: Callable[[str], None], move: bool = True) -> tuple[Path, dict, dict[str, list]]:
+    """(checkpoint, its state, allowed changes) of the newest good checkpoint of a run, loaded by `load`.
+
+    A damaged checkpoint (manifest mismatch, or a file that does not load) is reported and set aside and the one
+    before it is tried; one of other settings is an error (check_resume)."""
+    if not checkpoints(run_dir):
+        raise LaamError(f"nothing to resume in {run_dir}: no checkpoints/step-* folder")
+    for folder, saved in newest_first(run_dir, report, move):
+        if "identity" in saved:
+            changed = check_resume(saved["identity"], identity, allowed, str(folder))
+        elif saved.get("model_config") != model_config:  # saved before identities were kept
+            raise LaamError(f"{folder} was trained with another model configuration; resume with the same "
+                            f"settings (saved: {saved.get('model_config')})")
+        else:
+            changed = {}
+        try:
+            state = load(folder)
+        except Exception as error:  # a file that passed its manifest check but does not load
+            set_aside(folder, f"{type(error).__name__}: {error}"[:300], report, move)
+            continue
+        if changed:
+            report(f"resuming {folder} with changed settings, as allowed: "
+                   + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
+        return folder, state, changed
+    raise LaamError(f"nothing to resume in {run_dir}: every checkpoint is damaged (set aside as "
+                    "checkpoints/damaged-step-*)")
