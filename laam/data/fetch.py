@@ -171,7 +171,8 @@ def clean_partial_downloads(directory: Path) -> list[Path]:
         except OSError:
             continue
         removed.append(part)
-        console.print(f"removed {part}, a partial download left by an interrupted run", highlight=False)
+        console.print(f"removed {part}, a partial download left by an interrupted run", highlight=False,
+                      soft_wrap=True)
     return removed
 
 
@@ -263,7 +264,7 @@ def _reuse(cached: Path) -> Archive | None:
     if archive is None or sha256_file(cached) != archive.sha256:
         forget(Archive(cached, "", "", None, cached=True))
         console.print(f"removed {cached} from the cache: it no longer matches the SHA-256 recorded when it was "
-                      "fetched; fetching it again", highlight=False)
+                      "fetched; fetching it again", highlight=False, soft_wrap=True)
         return None
     return archive
 

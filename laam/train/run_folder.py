@@ -153,7 +153,7 @@ class RunFolder:
         previous = handle.read().strip()
         if previous:
             console.print(f"taking over the lock of {self.out} from a run that is no longer running ({previous})",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {_now()}")
