@@ -21,7 +21,7 @@ from laam.errors import LaamError
 from laam.io import atomic_folder, sha256_file
 
 MANIFEST = "manifest.json"
-FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", "state.json")
+FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", "state.json")  # what every checkpoint has
 _STEP = re.compile(r"^step-(\d+)$")
 
 
@@ -48,8 +48,8 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, kee
                 rng["cuda"] = torch.cuda.get_rng_state_all()
             torch.save(rng, scratch / "rng.pt")
             (scratch / "state.json").write_text(json.dumps(state, indent=1))
-            manifest = {name: {"bytes": (scratch / name).stat().st_size, "sha256": sha256_file(scratch / name)}
-                        for name in FILES}
+            manifest = {path.name: {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+                        for path in sorted(scratch.iterdir()) if path.is_file()}  # every file, whatever it holds
             (scratch / MANIFEST).write_text(json.dumps({"format": 1, "files": manifest}, indent=1))
     except (OSError, SafetensorError) as error:  # safetensors reports a failed write as its own error
         kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint"
