@@ -256,8 +256,8 @@ def test_checkpoints_never_unpickle(tmp_path, tiny_corpus, tiny_tokenizer_dir):
     config = tiny_train_config(max_steps=2, eval_every=0, batch_size=4)
     result = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "run", tmp_path, progress=False)
     last = checkpoints(result.run_dir)[-1]
-    assert sorted(p.name for p in last.iterdir()) == ["model.safetensors", "optimizer.pt", "rng.pt", "scheduler.pt",
-                                                       "state.json"]
+    assert sorted(p.name for p in last.iterdir()) == ["manifest.json", "model.safetensors", "optimizer.pt", "rng.pt",
+                                                       "scheduler.pt", "state.json"]
     for name in ("optimizer.pt", "rng.pt", "scheduler.pt"):
         torch.load(last / name, weights_only=True)
     assert not list((result.run_dir / "checkpoints").glob(".*"))
@@ -315,9 +315,13 @@ def test_cli_train_writes_a_run_folder_and_refuses_to_clobber_it(tiny_tokenizer_
     assert training["preset"] == "tiny"
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "already exists" in str(again.exception)
-    resumed = CliRunner().invoke(app, [*args[:-3], "--max-steps", "5", "--out", str(out), "--resume", "-q"])
+    longer = [*args[:-3], "--max-steps", "5", "--out", str(out), "--resume", "-q"]
+    refused = CliRunner().invoke(app, longer)  # a longer run decays the learning rate over 5 steps, not 3
+    assert refused.exit_code != 0 and "decay_steps 3 -> 5" in str(refused.exception)
+    resumed = CliRunner().invoke(app, [*longer, "--allow-change", "decay_steps"])
     assert resumed.exit_code == 0, resumed.output
-    assert read_model_info(out / "model").training["steps"] == 5
+    training = read_model_info(out / "model").training
+    assert training["steps"] == 5 and training["history"] == [{"step": 3, "changed": {"decay_steps": [3, 5]}}]
 
 
 @pytest.mark.slow
