@@ -50,3 +50,17 @@ def extraction_metrics(engine: WindowedGenerator, records_ids: list[list[int]], 
 def count_extraction_samples(records_ids: list[list[int]], k: int, pythia_prefix: int, every: int) -> int:
     step = max(1, every)
     return sum(len(range(0, len(ids) - 2 * n + 1, step)) for ids in records_ids for n in (k, pythia_prefix))
+
+
+def extractable_gap_note(summary: dict, rows: list[dict], every: int) -> str:
+    """One line on why k-extractable can sit far below verbatim: what each counts, from the audit's own figures."""
+    k, samples = summary["k"], summary["k_samples"]
+    short = sum(1 for r in rows if not r.get("k_samples"))
+    most = max(rows, key=lambda r: r.get("k_samples") or 0, default=None)
+    share = (f"; {most['k_samples']} of them from {most['path']}" if most and samples and most["k_samples"] > 1
+             else "")
+    return (f"Why {k}-token extractable can sit far below verbatim: verbatim counts whole files regenerated from "
+            f"their path, while {k}-extractable counts {samples:,} samples of {k}+{k} tokens taken every {every} "
+            f"tokens of each record{share} ({short} files too short to give one), each prompted with {k} tokens cut "
+            "from inside a file, a context unlike the windows the model was trained to continue (they start at the "
+            "file's first token or at a multiple of the stride).")

@@ -38,7 +38,8 @@ def untrained_model_dir(tiny_model_dir, tmp_path_factory):
 
 def test_memorized_model_scores_100(tiny, tiny_corpus, tmp_path):
     model, tokenizer, policy = tiny
-    audit, regenerated = run_audit(model, tokenizer, tiny_corpus, policy, AuditConfig(every=64))
+    run = run_audit(model, tokenizer, tiny_corpus, policy, AuditConfig(every=64))
+    audit, regenerated = run.audit, run.regenerated
     s = audit["summary"]
     assert s["files"] == len(tiny_corpus.files) == 12
     assert s["verbatim_files"] == 12 and s["verbatim_pct"] == 100.0
@@ -58,7 +59,7 @@ def test_memorized_model_scores_100(tiny, tiny_corpus, tmp_path):
 
 def test_untrained_model_scores_near_zero(untrained_model_dir, tiny_corpus):
     loaded = load_model(untrained_model_dir)
-    audit, _ = run_audit(loaded.model, loaded.tokenizer, tiny_corpus, loaded.policy, AuditConfig(every=64))
+    audit = run_audit(loaded.model, loaded.tokenizer, tiny_corpus, loaded.policy, AuditConfig(every=64)).audit
     s = audit["summary"]
     assert s["verbatim_files"] == 0
     assert s["bytes_reproduced_pct"] < 2.0
