@@ -61,6 +61,7 @@ def extractable_gap_note(summary: dict, rows: list[dict], every: int) -> str:
              else "")
     return (f"Why {k}-token extractable can sit far below verbatim: verbatim counts whole files regenerated from "
             f"their path, while {k}-extractable counts {samples:,} samples of {k}+{k} tokens taken every {every} "
-            f"tokens of each record{share} ({short} files too short to give one), each prompted with {k} tokens cut "
-            "from inside a file, a context unlike the windows the model was trained to continue (they start at the "
-            "file's first token or at a multiple of the stride).")
+            f"tokens of each record{share} ({short} file{'' if short == 1 else 's'} too short to give one), and "
+            f"all but each record's first are prompted with {k} tokens cut from inside a file, a context unlike the "
+            "windows the model was trained to continue (they start at the file's first token or at a multiple of "
+            "the stride).")
