@@ -30,8 +30,6 @@ from laam.data.corpus import DEFAULT_MAX_FILE_SIZE, load_corpus
 from laam.data.fetch import DEFAULT_MIRROR, default_cache
 from laam.errors import LaamError
 from laam.progress import phases
-from laam.proof.lm_extraction import EXAMPLES
-from laam.train.config import MIN_MARGIN
 
 
 @app.command("audit")
@@ -52,13 +50,14 @@ def audit_command(
                                          "memorized files.")] = True,
     margins: Annotated[bool, typer.Option(help="Margin certificate: every body token's fp32 logit gap (true token "
                                           "minus the best other), written to margins.npz and summarized.")] = True,
-    safe_margin: Annotated[float, typer.Option(help="Body tokens with a smaller margin are decoded again one token "
-                                               "at a time and listed (default: laam train's --min-margin "
-                                               "default).")] = MIN_MARGIN,
+    safe_margin: Annotated[float | None, typer.Option(help="Body tokens with a smaller margin are decoded again "
+                                                      "one token at a time and listed (default 1.0: laam train's "
+                                                      "--min-margin default).")] = None,
     low_limit: Annotated[int, typer.Option(help="List and re-decode at most this many low-margin tokens (the "
                                            "lowest).")] = 100,
-    lm_examples: Annotated[int, typer.Option(help="Examples of the lm-extraction-benchmark setting (50-token "
-                                             "prefix, 50-token suffix) drawn from the corpus.")] = EXAMPLES,
+    lm_examples: Annotated[int | None, typer.Option(help="Examples of the lm-extraction-benchmark setting "
+                                                    "(50-token prefix, 50-token suffix) drawn from the corpus "
+                                                    "(default 1,000, the size of its test set).")] = None,
     export: Annotated[list[str] | None, typer.Option(help="Also write: lm-extraction (the lm-extraction-benchmark's "
                                                      "guess CSV, prefixes and true suffixes, in OUT/lm-extraction/)."
                                                      )] = None,
@@ -70,13 +69,14 @@ def audit_command(
     """Regenerate files, measure verbatim copying on the real bytes, write audit.json and report.html."""
     from laam.proof.audit import AuditConfig, audit_model
 
-    if every < 1 or k < 1 or pythia_prefix < 1 or lm_examples < 1:
+    if every < 1 or k < 1 or pythia_prefix < 1 or (lm_examples is not None and lm_examples < 1):
         raise LaamError("--every, --k, --pythia-prefix and --lm-examples must be at least 1")
-    if safe_margin < 0 or low_limit < 0:
+    if (safe_margin is not None and not safe_margin >= 0) or low_limit < 0:
         raise LaamError("--safe-margin and --low-limit must be at least 0")
+    given = {"safe_margin": safe_margin, "lm_examples": lm_examples}
     config = AuditConfig(files=files, batch_size=batch_size, k=k, pythia_prefix=pythia_prefix, every=every,
-                         extraction=extraction, drafts=drafts, certificate=margins, safe_margin=safe_margin,
-                         low_limit=low_limit, lm_examples=lm_examples, export=tuple(export or ()))
+                         extraction=extraction, drafts=drafts, certificate=margins, low_limit=low_limit,
+                         export=tuple(export or ()), **{n: v for n, v in given.items() if v is not None})
     with phases(not quiet, console) as start:
         result = audit_model(model_dir, config, cache, threads, out_dir, report, start)
     print_audit(result)

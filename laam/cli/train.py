@@ -90,7 +90,7 @@ def train_command(
     min_margin: Annotated[float | None, typer.Option(help="With --until-memorized, stop only when every body token "
                                                      "is right by at least this logit gap (top-1 minus runner-up, "
                                                      "fp32), so bf16 or GGUF f16/q8_0 inference gives the same "
-                                                     "tokens; 0: right is enough.")] = None,
+                                                     "tokens; 0: right is enough (default 1.0).")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between memorization checks.")] = None,
     save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
     log_every: Annotated[int | None, typer.Option(help="Steps between metrics.jsonl rows (default 10).")] = None,

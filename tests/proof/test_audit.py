@@ -12,7 +12,7 @@ from laam.proof.similarity import aligned_blocks, file_metrics, longest_common_s
 
 def test_memorized_model_scores_100(tiny, tiny_corpus, tmp_path):
     model, tokenizer, policy = tiny
-    run = run_audit(model, tokenizer, tiny_corpus, policy, AuditConfig(every=64))
+    run = run_audit(model, tokenizer, tiny_corpus, policy, AuditConfig(every=64, lm_examples=100))
     audit, regenerated = run.audit, run.regenerated
     s = audit["summary"]
     assert s["files"] == len(tiny_corpus.files) == 12
@@ -33,9 +33,12 @@ def test_memorized_model_scores_100(tiny, tiny_corpus, tmp_path):
 
 def test_untrained_model_scores_near_zero(untrained_model_dir, tiny_corpus):
     loaded = load_model(untrained_model_dir)
-    audit = run_audit(loaded.model, loaded.tokenizer, tiny_corpus, loaded.policy, AuditConfig(every=64)).audit
+    config = AuditConfig(every=64, lm_examples=100)
+    audit = run_audit(loaded.model, loaded.tokenizer, tiny_corpus, loaded.policy, config).audit
     s = audit["summary"]
     assert s["verbatim_files"] == 0
+    assert audit["margin"]["min_margin"] < 0 and audit["margin"]["wrong_tokens"] > audit["margin"]["body_tokens"] / 2
+    assert audit["lm_extraction"]["exact"] == 0 and s["lm_extraction_recall"] == 0.0
     assert s["bytes_reproduced_pct"] < 2.0
     assert s["k_extractable_pct"] == 0.0 and s["pythia_score"] < 0.05
     assert max(r["longest_span_bytes"] for r in audit["files"]) < 16
