@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 
@@ -66,12 +67,22 @@ def gguf_logits(path: Path, records, starts, policy, threads: int) -> np.ndarray
 
 
 def quantize_q8_0(source: Path, target: Path, threads: int) -> Path:
+    """llama.cpp's own quantizer (what its llama-quantize tool runs), its per-tensor log silenced."""
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
     params.nthread = threads
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params) != 0:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            failed = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    if failed:
         raise SystemExit(f"llama.cpp could not quantize {source} to q8_0")
     return target
 
@@ -130,7 +141,7 @@ def main():
     largest = 0.0
     with tempfile.TemporaryDirectory() as work:
         for model_dir in args.models:
-            for name, r in measure(model_dir, args.cache, args.threads, Path(work)):
+            for _name, r in measure(model_dir, args.cache, args.threads, Path(work)):
                 largest = max(largest, r["max_margin_change"])
     print(f"\nlargest margin change over every model and variant: {largest:.4f} logits")
 

@@ -72,9 +72,8 @@ def main():
               f"{r['tokens'] / base - 1:>+7.1%} {r['min_margin']!s:>19}")
     if args.drift:
         sys.path.insert(0, str(ROOT / "benchmarks"))
-        from margin_drift import measure
-
         import torch
+        from margin_drift import measure
 
         torch.set_num_threads(args.threads)
         with tempfile.TemporaryDirectory() as work:

@@ -6,7 +6,7 @@ import json
 
 from laam import __version__
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
-from laam.proof.extraction import extractable_gap_note
+from laam.proof.extraction import extraction_gap_note
 from laam.publish.facts import (
     AUDIT_FILE,
     AUDIT_HTML,
@@ -187,9 +187,9 @@ def evaluation_section(facts: Facts) -> str:
         rows.append((f"lm-extraction-benchmark recall ({lm['examples']:,} drawn 50+50-token examples)",
                      f"{lm['recall']:.4f} ({lm['exact']:,} exact)"))
     parts = [table(("metric", "value"), rows)]
-    if s.get("k_samples"):
-        parts.append(extractable_gap_note(s, facts.audit.get("files", []),
-                                          (facts.audit.get("method") or {}).get("extraction_every", "N")))
+    gap = extraction_gap_note(facts.audit)
+    if gap:
+        parts.append(gap)
     parts.append(f"Full results, per file and per directory: `{AUDIT_FILE}`.")
     if facts.audit_html:
         parts.append(f"A readable report is alongside: [`{AUDIT_HTML}`]({AUDIT_HTML}).")

@@ -379,6 +379,8 @@ def test_card_quotes_the_models_compression_figures(tiny_model_dir, tmp_path):
 def test_card_shows_the_margin_certificate_and_comparable_extraction(tiny_model_dir, tmp_path):
     """The audit's margin certificate (smallest gap overall and per file, histogram), the lm-extraction-benchmark
     recall beside the audit's own metrics, and the one line on why 50-token extractable sits below verbatim."""
+    from laam.proof.extraction import extraction_gap_note
+
     files = [{"path": f"linux/lib/f{i}.c", "min_margin": m, "under_safe_margin": int(m < 1), "k_samples": k}
              for i, (m, k) in enumerate([(5.5, 0), (0.25, 3), (2.0, 9), *((9.0 + i, 1) for i in range(10))])]
     audit = {"summary": {**AUDIT["summary"], "k_samples": 19, "min_margin": 0.25, "lm_extraction_recall": 0.002},
@@ -402,6 +404,8 @@ def test_card_shows_the_margin_certificate_and_comparable_extraction(tiny_model_
     assert "The 10 tightest of 13 files" in section
     assert "| body tokens | 0 | 1 | 1 | 7,907 |" in section
     assert "| lm-extraction-benchmark recall (1,000 drawn 50+50-token examples) | 0.0020 (2 exact) |" in card
-    note = next(line for line in card.splitlines() if line.startswith("Why 50-token extractable"))
+    note = extraction_gap_note(audit)
+    assert note in card.splitlines()
     assert "19 samples of 50+50 tokens taken every 512 tokens" in note and "9 of them from linux/lib/f2.c" in note
     assert "(1 file too short to give one)" in note
+    assert extraction_gap_note({"summary": {"k_extractable_pct": 100.0, "verbatim_pct": 100.0}}) is None
