@@ -131,9 +131,11 @@ def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: Au
     regen_stats = asdict(engine.stats)
     records_ids = encode_records(tokenizer, [f.record for f in files])
     paths = [f.path for f in files]
+    phase = time.perf_counter()
     certificate, per_file, margins = margin_certificate(
         model, tokenizer, paths, records_ids, policy, config.safe_margin, config.low_limit, config.batch_size,
         progress) if config.certificate else (None, [{} for _ in files], None)
+    phases = {"margin_seconds": time.perf_counter() - phase}
     extraction_engine = WindowedGenerator(model, policy, max(config.batch_size, 128))
     lm = None
     if config.extraction:
@@ -141,9 +143,11 @@ def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: Au
         extraction = extraction_metrics(extraction_engine, records_ids, config.k, config.pythia_prefix, config.every,
                                         on_done=progress("extraction samples", total) if progress else None,
                                         drafts=config.drafts)
+        phase = time.perf_counter()
         lm = run_lm_extraction(model, policy, records_ids, paths, special_ids(tokenizer)[PAD], config.lm_examples,
                                batch_size=max(config.batch_size, 128),
                                on_done=progress("lm-extraction examples", config.lm_examples) if progress else None)
+        phases["lm_extraction_seconds"] = time.perf_counter() - phase
     else:
         extraction = [{"k_samples": 0, "k_extractable": 0, "pythia_samples": 0, "pythia_matched": 0,
                        "pythia_score": None, "k_extractable_pct": None} for _ in files]
@@ -178,6 +182,7 @@ def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: Au
             "regeneration_tokens_per_s": regen_stats["tokens"] / regen_stats["seconds"] if regen_stats["seconds"]
             else None,
             "extraction": asdict(extraction_engine.stats),
+            **phases,
         },
     }
     return AuditRun(audit, regenerated, margins, lm)
