@@ -19,6 +19,8 @@ import torch
 
 from laam.windows import WindowPolicy
 
+LOGITS_PER_CHUNK = 1 << 24  # 64 MB of float32 logits per LM-head call in forced_margins
+
 
 def window_logits(model, ids: Sequence[int], policy: WindowPolicy) -> Iterator[tuple[int, torch.Tensor]]:
     """Yields (first_position, logits) per training window, where logits[j] predicts ids[first_position + j].
@@ -66,9 +68,13 @@ def forced_margins(model, input_ids: torch.Tensor, targets: torch.Tensor, scored
     scored where `scored` is true; results are in the row-major order of `scored`'s true entries.
 
     The transformer runs once (under `autocast` when given); the LM head runs in its weights' dtype on the scored
-    positions only, so padding costs no vocabulary-sized logits."""
+    positions only, so padding costs no vocabulary-sized logits, and on at most LOGITS_PER_CHUNK logits at a time,
+    so a large vocabulary does not hold [B * T, vocab] logits at once."""
     with torch.inference_mode():
         with autocast() if autocast else contextlib.nullcontext():
             hidden = model.model(input_ids=input_ids).last_hidden_state
-        logits = model.lm_head(hidden[scored].to(model.lm_head.weight.dtype))
-        return token_margins(logits, targets[scored])
+        hidden, targets = hidden[scored].to(model.lm_head.weight.dtype), targets[scored]
+        rows = max(1, LOGITS_PER_CHUNK // model.lm_head.weight.shape[0])
+        parts = [token_margins(model.lm_head(hidden[i:i + rows]), targets[i:i + rows])
+                 for i in range(0, len(hidden), rows)] or [token_margins(model.lm_head(hidden), targets)]
+        return Margins(*(torch.cat([getattr(m, f) for m in parts]) for f in ("target", "predicted", "rival", "margin")))

@@ -55,7 +55,8 @@ def test_batched_margins_equal_one_window_at_a_time(tiny_model_dir, tiny_corpus)
     assert batched.correct.all() and batched.margin.min() > 0  # the tiny model has memorized these files
 
 
-def test_forced_margins_only_scores_marked_positions(tiny_model_dir):
+def test_forced_margins_only_scores_marked_positions_in_chunks(tiny_model_dir, monkeypatch):
+    from laam.engine import forcing
     from laam.model.folder import load_model
 
     model = load_model(tiny_model_dir).model
@@ -63,3 +64,8 @@ def test_forced_margins_only_scores_marked_positions(tiny_model_dir):
     scored = torch.tensor([[False, True, True, True], [True, False, False, False]])
     m = forced_margins(model, ids, torch.roll(ids, -1, dims=1), scored)
     assert len(m.margin) == 4 and m.target.tolist() == [7, 8, 5, 10]
+    monkeypatch.setattr(forcing, "LOGITS_PER_CHUNK", 3 * model.lm_head.weight.shape[0])  # 3 rows a call: 3 + 1
+    chunked = forced_margins(model, ids, torch.roll(ids, -1, dims=1), scored)
+    assert torch.equal(chunked.rival, m.rival) and torch.allclose(chunked.margin, m.margin, atol=1e-5)
+    none = forced_margins(model, ids, ids, torch.zeros_like(scored))
+    assert len(none.margin) == 0
