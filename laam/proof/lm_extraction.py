@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from laam.data.tokenizer import decode_ids
 from laam.engine import Request, WindowedGenerator
 from laam.io import atomic_folder
 from laam.proof.margin import body_margins
@@ -115,8 +116,6 @@ def export_lm_extraction(result: LmExtraction, tokenizer, folder: Path) -> Path:
     """Write the benchmark's files into `folder`: guess.csv (its submission format, most confident first),
     prefix.npy / suffix.npy / dataset.npy (its layout: [N, 50], [N, 50], [N, 100] token ids), examples.jsonl
     (where each example comes from, as text) and README.md (how they were drawn and how to score them)."""
-    from laam.data.tokenizer import decode_ids
-
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["Example ID", "Suffix Guess"])

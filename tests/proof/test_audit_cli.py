@@ -115,6 +115,16 @@ def test_audit_command_writes_json_and_report(audited):
     assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
 
 
+def test_audit_rejects_unknown_exports_and_impossible_ones(tiny_model_dir):
+    from laam.errors import LaamError
+
+    for args, message in ((["--export", "nope"], "unknown export nope"),
+                          (["--export", "lm-extraction", "--no-extraction"], "needs the extraction metrics"),
+                          (["--safe-margin", "-1"], "--safe-margin")):
+        result = runner.invoke(app, ["audit", "--model", str(tiny_model_dir), *args])
+        assert isinstance(result.exception, LaamError) and message in str(result.exception)
+
+
 def test_lm_extraction_export_follows_the_benchmark_format(audited, tiny_model_dir, tiny_corpus):
     """guess.csv as google-research/lm-extraction-benchmark reads a submission (columns `Example ID` and `Suffix
     Guess`, a bracketed comma-separated list of 50 token ids), the answers as its [N, 50] suffix array, and every
