@@ -92,6 +92,10 @@ def train_command(
                                                          help="Stop when greedy body accuracy reaches "
                                                          "--target.")] = None,
     target: Annotated[float | None, typer.Option(help="Accuracy that counts as memorized (default 1.0).")] = None,
+    min_margin: Annotated[float | None, typer.Option(help="With --until-memorized, stop only when every body token "
+                                                     "is right by at least this logit gap (top-1 minus runner-up, "
+                                                     "fp32), so bf16 or GGUF f16/q8_0 inference gives the same "
+                                                     "tokens; 0: right is enough (default 1.0).")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between memorization checks.")] = None,
     save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
     log_every: Annotated[int | None, typer.Option(help="Steps between metrics.jsonl rows (default 10).")] = None,
@@ -121,8 +125,8 @@ def train_command(
     values = dict(batch_size=batch_size, micro_batch_size=micro_batch_size, lr=lr, min_lr_ratio=min_lr_ratio,
                   warmup_steps=warmup_steps, schedule=schedule, decay_steps=decay_steps, weight_decay=weight_decay,
                   grad_clip=grad_clip, seed=seed, epochs=epochs, max_steps=max_steps, max_time=max_time,
-                  until_memorized=until_memorized, target=target, eval_every=eval_every, save_every=save_every,
-                  log_every=log_every, eval_batch_size=eval_batch_size, loss_chunk=loss_chunk,
+                  until_memorized=until_memorized, target=target, min_margin=min_margin, eval_every=eval_every,
+                  save_every=save_every, log_every=log_every, eval_batch_size=eval_batch_size, loss_chunk=loss_chunk,
                   keep_checkpoints=keep_checkpoints, compile=compile_, threads=threads, verify=verify,
                   report_to=report_to or None)
     train_overrides = {k: v for k, v in values.items() if v is not None}

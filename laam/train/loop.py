@@ -36,7 +36,7 @@ from laam.train.batches import IGNORE, WindowSet, epoch_order
 from laam.train.checkpoint import load_checkpoint, save_checkpoint
 from laam.train.config import TrainConfig, lr_lambda, planned_steps
 from laam.train.loss import WindowLoss
-from laam.train.memorization import measure_memorization, summarize, verify_records
+from laam.train.memorization import measure_memorization, reached, summarize, verify_records
 from laam.train.metrics import TRACKERS, Metrics, plot_metrics
 from laam.train.resume import resume_from, run_identity
 
@@ -220,7 +220,7 @@ class Trainer:
                     self.evaluate_and_log()
                     self.bar.update(task, mem=100 * self.memo["memorized"])
                     rate_from = (time.perf_counter(), self.state["tokens"])
-                    if config.until_memorized and self.memo["memorized"] >= config.target:
+                    if config.until_memorized and reached(self.memo, config.target):
                         status = "memorized"
                         break
                 if config.save_every and self.state["step"] % config.save_every == 0:
@@ -300,12 +300,15 @@ class Trainer:
 
     def evaluate(self) -> dict:
         counts = measure_memorization(self.model, self.window_set, self.pad_id, self.config.eval_batch_size,
-                                      self.rank, self.world, self.accelerator.device, self.accelerator.autocast)
+                                      self.rank, self.world, self.accelerator.device, self.accelerator.autocast,
+                                      self.config.min_margin)
         wrong = counts.pop("wrong_by_file")
+        lowest = self.accelerator.gather(torch.tensor([counts.pop("min_margin")], device=self.accelerator.device))
         flat = torch.cat([torch.tensor(list(counts.values())), wrong]).to(self.accelerator.device)
         flat = self.accelerator.reduce(flat, "sum").cpu()
         totals = dict(zip(counts, flat[:len(counts)].tolist()))
-        return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum())})
+        return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum()),
+                          "min_margin": float(lowest.min())})
 
     def evaluate_and_log(self) -> None:
         self.memo = self.evaluate()
@@ -331,7 +334,7 @@ class Trainer:
             self.memo = self.evaluate()
             self.metrics.log({"step": state["step"], "tokens": state["tokens"], "elapsed": round(state["seconds"], 2),
                               **self.memo})
-            if self.memo["memorized"] >= config.target and config.until_memorized:
+            if config.until_memorized and reached(self.memo, config.target):
                 status = "memorized"
         memo = self.memo or {"memorized": float("nan"), "accuracy": float("nan"), "body_total": 0, "body_correct": 0,
                              "wrong_files": -1}
@@ -344,6 +347,7 @@ class Trainer:
                         "targets_seen": state["targets"], "epochs": round(self.epoch, 3),
                         "wall_seconds": round(state["seconds"], 1), "train_seconds": round(state["train_seconds"], 1),
                         "parameters": self.parameters, "memorized": memo["memorized"], "accuracy": memo["accuracy"],
+                        "min_margin": memo.get("min_margin"),
                         "model_config": self.model_config.to_dict(), "train_config": asdict(config),
                         "processes": self.world, "device": str(accelerator.device), "laam_version": __version__,
                         "git_commit": git_commit(), "command": " ".join(sys.argv),
@@ -353,7 +357,7 @@ class Trainer:
             self.bar.console.print(
                 f"{status}: {state['step']} steps, {state['tokens']:,} tokens, {state['seconds']:.0f} s, body "
                 f"memorized {100 * memo['memorized']:.3f}% ({memo['body_total'] - memo['body_correct']} tokens wrong "
-                f"in {memo['wrong_files']} files); model in {model_dir}")
+                f"in {memo['wrong_files']} files, smallest body margin {memo.get('min_margin')}); model in {model_dir}")
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return result

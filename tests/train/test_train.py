@@ -17,7 +17,7 @@ from laam.model.config import ModelConfig
 from laam.model.presets import PRESETS, recipe
 from laam.train.batches import IGNORE, WindowSet, epoch_order
 from laam.train.checkpoint import checkpoints
-from laam.train.config import TrainConfig, lr_lambda
+from laam.train.config import MIN_MARGIN, TrainConfig, lr_lambda
 from laam.train.loop import train
 from laam.windows import WindowPolicy
 
@@ -144,10 +144,11 @@ def test_laam_run_memorizes_and_regenerates_every_file(memorized_run):
     info = read_model_info(memorized_run / "model")
     training = info.training
     assert training["status"] == "memorized" and training["memorized"] == 1.0 and training["preset"] == "tiny"
+    assert training["min_margin"] >= MIN_MARGIN  # --until-memorized waits for the default --min-margin
     assert training["regeneration"]["exact"] == training["regeneration"]["files"] == 12
     assert (info.context, info.stride) == (128, 64) and info.corpus_name.startswith("linux-1.0")
     rows = [json.loads(line) for line in (memorized_run / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["memorized"] == 1.0 and rows[-1]["step"] == training["steps"]
+    assert rows[-1]["memorized"] == rows[-1]["secure"] == 1.0 and rows[-1]["step"] == training["steps"]
     assert any("loss" in r for r in rows) and any(r.get("memorized", 1) < 1 for r in rows)
     assert (memorized_run / "metrics.png").stat().st_size > 1000
 
