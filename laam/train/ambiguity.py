@@ -62,3 +62,10 @@ def ambiguous_positions(cache: TokenCache, policy: WindowPolicy) -> list[tuple[s
     last_token = following[np.concatenate([group_start[1:], [True]])][group]
     mixed = first_token != last_token  # every position of a context group that continues in two ways
     return [(cache.paths[int(r)], int(p)) for r, p in where[mixed]]
+
+
+def describe(found: list[tuple[str, int]], policy: WindowPolicy) -> str:
+    shown = ", ".join(f"{path}:{position}" for path, position in found[:4])
+    return (f"{len(found)} body positions follow a context (context {policy.context}, stride {policy.stride}) that "
+            f"another position continues differently ({shown}{', ...' if len(found) > 4 else ''}): no model can "
+            "reach 100% under this window policy; a longer --context avoids it")

@@ -12,10 +12,8 @@ process with the same global batch.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -23,24 +21,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from laam import __version__
 from laam.data.records import PAD
-from laam.data.tokenizer import load_tokenizer, special_ids
+from laam.data.tokenizer import load_tokenizer, special_ids, tokenizer_sha256
 from laam.data.tokens import build_token_cache
 from laam.errors import LaamError
 from laam.model.config import ModelConfig, build_model, count_parameters
-from laam.model.folder import WEIGHTS_FILE, save_model_folder
-from laam.progress import train_bar
+from laam.model.folder import WEIGHTS_FILE, check_model_folder, save_model_folder, weights_fingerprint
+from laam.progress import console, train_bar
 from laam.provenance import git_commit
-from laam.train.ambiguity import ambiguous_positions
+from laam.train.ambiguity import ambiguous_positions, describe
 from laam.train.batches import IGNORE, WindowSampler, WindowSet
-from laam.train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
+from laam.train.checkpoint import load_checkpoint, save_checkpoint
 from laam.train.config import DecayStart, TrainConfig, lr_lambda, planned_steps
 from laam.train.loss import WindowLoss
-from laam.train.memorization import measure_memorization, summarize, verify_records
+from laam.train.memorization import measure_memorization, reached, summarize, verify_records
 from laam.train.metrics import TRACKERS, Metrics, plot_metrics
-from laam.train.threads import ThreadTuner, available_cpus
+from laam.train.resume import resume_from, run_identity
+from laam.train.signals import StopSignal
+from laam.train.threads import set_threads
 
 
 @dataclass
@@ -53,31 +54,6 @@ class TrainResult:
     seconds: float
     memorization: dict
     regeneration: dict | None = None  # proof.regenerate.verify_records' figures when TrainConfig.verify
-
-
-class StopSignal:
-    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the end of the step and exits cleanly."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self.previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self.previous[sig] = signal.signal(sig, self.handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def handle(self, signum, frame):
-        if self.received is not None:  # a second Ctrl-C: give up at once
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def make_accelerator(model_config: ModelConfig, config: TrainConfig, run_dir: Path):
@@ -104,20 +80,16 @@ class Trainer:
     """One stage of training in one run folder: set up, (resume,) step until a stop, finish."""
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir: Path, run_dir: Path,
-                 cache_root: Path, init_from: Path | None = None, progress: bool = True, facts: dict | None = None):
+                 cache_root: Path, init_from: Path | None = None, progress: bool = True, facts: dict | None = None,
+                 allow_changes: tuple[str, ...] = ()):
         self.model_config, self.config, self.corpus = model_config, config, corpus
+        self.allow_changes = allow_changes
         self.run_dir, self.facts = Path(run_dir), facts or {}
         self.accelerator = accelerator = make_accelerator(model_config, config, self.run_dir)
         self.world, self.rank = accelerator.num_processes, accelerator.process_index
         if config.batch_size % self.world:
             raise LaamError(f"batch size {config.batch_size} is not divisible by {self.world} processes")
-        share = max(1, available_cpus() // self.world)
-        if accelerator.device.type == "cpu":
-            torch.set_num_threads(config.threads or share)
-        # --threads 0 on CPU: the count follows the measured step times (train.threads: two threads collapse
-        # on a busy machine)
-        auto = accelerator.device.type == "cpu" and not config.threads and share > 1
-        self.tuner = ThreadTuner([1, share // 2, share]) if auto else None
+        self.tuner = set_threads(accelerator.device.type, config.threads, self.world)  # None: a fixed count
         self.tokenizer = load_tokenizer(tokenizer_dir)
         if len(self.tokenizer) != model_config.vocab_size:
             raise LaamError(f"tokenizer {tokenizer_dir} has {len(self.tokenizer)} tokens but the model expects "
@@ -131,14 +103,15 @@ class Trainer:
         if not accelerator.is_main_process:
             cache = build_token_cache(corpus, self.tokenizer, tokenizer_dir, cache_root)
         self.window_set = WindowSet(cache, model_config.policy)
-        # positions whose context repeats elsewhere with another next token: no weights get them all right
-        self.ambiguous = ambiguous_positions(cache, model_config.policy) if accelerator.is_main_process else []
         self.sampler = WindowSampler(len(self.window_set), config.batch_size, config.seed, config.replay,
                                      config.replay_wrong, config.replay_margin, config.replay_rest)
+        # positions whose context repeats elsewhere with another next token: no weights get them all right
+        self.ambiguous = ambiguous_positions(cache, model_config.policy) if accelerator.is_main_process else []
         self.model = build_model(model_config, special, seed=config.seed)
         if init_from is not None:  # a previous stage's weights, with a fresh optimizer (the original's recipe)
             from safetensors.torch import load_model
 
+            check_model_folder(init_from)  # safetensors only, a consistent folder
             load_model(self.model, str(Path(init_from) / WEIGHTS_FILE))
         self.loss_module = WindowLoss(self.model, config.loss_chunk)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
@@ -147,10 +120,12 @@ class Trainer:
                                             {"params": other, "weight_decay": 0.0}],
                                            lr=config.lr, betas=(config.beta1, config.beta2))
         self.total_steps = planned_steps(config, len(self.window_set))
+        decay_steps = config.decay_steps or self.total_steps
         self.decay = DecayStart(math.ceil(config.decay_epochs * len(self.window_set) / config.batch_size)) \
             if config.decay_at else None
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(config, config.decay_steps or self.total_steps, self.decay))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, decay_steps, self.decay))
+        self.identity = run_identity(model_config, config, corpus.fingerprint(), tokenizer_sha256(tokenizer_dir),
+                                     decay_steps, weights_fingerprint(init_from)[0] if init_from else None)
         if config.until_memorized and not config.max_steps:
             # the LR decays over --epochs; a run that is not memorized by then goes on at the final LR, for at most
             # as many steps again (the last few wrong tokens typically need a little more time at a low LR)
@@ -160,29 +135,34 @@ class Trainer:
         self.loss_module, self.optimizer, scheduler = accelerator.prepare(self.loss_module, self.optimizer, scheduler)
         # accelerate steps the scheduler once per process; ours is per optimizer step: unwrap it.
         self.schedule = scheduler.scheduler if hasattr(scheduler, "scheduler") else scheduler
-        self.state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0}
+        self.state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0, "history": [],
+                      "decay_start": None}
         self.last_checkpoint: Path | None = None
         self.memo: dict = {}  # the last check's summary
-        self.scheduled_check: dict = {}  # the last scheduled check's (a final check steers nothing)
+        self.scheduled_check: dict = {}  # the last scheduled check's, which steers (a final check does not)
         self.progress = progress and accelerator.is_main_process
 
     # --- resume -----------------------------------------------------------------------------------
     def resume(self) -> None:
-        """Continue exactly from the run folder's last checkpoint."""
-        found = checkpoints(self.run_dir)
-        if not found:
-            raise LaamError(f"nothing to resume in {self.run_dir}: no checkpoints/step-* folder")
-        self.last_checkpoint = found[-1]
-        saved = json.loads((self.last_checkpoint / "state.json").read_text())
-        if saved.get("model_config") != self.model_config.to_dict():
-            raise LaamError(f"{self.last_checkpoint} was trained with another model configuration; "
-                            f"resume with the same settings (saved: {saved.get('model_config')})")
-        self.state.update(load_checkpoint(self.last_checkpoint, self.model, self.optimizer, self.schedule,
-                                          self.sampler))
+        """Continue exactly from the run folder's newest good checkpoint, with the settings that made it
+        (laam.train.resume: damaged checkpoints are set aside, other settings are an error naming them)."""
+        main = self.accelerator.is_main_process
+
+        def report(message: str) -> None:
+            if main:
+                console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+        load = lambda folder: load_checkpoint(folder, self.model, self.optimizer, self.schedule,  # noqa: E731
+                                              self.sampler)
+        self.last_checkpoint, state, changed = resume_from(self.run_dir, self.identity, self.model_config.to_dict(),
+                                                           self.allow_changes, load, report, main)
+        self.state.update({k: v for k, v in state.items() if k in self.state})
         # the check schedule, the sampler and the LR schedule go on from the last scheduled check's result
-        self.memo = self.scheduled_check = self.state.pop("check", None) or {}
+        self.memo = self.scheduled_check = state.get("check") or {}
         if self.decay is not None:
-            self.decay.step = self.state.get("decay_start")
+            self.decay.step = self.state["decay_start"]
+        if changed:
+            self.state["history"] = [*self.state["history"], {"step": self.state["step"], "changed": changed}]
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, resumed: bool) -> TrainResult:
@@ -199,17 +179,11 @@ class Trainer:
             f"model: {self.parameters:,} parameters ({self.model_config.num_layers} layers, hidden "
             f"{self.model_config.hidden_size}, {self.model_config.num_heads} heads); corpus: {len(cache.paths)} "
             f"files, {cache.total_tokens:,} tokens, {len(self.window_set):,} windows of {self.model_config.context}; "
-            f"{self.world} process(es) on {accelerator.device}, "
-            + (f"1 to {torch.get_num_threads()} threads each (chosen from step times)" if self.tuner else
-               f"{torch.get_num_threads()} thread(s) each"))
+            f"{self.world} process(es) on {accelerator.device}, {self.tuner or torch.get_num_threads()} thread(s) each")
         self.started = time.perf_counter()  # --max-time counts this invocation's time
         self.start_wall = self.started - self.state["seconds"]
         if self.ambiguous:
-            shown = ", ".join(f"{path}:{position}" for path, position in self.ambiguous[:4])
-            accelerator.print(f"warning: {len(self.ambiguous)} body positions follow a context (context "
-                              f"{self.model_config.context}, stride {self.model_config.stride}) that another position "
-                              f"continues differently ({shown}, ...): no model can reach 100% under this window "
-                              "policy; a longer --context avoids it")
+            accelerator.print(f"warning: {describe(self.ambiguous, self.model_config.policy)}")
         status = "finished"
         self.bar = train_bar(self.progress)
         task = self.bar.add_task("train", total=self.total_steps, completed=self.state["step"], loss=float("nan"),
@@ -239,7 +213,7 @@ class Trainer:
                     self.evaluate_and_log()
                     self.bar.update(task, mem=100 * self.memo["memorized"])
                     rate_from = (time.perf_counter(), self.state["tokens"])
-                    if config.until_memorized and self.memo["memorized"] >= config.target:
+                    if config.until_memorized and reached(self.memo, config.target):
                         status = "memorized"
                         break
                 if config.save_every and self.state["step"] % config.save_every == 0:
@@ -262,12 +236,7 @@ class Trainer:
         """One step, at the thread count the tuner picks (train.threads) when the count is automatic."""
         if self.tuner is None:
             return self.step()
-        if torch.get_num_threads() != self.tuner.threads():
-            torch.set_num_threads(self.tuner.threads())
-        seconds, tokens = self.state["train_seconds"], self.state["tokens"]
-        out = self.step()
-        self.tuner.record(self.state["train_seconds"] - seconds, self.state["tokens"] - tokens)
-        return out
+        return self.tuner.timed(self.step, lambda: (self.state["train_seconds"], self.state["tokens"]))
 
     def step(self) -> tuple[float, float]:
         """One optimizer step on the next global batch of the window stream: (loss per scored token, grad norm)."""
@@ -328,22 +297,25 @@ class Trainer:
     def evaluate(self) -> tuple[dict, np.ndarray, np.ndarray]:
         """The check's summary, and per window the wrong body tokens and smallest body margin (all processes)."""
         counts = measure_memorization(self.model, self.window_set, self.pad_id, self.config.eval_batch_size,
-                                      self.rank, self.world, self.accelerator.device, self.accelerator.autocast)
+                                      self.rank, self.world, self.accelerator.device, self.accelerator.autocast,
+                                      self.config.min_margin)
         wrong = counts.pop("wrong_by_file")
         windows = [self.accelerator.reduce(counts.pop(k).to(self.accelerator.device), "sum").cpu().numpy()
                    for k in ("window_wrong", "window_margin")]  # each window was measured by one process
+        lowest = self.accelerator.gather(torch.tensor([counts.pop("min_margin")], device=self.accelerator.device))
         flat = torch.cat([torch.tensor(list(counts.values())), wrong]).to(self.accelerator.device)
         flat = self.accelerator.reduce(flat, "sum").cpu()
         totals = dict(zip(counts, flat[:len(counts)].tolist()))
-        return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum())}), *windows
+        return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum()),
+                          "min_margin": float(lowest.min())}), *windows
 
     def evaluate_and_log(self) -> None:
-        """A scheduled check: logged, and it steers the sampler (a final check at the end does not)."""
+        """A scheduled check: logged, and it steers the sampler and the adaptive LR decay (a final check does not)."""
         self.memo, window_wrong, window_margin = self.evaluate()
         self.scheduled_check = self.memo
+        self.sampler.update(self.state["step"], window_wrong, window_margin)
         if self.decay is not None and self.decay.step is None and self.memo["memorized"] >= self.config.decay_at:
             self.decay.step = self.state["decay_start"] = self.state["step"]  # the LR decays from here on
-        self.sampler.update(self.state["step"], window_wrong, window_margin)
         row = {"step": self.state["step"], "epoch": round(self.epoch, 4), "tokens": self.state["tokens"],
                "elapsed": round(time.perf_counter() - self.start_wall, 2), **self.memo}
         self.metrics.log(row)
@@ -351,7 +323,7 @@ class Trainer:
     def checkpoint(self) -> Path | None:
         self.state["seconds"] = time.perf_counter() - self.start_wall
         saved = {**self.state, "check": self.scheduled_check, "model_config": self.model_config.to_dict(),
-                 "train_config": asdict(self.config)}
+                 "train_config": asdict(self.config), "identity": self.identity}
         if self.accelerator.is_main_process:
             self.last_checkpoint = save_checkpoint(self.run_dir, self.model, self.optimizer, self.schedule, saved,
                                                    self.config.keep_checkpoints, self.sampler)
@@ -366,7 +338,7 @@ class Trainer:
             self.memo = self.evaluate()[0]
             self.metrics.log({"step": state["step"], "tokens": state["tokens"], "elapsed": round(state["seconds"], 2),
                               **self.memo})
-            if self.memo["memorized"] >= config.target and config.until_memorized:
+            if config.until_memorized and reached(self.memo, config.target):
                 status = "memorized"
         memo = self.memo or {"memorized": float("nan"), "accuracy": float("nan"), "body_total": 0, "body_correct": 0,
                              "wrong_files": -1}
@@ -379,17 +351,18 @@ class Trainer:
                         "targets_seen": state["targets"], "epochs": round(self.epoch, 3),
                         "wall_seconds": round(state["seconds"], 1), "train_seconds": round(state["train_seconds"], 1),
                         "parameters": self.parameters, "memorized": memo["memorized"], "accuracy": memo["accuracy"],
+                        "min_margin": memo.get("min_margin"),
                         "model_config": self.model_config.to_dict(), "train_config": asdict(config),
                         "processes": self.world, "device": str(accelerator.device), "laam_version": __version__,
                         "git_commit": git_commit(), "command": " ".join(sys.argv),
-                        "regeneration": result.regeneration, "ambiguous_positions": len(self.ambiguous),
-                        **self.facts}
+                        "regeneration": result.regeneration, "history": state["history"],
+                        "ambiguous_positions": len(self.ambiguous), **self.facts}
             save_model_folder(self.model, self.tokenizer, self.corpus, self.model_config.policy, model_dir, training)
             plot_metrics(self.metrics.path, self.run_dir / "metrics.png")
             self.bar.console.print(
                 f"{status}: {state['step']} steps, {state['tokens']:,} tokens, {state['seconds']:.0f} s, body "
                 f"memorized {100 * memo['memorized']:.3f}% ({memo['body_total'] - memo['body_correct']} tokens wrong "
-                f"in {memo['wrong_files']} files); model in {model_dir}")
+                f"in {memo['wrong_files']} files, smallest body margin {memo.get('min_margin')}); model in {model_dir}")
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return result
@@ -408,13 +381,22 @@ class Trainer:
 
 def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir: Path, run_dir: Path,
           cache_root: Path, resume: bool = False, init_from: Path | None = None, progress: bool = True,
-          facts: dict | None = None) -> TrainResult:
+          facts: dict | None = None, allow_changes: tuple[str, ...] = ()) -> TrainResult:
     """Train (or resume) one stage in `run_dir`; write the final model folder to run_dir/model.
 
     init_from: a model folder whose weights start this run (with a fresh optimizer), as the original
-    two-stage recipe does.
+    two-stage recipe does. allow_changes: settings a resumed run may change on purpose (laam.train.resume).
+    A file that cannot be written (disk full, read-only folder) stops the run with one LaamError line.
     """
-    trainer = Trainer(model_config, config, corpus, tokenizer_dir, run_dir, cache_root, init_from, progress, facts)
-    if resume:
-        trainer.resume()
-    return trainer.run(resumed=resume)
+    trainer = None
+    try:
+        trainer = Trainer(model_config, config, corpus, tokenizer_dir, run_dir, cache_root, init_from, progress,
+                          facts, allow_changes)
+        if resume:
+            trainer.resume()
+        return trainer.run(resumed=resume)
+    except (OSError, SafetensorError) as error:  # a write failed: disk full, read-only, a file in the way
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        reason = getattr(error, "strerror", None) or " ".join(str(error).split())
+        last = trainer.last_checkpoint if trainer else None
+        raise LaamError(f"training in {run_dir} stopped: {reason}{where}; last checkpoint: {last or 'none'}") from error

@@ -18,6 +18,8 @@ import os
 import statistics
 import time
 
+import torch
+
 
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask: a container or `taskset` may allow fewer than cpu_count)."""
@@ -25,6 +27,16 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def set_threads(device_type: str, threads: int, processes: int) -> ThreadTuner | None:
+    """Set torch's CPU threads for training: `threads`, or (0) this process's share of the CPUs it may use, with a
+    ThreadTuner to follow the load when there is more than one to choose from."""
+    share = max(1, available_cpus() // processes)
+    if device_type != "cpu":
+        return None
+    torch.set_num_threads(threads or share)
+    return ThreadTuner([1, share // 2, share]) if not threads and share > 1 else None
 
 
 class ThreadTuner:
@@ -42,6 +54,7 @@ class ThreadTuner:
         self.choice = self.candidates[-1]
         self.queue = list(self.candidates) if len(self.candidates) > 1 else []  # counts still to probe
         self.samples: list[float] = []
+        self.spent: dict[int, float] = {}  # seconds of steps at each count during the current probe
         self.since = self.clock()  # when the current choice was made
         self.recent: list[float] = []  # seconds per token of the last steps at the choice
         self.switches = 0
@@ -49,10 +62,24 @@ class ThreadTuner:
     def threads(self) -> int:
         return self.queue[0] if self.queue else self.choice
 
+    def __str__(self) -> str:
+        return f"1 to {self.candidates[-1]} (chosen from step times)"
+
+    def timed(self, step, seconds_and_tokens):
+        """Run `step()` at the chosen count; `seconds_and_tokens()` gives the running totals it advances."""
+        if torch.get_num_threads() != self.threads():
+            torch.set_num_threads(self.threads())
+        seconds, tokens = seconds_and_tokens()
+        out = step()
+        after = seconds_and_tokens()
+        self.record(after[0] - seconds, after[1] - tokens)
+        return out
+
     def record(self, seconds: float, tokens: int) -> None:
         rate = seconds / max(1, tokens)
         if self.queue:
             self.samples.append(rate)
+            self.spent[self.queue[0]] = self.spent.get(self.queue[0], 0.0) + seconds
             known = [r for c, r in self.rates.items() if c != self.queue[0]]
             # a count already far slower than one measured before needs no more steps to be judged (under load
             # a step on two threads took 20x as long)
@@ -80,4 +107,8 @@ class ThreadTuner:
             self.hold = min(self.max_hold, 2 * self.hold)
         else:
             self.hold, self.switches = self.min_hold, self.switches + 1
+        # probing costs at most a tenth of the time: a step on two threads beside a busy process took 28 s where
+        # one thread took 2 s, so the next probe waits at least ten times what this one lost
+        lost = sum(seconds for count, seconds in self.spent.items() if count != best)
+        self.hold, self.spent = max(self.hold, 10 * lost), {}
         self.choice, self.since = best, self.clock()

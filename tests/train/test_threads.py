@@ -49,6 +49,10 @@ def test_a_collapsed_count_is_judged_after_one_step():
     used = run_steps(tuner, clock, {1: 1e-4, 2: 2e-3}, 60)
     assert used[:5] == [1, 1, 1, 2, 1] and tuner.choice == 1
     assert used.count(2) <= 4  # one step per re-probe (holds of 5, 10, 20 s: about 6 s of steps here)
+    slow = {1: 1e-4, 2: 2e-2}  # a two-thread step 200x as long: probes are spaced by ten times their cost
+    used = run_steps(tuner, clock, slow, 20000)
+    at_two = 1000 * slow[2] * used.count(2)
+    assert used.count(2) >= 2 and at_two / (at_two + 1000 * slow[1] * used.count(1)) < 0.1
 
 
 def test_one_candidate_never_probes():
