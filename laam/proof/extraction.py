@@ -50,3 +50,21 @@ def extraction_metrics(engine: WindowedGenerator, records_ids: list[list[int]], 
 def count_extraction_samples(records_ids: list[list[int]], k: int, pythia_prefix: int, every: int) -> int:
     step = max(1, every)
     return sum(len(range(0, len(ids) - 2 * n + 1, step)) for ids in records_ids for n in (k, pythia_prefix))
+
+
+def extraction_gap_note(audit: dict) -> str | None:
+    """One line on why k-extractable can sit far below verbatim regeneration (None when it does not), for the
+    report and the card alike."""
+    summary = audit.get("summary") or {}
+    k, extractable, verbatim = summary.get("k", 50), summary.get("k_extractable_pct"), summary.get("verbatim_pct")
+    if extractable is None or verbatim is None or extractable >= verbatim:
+        return None
+    every = (audit.get("method") or {}).get("extraction_every")
+    files = audit.get("files") or []
+    unsampled = sum(1 for row in files if not row.get("k_samples"))
+    where = f"every {every} tokens" if every else "at fixed offsets"
+    short = f" ({unsampled} of {len(files)} here)" if files else ""
+    return (f"Why {k}-extractable sits below verbatim: it counts samples, not files (a {k}-token prefix cut {where} "
+            f"of a record, with nothing before it, and the next {k} tokens); this model continues a file from its "
+            f"path, so a prefix cut from inside a file is a context it was not trained on, and files shorter than "
+            f"{2 * k} tokens{short} give no sample at all.")
