@@ -194,15 +194,16 @@ def evaluation_section(facts: Facts) -> str:
 def reproduce_section(facts: Facts) -> str:
     commit = f" (git commit `{facts.git_commit}`)" if facts.git_commit else ""
     installed = f"With `laam` {facts.laam_version}{commit} installed"
-    check = ("rebuilds the training data on its own: it downloads the release, checks its SHA-256 against the "
-             f"mirror's list and writes the manifest, whose per-file SHA-256 must match `{MANIFEST_FILE}` here.")
+    fetch = (f"```sh\n{fetch_command(facts)}\n```\n\nThis rebuilds the training data on its own: it downloads the "
+             "release, checks its SHA-256 against the mirror's list and writes the manifest, whose per-file SHA-256 "
+             f"must match `{MANIFEST_FILE}` here.")
     command = train_command(facts)
     if command:
-        return f"{installed}, one command retrains this model with the recorded configuration:\n\n```sh\n" \
-               f"{command}\n```\n\n`{fetch_command(facts)}` {check}"
-    return (f"{installed}:\n\n```sh\n{fetch_command(facts)}\n```\n\nThis {check} This run did not record its "
-            "training command, so the training step cannot be given as one command; `laam.json` holds what it "
-            "did record.")
+        return (f"{installed}, one command retrains this model with the recorded configuration:\n\n```sh\n"
+                f"{command}\n```\n\nThis trains it again, as recorded in `laam.json`. The training data alone:\n\n"
+                + fetch)
+    return (f"{installed}:\n\n{fetch} This run did not record its training command, so the training step cannot "
+            "be given as one command; `laam.json` holds what it did record.")
 
 
 def usage_examples(facts: Facts) -> tuple[CorpusFile, CorpusFile | None]:
