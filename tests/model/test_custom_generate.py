@@ -30,11 +30,15 @@ def shipped_loop():
 
 
 def test_context_start_is_the_window_policy():
+    """Both restatements of the rule that ship without laam: this loop and the GGUF script beside a .gguf."""
+    from laam.publish import regenerate_gguf
+
     loop = shipped_loop()
     for context, stride in ((128, 64), (256, 128), (16, 5), (16, 16), (7, 1), (512, 384)):
         policy = WindowPolicy(context, stride)
-        assert [loop.context_start(p, context, stride) for p in range(6 * context)] == \
-            [policy.context_start(p) for p in range(6 * context)], (context, stride)
+        expected = [policy.context_start(p) for p in range(6 * context)]
+        assert [loop.context_start(p, context, stride) for p in range(6 * context)] == expected, (context, stride)
+        assert [regenerate_gguf.context_start(p, context, stride) for p in range(6 * context)] == expected
 
 
 def test_the_shipped_loop_imports_only_torch_and_transformers():
