@@ -186,3 +186,23 @@ def test_regenerate_gguf_script_alone_gives_back_every_file(gguf_file, tiny_corp
     one = subprocess.run([sys.executable, "-I", "-c", runner, str(script), str(gguf_file), "linux/lib/errno.c"],
                          cwd=tmp_path, env=env, capture_output=True, timeout=600)
     assert one.stdout == next(f.data for f in tiny_corpus.files if f.path == "linux/lib/errno.c")
+
+
+def test_q8_0_export_is_what_llama_cpps_own_quantizer_writes(gguf_file, tiny_model_dir, tmp_path):
+    """Quantizing the f32 export with llama.cpp (llama_model_quantize, Q8_0) gives the same tensors, byte for byte,
+    as `laam export gguf --dtype q8_0` (the gguf package's numpy Q8_0)."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install 'laam[gguf]')")
+    from gguf import GGUFReader
+
+    from laam.publish.gguf import export_gguf
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, 1
+    theirs = tmp_path / "llama-cpp-q8_0.gguf"
+    assert llama_cpp.llama_model_quantize(str(gguf_file).encode(), str(theirs).encode(), params) == 0
+    ours = export_gguf(tiny_model_dir, tmp_path / "laam-q8_0.gguf", "q8_0").path
+    a, b = ({t.name: t for t in GGUFReader(str(path)).tensors} for path in (ours, theirs))
+    assert set(a) == set(b) and len(a) == 21
+    for name in a:
+        assert a[name].tensor_type == b[name].tensor_type, name
+        np.testing.assert_array_equal(np.asarray(a[name].data), np.asarray(b[name].data), err_msg=name)
