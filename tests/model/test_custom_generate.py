@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from laam.data.records import END_FILE, path_prompt
@@ -72,6 +73,31 @@ def test_it_gives_the_tokens_of_laam_generate_past_many_slides(tiny_model_dir):
             produced = [loop.continue_file(model, p, 120, context, stride, stop=set()) for p in prompts]
         assert produced == expected, (context, stride)
         assert all(len(set(out)) > 10 for out in produced)  # not one token repeated: the windows matter
+
+
+def test_generate_takes_transformers_arguments():
+    """The entry point transformers calls: positional or keyword prompts, max_new_tokens, sampling through
+    transformers' warpers (seeded by torch's generator), and a clear error for what it does not do."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    loop = shipped_loop()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, initializer_range=0.5)).eval()
+    model.generation_config = GenerationConfig(eos_token_id=63, pad_token_id=62, do_sample=False, max_new_tokens=40,
+                                               laam_context=16, laam_stride=8)
+    prompt = torch.tensor([[1, 2, 3, 4]])
+    greedy = loop.generate(prompt, model=model)
+    expected = loop.continue_file(model, [1, 2, 3, 4], 40, 16, 8, {63})
+    assert greedy[0].tolist() == [1, 2, 3, 4] + expected
+    assert loop.generate(model=model, input_ids=prompt, max_new_tokens=5)[0].tolist() == [1, 2, 3, 4] + expected[:5]
+    torch.manual_seed(1)
+    hot = loop.generate(prompt, model=model, do_sample=True, temperature=50.0, top_k=20)
+    torch.manual_seed(1)
+    assert torch.equal(hot, loop.generate(prompt, model=model, do_sample=True, temperature=50.0, top_k=20))
+    assert not torch.equal(hot, greedy)
+    with pytest.raises(ValueError, match="num_beams must be 1"):
+        loop.generate(prompt, model=model, num_beams=2)
 
 
 def test_model_folder_ships_the_loop_and_a_whole_file_generation_config(tiny_model_dir, tiny_corpus):

@@ -53,8 +53,11 @@ def _settings(model, generation_config, kwargs):
     if generation_config is not None:
         config.update(**generation_config.to_diff_dict())
     config.update(**kwargs)
-    if (getattr(config, "num_beams", None) or 1) > 1:
-        raise ValueError("LaaM's decoding loop is greedy or sampled, one sequence per prompt; num_beams must be 1")
+    for name in ("num_beams", "num_return_sequences"):
+        if (getattr(config, name, None) or 1) > 1:
+            raise ValueError(f"LaaM's decoding loop gives one sequence per prompt: {name} must be 1")
+    if getattr(config, "return_dict_in_generate", False):
+        raise ValueError("LaaM's decoding loop returns token ids only (return_dict_in_generate is not supported)")
     return config
 
 
