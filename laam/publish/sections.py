@@ -19,7 +19,7 @@ from laam.publish.facts import (
     CardConfig,
     Facts,
     fetch_command,
-    public_source_note,
+    public_source,
     recorded_command,
     source_description,
     train_command,
@@ -73,8 +73,8 @@ def data_rows(facts: Facts) -> list[tuple[str, str]]:
     excluded = sum(1 for row in corpus.manifest if not row["included"])
     return [
         ("source", source_description(facts)),
-        *([("published at", public_source_note(facts))] if public_source_note(facts) not in
-          (None, corpus.source_url) else []),
+        *([("published at", f"{public_source(facts)} (where the release is public; compare its SHA-256 with the "
+                            "archive's below)")] if public_source(facts) not in (None, corpus.source_url) else []),
         ("kernel version", corpus.name.removeprefix("linux-")),
         ("archive SHA-256", f"`{corpus.source_sha256}`"),
         ("files", f"{len(corpus.files):,} included of {corpus.members:,} archive members ({excluded:,} excluded, "

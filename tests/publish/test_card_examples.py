@@ -119,8 +119,7 @@ def test_card_names_the_source_without_machine_paths(tiny_model_dir, tmp_path, m
     (folder / "laam.json").write_text(json.dumps(info))
     text = render_card(gather_facts(folder, cache=tmp_path / "cache"), CardConfig())
     assert "| source | a local mirror laid out like kernel.org's pub/linux/kernel/ (`v1.0/linux-1.0.tar.xz`) |" in text
-    assert ("| published at | https://cdn.kernel.org/pub/linux/kernel/v1.0/linux-1.0.tar.xz (this run read a local "
-            "mirror") in text
+    assert "| published at | https://cdn.kernel.org/pub/linux/kernel/v1.0/linux-1.0.tar.xz (where the release" in text
     assert str(mirror) not in text and str(tmp_path / "cache") not in text
 
 
