@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--files", action="append", help="corpus path glob (repeatable; default: every file)")
     parser.add_argument("--decoders", help=f"comma-separated subset of: {', '.join(DECODERS)} (default: all)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and llama.cpp (default 1)")
+    parser.add_argument("--cache", type=Path, help="laam cache holding the release (default: laam's own)")
     args = parser.parse_args()
 
     import llama_cpp
@@ -44,7 +45,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     info = read_model_info(args.model)
-    files = select_files(load_training_corpus(info).files, args.files)
+    files = select_files(load_training_corpus(info, args.cache).files, args.files)
     decoders = [d.strip() for d in args.decoders.split(",")] if args.decoders else list(DECODERS)
     print(f"model {args.model} (context {info.context}, stride {info.stride}), {len(files)} files; {cpu_name()}, "
           f"{args.threads} thread(s); torch {torch.__version__}, transformers {transformers.__version__}, "
