@@ -53,18 +53,21 @@ def count_extraction_samples(records_ids: list[list[int]], k: int, pythia_prefix
 
 
 def extraction_gap_note(audit: dict) -> str | None:
-    """One line on why k-extractable can sit far below verbatim regeneration (None when it does not), for the
-    report and the card alike."""
-    summary = audit.get("summary") or {}
-    k, extractable, verbatim = summary.get("k", 50), summary.get("k_extractable_pct"), summary.get("verbatim_pct")
+    """One line on why k-extractable can sit far below verbatim regeneration (None when it does not), from the
+    audit's own figures, for the report and the card alike."""
+    summary, rows = audit.get("summary") or {}, audit.get("files") or []
+    k, samples = summary.get("k", 50), summary.get("k_samples") or 0
+    extractable, verbatim = summary.get("k_extractable_pct"), summary.get("verbatim_pct")
     if extractable is None or verbatim is None or extractable >= verbatim:
         return None
     every = (audit.get("method") or {}).get("extraction_every")
-    files = audit.get("files") or []
-    unsampled = sum(1 for row in files if not row.get("k_samples"))
+    short = sum(1 for r in rows if not r.get("k_samples"))
+    most = max(rows, key=lambda r: r.get("k_samples") or 0, default=None)
+    share = (f"; {most['k_samples']} of them from {most['path']}" if most and samples and most["k_samples"] > 1
+             else "")
     where = f"every {every} tokens" if every else "at fixed offsets"
-    short = f" ({unsampled} of {len(files)} here)" if files else ""
-    return (f"Why {k}-extractable sits below verbatim: it counts samples, not files (a {k}-token prefix cut {where} "
-            f"of a record, with nothing before it, and the next {k} tokens); this model continues a file from its "
-            f"path, so a prefix cut from inside a file is a context it was not trained on, and files shorter than "
-            f"{2 * k} tokens{short} give no sample at all.")
+    return (f"Why {k}-token extractable can sit far below verbatim: verbatim counts whole files regenerated from "
+            f"their path, while {k}-extractable counts {samples:,} samples of {k}+{k} tokens taken {where} of each "
+            f"record{share} ({short} file{'' if short == 1 else 's'} too short to give one), and all but each "
+            f"record's first are prompted with {k} tokens cut from inside a file, a context unlike the windows the "
+            "model was trained to continue (they start at the file's first token or at a multiple of the stride).")

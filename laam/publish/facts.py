@@ -15,9 +15,11 @@ from pathlib import Path
 from laam import __version__
 from laam.data.corpus import Corpus, license_counts
 from laam.data.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
-from laam.data.tokenizer import encode_records, load_tokenizer
+from laam.data.tokenizer import encode_records
 from laam.errors import LaamError
-from laam.model.info import ModelInfo, load_training_corpus, read_model_info
+from laam.model.folder import check_model_folder
+from laam.model.info import ModelInfo, load_training_corpus
+from laam.model.weights import safetensors_shapes
 from laam.proof.compress.run import read_compression
 from laam.provenance import git_commit
 from laam.train.metrics import find_metrics, read_metrics
@@ -112,21 +114,6 @@ def spdx_id(license_id: str) -> str:
     return fixed
 
 
-def safetensors_shapes(folder: Path) -> dict[str, list[int]]:
-    """Tensor shapes from the safetensors header(s), without loading the weights."""
-    from safetensors import safe_open
-
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not files:
-        raise LaamError(f"no *.safetensors weights in {folder}")
-    shapes = {}
-    for path in files:
-        with safe_open(str(path), framework="numpy") as handle:
-            for name in handle.keys():
-                shapes[name] = list(handle.get_slice(name).get_shape())
-    return shapes
-
-
 def _number(shape: list[int]) -> int:
     count = 1
     for dim in shape:
@@ -177,12 +164,8 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     """Read a model folder and reload the exact corpus it was trained on (progress: show the corpus read)."""
     config = config or CardConfig()
     folder = Path(folder)
-    info = read_model_info(folder)
-    if not (folder / "config.json").is_file():
-        raise LaamError(f"{folder} has no config.json: not a saved transformers model")
-    model_config = json.loads((folder / "config.json").read_text())
+    info, model_config, tokenizer = check_model_folder(folder)  # a foreign tokenizer or pickled weights: refused
     corpus = load_training_corpus(info, cache, progress=progress)
-    tokenizer = load_tokenizer(folder)
     tensors = safetensors_shapes(folder)
     facts = Facts(
         folder=folder, name=model_name(folder),
@@ -275,8 +258,9 @@ def fetch_command(facts: Facts) -> str:
 
 # options of `laam train` whose values only make sense on the machine that trained (folders), and flags about
 # that machine's run folder; a reader's reproduction leaves them to their defaults
-LOCAL_OPTIONS = ("--cache", "--out", "--tokenizer")
-LOCAL_FLAGS = ("-q", "--quiet", "--overwrite", "--no-overwrite", "--resume", "--no-resume")
+LOCAL_OPTIONS = ("--cache", "--out", "--tokenizer", "--allow-change")
+LOCAL_FLAGS = ("-q", "--quiet", "--overwrite", "--no-overwrite", "--resume", "--no-resume", "--start-fresh",
+               "--no-start-fresh")
 
 
 def train_command(facts: Facts) -> str | None:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from laam.errors import LaamError
+from laam.model.folder import check_model_folder
 
 GGUF_DTYPES = ("f32", "f16", "q8_0")
 REGENERATE_SCRIPT = Path(__file__).parent / "regenerate_gguf.py"  # copied beside every .gguf written
@@ -110,6 +111,7 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     folder = Path(folder)
     if dtype not in GGUF_DTYPES:
         raise LaamError(f"unknown GGUF dtype {dtype!r}: use {' or '.join(GGUF_DTYPES)}")
+    check_model_folder(folder, require_info=False)  # refuses pickled weights and a tokenizer not the model's
     for needed in ("config.json", "tokenizer.json"):
         if not (folder / needed).is_file():
             raise LaamError(f"no {needed} in {folder}: not a LaaM model folder")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from laam.errors import LaamError
-from laam.model.folder import CUSTOM_GENERATE_FILE
+from laam.model.folder import CUSTOM_GENERATE_FILE, check_model_folder
 from laam.publish.card import check_card
 from laam.publish.facts import AUDIT_FILE, CARD_FILE, MANIFEST_FILE
 
@@ -61,6 +61,11 @@ def plan_push(folder: Path, repo_id: str) -> PushPlan:
                       MANIFEST_FILE) else f"missing {name}" for name in REQUIRED if name not in names]
     if not any(name.endswith(".safetensors") for name in names):
         plan.problems.append("missing the weights (*.safetensors)")
+    elif "config.json" in names and "laam.json" in names:
+        try:
+            check_model_folder(folder)  # the tokenizer and the weights belong together
+        except LaamError as error:
+            plan.problems.append(str(error))
     if CARD_FILE in names:
         plan.problems += check_card(folder)
         text = (folder / CARD_FILE).read_text()

@@ -24,7 +24,10 @@ from laam.publish.facts import (
     source_description,
     train_command,
 )
+from laam.train.config import MIN_MARGIN
 from laam.train.metrics import METRICS_FILE
+
+MARGIN_FILES = 10  # files listed in the card's margin table (the tightest)
 
 
 def pct(value) -> str:
@@ -104,6 +107,11 @@ def architecture_rows(facts: Facts) -> list[tuple[str, str]]:
     return [(k, str(v)) for k, v in rows if v is not None]
 
 
+def code(text: str) -> str:
+    """Inline Markdown code that survives backticks in the text."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def laam_link(config: CardConfig) -> str:
     return f"[LaaM]({config.code_url})" if config.code_url else "LaaM"
 
@@ -179,6 +187,10 @@ def evaluation_section(facts: Facts) -> str:
         (f"Pythia memorization score ({s.get('pythia_prefix', 32)}-token prefix)",
          "n/a" if s.get("pythia_score") is None else f"{s['pythia_score']:.4f}"),
     ]
+    lm = facts.audit.get("lm_extraction")
+    if lm:
+        rows.append((f"lm-extraction-benchmark recall ({lm['examples']:,} drawn 50+50-token examples)",
+                     f"{lm['recall']:.4f} ({lm['exact']:,} exact)"))
     parts = [table(("metric", "value"), rows)]
     gap = extraction_gap_note(facts.audit)
     if gap:
@@ -186,9 +198,41 @@ def evaluation_section(facts: Facts) -> str:
     parts.append(f"Full results, per file and per directory: `{AUDIT_FILE}`.")
     if facts.audit_html:
         parts.append(f"A readable report is alongside: [`{AUDIT_HTML}`]({AUDIT_HTML}).")
+    margin = margin_section(facts.audit)
+    if margin:
+        parts.append(margin)
     if compression:
         parts.append(compression)
     return "\n\n".join(parts)
+
+
+def margin_section(audit: dict) -> str:
+    """The margin certificate (proof.margin): smallest gap overall and per file, and its histogram, compactly."""
+    m = audit.get("margin")
+    if not m or m.get("min_margin") is None:
+        return ""
+    at, seq = m["min_margin_at"], m["sequential"]
+    files = sorted((r for r in audit.get("files", []) if r.get("min_margin") is not None),
+                   key=lambda r: r["min_margin"])
+    shown = files[:MARGIN_FILES]
+    more = f"The {len(shown)} tightest of {len(files)} files; every file's is in `{AUDIT_FILE}`." \
+        if len(files) > len(shown) else ""
+    why = (" (LaaM's default: 2.3x the largest margin change measured between fp32 and bf16 or GGUF f16/q8_0 "
+           "inference, benchmarks/RESULTS.md)" if m["threshold"] == MIN_MARGIN else "")
+    checked = (f" The {m['low_listed']} lowest were decoded again one token at a time: {seq['agrees']} agree with "
+               f"teacher forcing, {seq['differs']} differ, {seq['diverged earlier']} diverged earlier."
+               if m["low_listed"] else "")
+    return "\n\n".join(part for part in [
+        f"### Margin certificate\n\nFor each of the {m['body_tokens']:,} body tokens, the gap between the true "
+        "token's logit and the best other one (fp32, with the context greedy regeneration gives it; negative: the "
+        f"model picks another token). Smallest: **{m['min_margin']:.3f}** (`{at['path']}` line {at.get('line', '?')}: "
+        f"{code(repr(at['true']))} over {code(repr(at['rival']))}); {m['wrong_tokens']:,} wrong; "
+        f"{m['under_threshold']:,} under the safety threshold {m['threshold']:g}{why}.{checked}",
+        table(("file", "smallest margin", "tokens under threshold"),
+              [(f"`{r['path']}`", f"{r['min_margin']:.3f}", r.get("under_safe_margin", "n/a")) for r in shown]),
+        more,
+        table(("margin", *m["histogram"]["bins"]), [("body tokens", *(f"{c:,}" for c in m["histogram"]["counts"]))]),
+    ] if part)
 
 
 def reproduce_section(facts: Facts) -> str:
