@@ -105,12 +105,12 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     import gguf
     from safetensors.numpy import load_file
 
-    from laam.model.info import read_model_info
+    from laam.model.info import INFO_FILE, read_model_info
     from laam.publish.facts import model_name
 
     folder = Path(folder)
     if dtype not in GGUF_DTYPES:
-        raise LaamError(f"unknown GGUF dtype {dtype!r}: use {' or '.join(GGUF_DTYPES)}")
+        raise LaamError(f"unknown GGUF dtype {dtype!r}: use one of {', '.join(GGUF_DTYPES)}")
     check_model_folder(folder, require_info=False)  # refuses pickled weights and a tokenizer not the model's
     for needed in ("config.json", "tokenizer.json"):
         if not (folder / needed).is_file():
@@ -124,7 +124,7 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     if not weights:
         raise LaamError(f"no *.safetensors weights in {folder}")
     tokenizer_json = json.loads((folder / "tokenizer.json").read_text())
-    policy = read_model_info(folder).policy
+    policy = read_model_info(folder).policy if (folder / INFO_FILE).is_file() else None  # the window, if recorded
     out = Path(out) if out else folder / f"{model_name(folder)}.gguf"
 
     n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
@@ -148,8 +148,9 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     writer.add_vocab_size(config["vocab_size"])
     writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                           "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype])
-    writer.add_uint32("laam.context", policy.context)  # the sliding window regenerate_gguf.py applies
-    writer.add_uint32("laam.stride", policy.stride)
+    if policy is not None:  # the sliding window regenerate_gguf.py applies
+        writer.add_uint32("laam.context", policy.context)
+        writer.add_uint32("laam.stride", policy.stride)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("gpt-2")  # ByteLevel(use_regex=True): GPT-2's split regex, no prefix space
     writer.add_token_list(tokens)
