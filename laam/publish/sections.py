@@ -285,8 +285,9 @@ def transformers_usage(facts: Facts, where: str, long: CorpusFile, short: Corpus
         transformers = (f"This folder has no `{CUSTOM_GENERATE_FILE}` (it was written by an older laam), so stock "
                         f"transformers brings back only files that fit in the context; `laam generate` slides.")
     else:
-        transformers = f"""With 🤗 transformers. The model reads at most {context} tokens; past that, it was trained to
-drop the {stride} oldest tokens and read the rest again. That decoding loop ships here as
+        here = " (the examples run from this folder)" if where == "." else ""
+        transformers = f"""With 🤗 transformers{here}. The model reads at most {context} tokens; past that, it was
+trained to drop the {stride} oldest tokens and read the rest again. That decoding loop ships here as
 [`{CUSTOM_GENERATE_FILE}`]({CUSTOM_GENERATE_FILE}) (torch and transformers only; read it before you run it):
 with `trust_remote_code=True`, `pipeline` and `generate` use it, and a file's path brings back the whole file:
 
@@ -321,7 +322,7 @@ This {prints(facts, short)}."""
 
 def llama_usage(facts: Facts, gguf_name: str, long: CorpusFile, short: CorpusFile | None) -> str:
     """llama.cpp: regenerate_gguf.py (written beside the GGUF) slides; plain llama-cpp-python for files that fit."""
-    llama = f"""With llama.cpp: `laam export gguf --model {facts.folder}` writes `{gguf_name}` and, beside it,
+    llama = f"""With llama.cpp: `laam export gguf --model .` writes `{gguf_name}` here and, beside it,
 `regenerate_gguf.py` (llama-cpp-python and the standard library only), which reads the file with the same sliding
 window:
 
@@ -349,5 +350,6 @@ This {prints(facts, short)}."""
 
 def loading_section(facts: Facts, config: CardConfig, gguf_name: str) -> str:
     long, short = usage_examples(facts)
-    return (transformers_usage(facts, config.repo_id or str(facts.folder), long, short) + "\n\n"
+    # a local card's examples run from this folder ("."); with --repo-id they load from the Hub
+    return (transformers_usage(facts, config.repo_id or ".", long, short) + "\n\n"
             + llama_usage(facts, gguf_name, long, short))
