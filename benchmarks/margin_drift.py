@@ -34,11 +34,6 @@ from laam.model.folder import load_model
 from laam.model.info import load_training_corpus
 
 
-def body_positions(ids: list[int], body_start: int, policy) -> list[tuple[int, int, int]]:
-    """(window start, window end, first body target) of every window that scores a body token."""
-    return [(s, e, max(f, body_start)) for s, e, f in policy.windows(len(ids)) if e - s >= 2 and e > body_start]
-
-
 def torch_logits(model, records, starts, policy, context=contextlib.nullcontext) -> np.ndarray:
     """[body tokens, vocab] fp32 logits, body tokens of every record in order (laam.engine.forcing.window_logits)."""
     out = []
@@ -51,19 +46,15 @@ def torch_logits(model, records, starts, policy, context=contextlib.nullcontext)
 
 
 def gguf_logits(path: Path, records, starts, policy, threads: int) -> np.ndarray:
-    """The same logits from llama.cpp: each window evaluated from an empty KV cache at position 0."""
+    """The same logits from llama.cpp: each window evaluated from an empty KV cache at position 0
+    (laam.publish.equivalence.gguf_body_logits, which the equivalence matrix's margins use too)."""
     import llama_cpp
+
+    from laam.publish.equivalence import gguf_body_logits
 
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=policy.context, n_batch=policy.context, n_threads=threads,
                           logits_all=True, verbose=False)
-    out = []
-    for ids, start in zip(records, starts):
-        for s, e, first in body_positions(ids, start, policy):
-            llm.reset()
-            llm.eval(ids[s:e - 1])
-            scores = np.array(llm.scores[:e - 1 - s])  # a copy: llama-cpp-python reuses the buffer
-            out.append(scores[first - 1 - s:])
-    return np.concatenate(out)
+    return gguf_body_logits(llm, records, starts, policy)
 
 
 def quantize_q8_0(source: Path, target: Path, threads: int) -> Path:

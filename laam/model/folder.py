@@ -1,8 +1,10 @@
 """The model folder: written once at the end of training, read by every later stage through one loader.
 
 A folder is what stock transformers writes with `save_pretrained` (config.json, model.safetensors,
-generation_config.json, the tokenizer) plus `laam.json` (model.info). Weights are read from safetensors
-only: a pickled `pytorch_model.bin` can run code when loaded, so it is refused. Before any stage uses a
+generation_config.json, the tokenizer) plus `laam.json` (model.info) and `custom_generate/generate.py`,
+LaaM's sliding-window decoding loop for stock transformers (`trust_remote_code=True`; its source is
+laam/model/custom_generate/generate.py). Weights are read from safetensors only: a pickled
+`pytorch_model.bin` can run code when loaded, so it is refused. Before any stage uses a
 folder, `check_model_folder` checks that its parts belong together (the tokenizer's vocabulary and
 markers against the model's config and weights, and tokenizer.json against the SHA-256 laam.json
 recorded when the model was saved): a foreign tokenizer of the same size would otherwise give
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +23,7 @@ from pathlib import Path
 import torch
 
 from laam.data.records import END_FILE, PAD, START_FILE
-from laam.data.tokenizer import load_tokenizer, special_ids, tokenizer_sha256
+from laam.data.tokenizer import encode_records, load_tokenizer, special_ids, tokenizer_sha256
 from laam.errors import LaamError
 from laam.io import atomic_folder
 from laam.model.attention import attention_for
@@ -29,22 +32,35 @@ from laam.model.weights import safetensors_shapes, weight_files
 from laam.windows import WindowPolicy
 
 WEIGHTS_FILE = "model.safetensors"
+CUSTOM_GENERATE = Path(__file__).parent / "custom_generate" / "generate.py"
+CUSTOM_GENERATE_FILE = "custom_generate/generate.py"  # where transformers looks for it in a model folder
+
+
+def generation_config(config, policy: WindowPolicy, longest_record: int):
+    """Greedy, stop at <|end_file|>, room for the longest training file (+ a margin, so that no file is cut
+    silently), and the window rule custom_generate/generate.py reads (laam_context, laam_stride)."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
+        do_sample=False, max_new_tokens=longest_record + max(policy.context, longest_record // 4),
+        laam_context=policy.context, laam_stride=policy.stride)
 
 
 def save_model_folder(model, tokenizer, corpus, policy: WindowPolicy, out: Path, training: dict) -> Path:
-    """A stock transformers model folder (+ laam.json) that pipeline('text-generation', out) loads."""
-    from transformers import GenerationConfig
+    """A stock transformers model folder (+ laam.json) that pipeline('text-generation', out) loads; with
+    trust_remote_code=True it regenerates files of any length (custom_generate/generate.py)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a one-file model
-    config = model.config
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
-        do_sample=False, max_new_tokens=max(1, policy.context // 2))
+    longest = max(len(ids) for ids in encode_records(tokenizer, corpus.records()))
+    model.generation_config = generation_config(model.config, policy, longest)
     with atomic_folder(Path(out)) as scratch:
         model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
         write_model_info(scratch, corpus, policy, training)
+        (scratch / CUSTOM_GENERATE_FILE).parent.mkdir()
+        shutil.copyfile(CUSTOM_GENERATE, scratch / CUSTOM_GENERATE_FILE)
     return Path(out)
 
 

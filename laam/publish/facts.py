@@ -69,7 +69,7 @@ class Facts:
     parameters: int
     tensors: dict[str, list[int]]  # name -> shape, from the safetensors header
     vocab_size: int
-    data_tokens: int
+    record_tokens: dict[str, int]  # path -> tokens of its training record (markers included)
     laam_version: str  # of the code that trained the model (as recorded, else this one)
     git_commit: str | None  # of the code that trained the model, if the run recorded it
     card_commit: str  # of the code writing the card now ("unknown" outside a git checkout)
@@ -83,6 +83,10 @@ class Facts:
     @property
     def training(self) -> dict:
         return self.info.training
+
+    @property
+    def data_tokens(self) -> int:
+        return sum(self.record_tokens.values())
 
     @property
     def data_bytes(self) -> int:
@@ -167,7 +171,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
         folder=folder, name=model_name(folder),
         info=info, corpus=corpus, config=model_config, parameters=sum(_number(s) for s in tensors.values()),
         tensors=tensors, vocab_size=len(tokenizer),
-        data_tokens=sum(len(ids) for ids in encode_records(tokenizer, corpus.records())),
+        record_tokens={f.path: len(ids) for f, ids in zip(corpus.files, encode_records(tokenizer, corpus.records()))},
         laam_version=info.training.get("laam_version", __version__),
         git_commit=info.training.get("git_commit"), card_commit=git_commit() or "unknown",
     )
@@ -207,12 +211,31 @@ def public_source(facts: Facts) -> str | None:
 
 
 def public_source_note(facts: Facts) -> str | None:
-    """The public source, said with how this run's copy relates to it."""
+    """The public source, said with how this run's copy relates to it (never a path of the training machine)."""
     url = public_source(facts)
     if url is None or url == facts.corpus.source_url:
         return url
-    return (f"{url} (this run read a copy from {facts.corpus.source_url}; its files are checked by the SHA-256 in "
-            f"{MANIFEST_FILE})")
+    return (f"{url} (this run read {source_description(facts)}; the archive's SHA-256 in {CORPUS_FILE} and each "
+            f"file's in {MANIFEST_FILE} identify the bytes it used)")
+
+
+def source_description(facts: Facts) -> str:
+    """What the training data was really read from: the URL it was downloaded from, else what kind of local copy
+    (a mirror laid out like kernel.org's, a tarball, a folder) named by its file name, without this machine's paths."""
+    corpus = facts.corpus
+    url = corpus.source_url
+    if url.startswith(("http://", "https://")):
+        return url
+    name = Path(url.removeprefix("file://")).name
+    try:
+        kernel = parse_version(corpus.config.source)
+    except LaamError:
+        kernel = None
+    if kernel is not None:
+        return f"a local mirror laid out like kernel.org's pub/linux/kernel/ (`{kernel.folder}/{name}`)"
+    if corpus.source_sha256 != "NOASSERTION":
+        return f"a local tarball (`{name}`) of unrecorded origin"
+    return f"a local folder of unpacked source (`{name}`) of unrecorded origin"
 
 
 def dataset_name(facts: Facts) -> str:

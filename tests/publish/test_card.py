@@ -288,7 +288,8 @@ def test_push_dry_run_lists_the_artefacts_only(carded, tmp_path):
     listed = {line.split()[-1] for line in result.output.splitlines() if line.startswith("  ")}
     expected = {"README.md", "bom.cdx.json", "mof.yml", "manifest.jsonl", "corpus.json", "audit.json", "audit.html",
                 "model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
-                "tokenizer_config.json", "laam.json", "training_curve.png", "metrics.jsonl"}
+                "tokenizer_config.json", "laam.json", "training_curve.png", "metrics.jsonl",
+                "custom_generate/generate.py"}  # the sliding-window loop transformers runs with trust_remote_code
     assert listed == expected
     assert "nothing uploaded" in result.output and "warning" not in result.output
 
