@@ -480,3 +480,49 @@ def test_tensorboard_tracker_gets_the_same_metrics(tiny_corpus, tiny_tokenizer_d
     logged = {e.step: e.value for e in board.Scalars("loss")}
     assert logged.keys() == losses.keys() and all(logged[s] == pytest.approx(losses[s], rel=1e-6) for s in losses)
     assert {e.step for e in board.Scalars("memorized")} == {r["step"] for r in rows if "memorized" in r}
+
+
+def test_replay_and_adaptive_decay_are_part_of_what_resume_checks():
+    """They decide the weights, so turning them on or off at --resume is refused unless allowed; a checkpoint written
+    before they existed (no such keys) resumes unchanged with their defaults."""
+    from laam.train.resume import check_resume, run_identity
+
+    def identity(**settings):
+        return run_identity(TINY_MODEL, tiny_train_config(**settings), "corpus", "tokenizer", 100, None)
+
+    before = identity()
+    assert "replay" not in before and "decay_at" not in before
+    assert check_resume(before, identity(), (), "here") == {}
+    with pytest.raises(LaamError, match=r"replay False -> True|replay None -> True"):
+        check_resume(before, identity(replay=True), (), "here")
+    assert check_resume(before, identity(replay=True), ("replay",), "here") == {"replay": [None, True]}
+    with pytest.raises(LaamError, match="decay_at"):
+        check_resume(identity(decay_at=0.9), identity(), (), "here")  # set back to the default: still a change
+
+
+def test_linux_cpu_preset_trains_in_resumable_slices(tmp_path):
+    """`laam train --preset linux-cpu --max-time N`, then `--resume --max-time N` again: each slice ends with a
+    checkpoint and a model folder and the next goes on from it, making the uninterrupted run's steps (here on a
+    4 KB slice, slices of one step)."""
+    from typer.testing import CliRunner
+
+    from laam.cli import app
+    from tests.conftest import TARBALL
+
+    common = ["train", str(TARBALL), "--cache", str(tmp_path / "cache"), "--preset", "linux-cpu", "--include",
+              "linux/lib/", "--exclude", "linux/lib/malloc.c", "--threads", "1", "--no-verify", "--eval-every", "2",
+              "--log-every", "1", "-q"]
+    for i in range(3):
+        result = CliRunner().invoke(app, [*common, "--max-time", "0.000001", "--out", str(tmp_path / "sliced")]
+                                    + (["--resume"] if i else []))
+        assert result.exit_code == 0, result.output
+    whole = CliRunner().invoke(app, [*common, "--max-steps", "3", "--out", str(tmp_path / "whole")])
+    assert whole.exit_code == 0, whole.output
+    sliced, straight = run_rows(tmp_path / "sliced")[0], run_rows(tmp_path / "whole")[0]
+    assert [s for s, _ in sliced] == [1, 2, 3]
+    assert np.allclose([v for _, v in sliced], [v for _, v in straight], rtol=1e-6, atol=0)
+    from laam.model.info import read_model_info
+
+    training = read_model_info(tmp_path / "sliced" / "model").training
+    assert training["status"] == "max-time" and training["steps"] == 3
+    assert training["model_config"]["context"] == 384 and training["train_config"]["until_memorized"] is True
