@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Train all of Linux 1.0 on one GPU until every file is memorized; print time-to-100%.
+# Train all of Linux 1.0 on one GPU until every file is memorized; print time-to-100%, then (if memorized)
+# audit it and write its card, so that one run on a lent GPU gives every figure.
 #
 # Runs unattended on a fresh 1-GPU Linux box with the repo checked out:
 #   bash benchmarks/gpu_memorize.sh
+# Tested on CPU with a tiny slice (tests/train/test_gpu_script.py does this):
+#   PYTHON=.venv/bin/python PRESET=tiny LAAM_SOURCE=path/to/linux-1.0.tar.xz bash benchmarks/gpu_memorize.sh
 # Settings (environment):
 #   PYTHON        interpreter to use (default: python3 if it imports torch, else a new .venv-gpu with pip's torch)
 #   LAAM_SOURCE   kernel version or tarball path (default 1.0)   LAAM_MIRROR  mirror URL or folder
 #   PRESET        laam preset (default linux-gpu)                MAX_TIME     seconds before giving up (default 0: none)
 #   RUN_DIR       run folder (default runs/gpu-memorize)          EXTRA        more `laam train` flags
+#   LAAM_CACHE    cache folder (default RUN_DIR/../cache)         AUDIT        1 (default): audit + card when memorized
+#   COMPRESS      1: also code the corpus under the model (laam compress; slow: off by default)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -29,10 +34,12 @@ import torch
 print("== torch", torch.__version__, "| cuda", torch.cuda.is_available(),
       "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "NO GPU: this will be slow")
 EOF
+"$PY" "$ROOT/benchmarks/machine.py" | sed 's/^/== /'
 
 RUN_DIR="${RUN_DIR:-runs/gpu-memorize}"
 PRESET="${PRESET:-linux-gpu}"
-ARGS=("${LAAM_SOURCE:-1.0}" --preset "$PRESET" --out "$RUN_DIR" --overwrite --until-memorized --verify)
+CACHE="${LAAM_CACHE:-$(dirname "$RUN_DIR")/cache}"
+ARGS=("${LAAM_SOURCE:-1.0}" --preset "$PRESET" --out "$RUN_DIR" --cache "$CACHE" --overwrite --until-memorized --verify)
 [ -n "${LAAM_MIRROR:-}" ] && ARGS+=(--mirror "$LAAM_MIRROR")
 [ "${MAX_TIME:-0}" != "0" ] && ARGS+=(--max-time "$MAX_TIME")
 # shellcheck disable=SC2206
@@ -73,5 +80,32 @@ else:
 if info.get("regeneration"):
     g = info["regeneration"]
     print(f"regeneration   {g['exact']} of {g['files']} files byte-exact from their path prompt")
+print(f"status         {info.get('status', 'no model folder')}")
 EOF
+
+MEMORIZED=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['training']['status'])" \
+    "$RUN_DIR/model/laam.json" 2>/dev/null || echo none)
+if [ "$MEMORIZED" = "memorized" ] && [ "${COMPRESS:-0}" = "1" ]; then
+    echo "== laam compress"
+    "$PY" -m laam compress --model "$RUN_DIR/model" --cache "$CACHE" --out "$RUN_DIR/model/corpus.laamz" -q || STATUS=$?
+fi
+if [ "$MEMORIZED" = "memorized" ] && [ "${AUDIT:-1}" = "1" ]; then
+    echo "== laam audit and laam card"
+    START=$(date +%s)
+    "$PY" -m laam audit --model "$RUN_DIR/model" --cache "$CACHE" -q > /dev/null || STATUS=$?
+    "$PY" -m laam card --model "$RUN_DIR/model" --cache "$CACHE" -q > /dev/null || STATUS=$?
+    echo "== audit and card took $(( $(date +%s) - START )) s"
+    "$PY" - "$RUN_DIR/model" <<'EOF'
+import json, pathlib, sys
+model = pathlib.Path(sys.argv[1])
+summary = json.loads((model / "audit" / "audit.json").read_text())["summary"]
+print("audit          " + ", ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, (dict, list))))
+coded = model / "compression.json"
+if coded.is_file():
+    c = json.loads(coded.read_text())
+    print(f"compression    {c['bits_per_byte']['decodable']:.4f} bits per byte decodable; xz -9e "
+          f"{c['baselines']['same_bytes']['xz -9e']['bits_per_byte']:.3f} on the same bytes")
+print(f"card           {model / 'README.md'}")
+EOF
+fi
 exit $STATUS

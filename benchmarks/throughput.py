@@ -6,7 +6,9 @@ the labels — as the original did (/work/shared/ORIGINAL.md). Its own setting i
 `accelerate launch`, which on CPU means 1 thread; its best CPU setting is float32 with all threads.
 LaaM: the engine on the same model and corpus, stride = context (non-overlapping 512-token windows, like the
 original's chunks, so each token is processed once per epoch), float32, all threads, allocator settings.
-Both sides report non-pad tokens per second of training steps (first `--warmup` steps excluded).
+Both sides report non-pad tokens per second of training steps (first `--warmup` steps excluded). Besides the
+ratios against the original's own and best settings, the like-for-like ratios compare both sides in float32 at
+the same thread count (1, and all cores).
 
     PYTHONPATH=. python benchmarks/throughput.py --steps 6
 """
@@ -21,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 TARBALL = ROOT.parent / "shared" / "data" / "kernel-mirror" / "v1.0" / "linux-1.0.tar.xz"
@@ -145,13 +149,15 @@ def main():
         return
     args.tokenizer = tokenizer_dir(args)
     cores = os.cpu_count() or 1
-    print(f"machine: {cores} cores; torch threads per side as listed; corpus {args.include or 'all of Linux 1.0'} "
+    print(describe())
+    print(f"{cores} cores; torch threads per side as listed; corpus {args.include or 'all of Linux 1.0'} "
           f"(filter original); batch {args.batch} x 512; {args.steps} timed steps after {args.warmup}")
     plan = [("original, its own setting (bf16, accelerate launch: 1 thread)", "hf", True, 1, False),
             ("original, float32, 1 thread", "hf", False, 1, False),
             (f"original, float32, {cores} threads (its best)", "hf", False, cores, False),
             (f"laam train, bf16, {cores} threads", "laam", True, cores, True),
-            (f"laam train, float32, {cores} threads", "laam", False, cores, True)]
+            (f"laam train, float32, {cores} threads", "laam", False, cores, True),
+            ("laam train, float32, 1 thread", "laam", False, 1, True)]
     results = {}
     for name, side, bf16, threads, allocator in plan:
         results[name] = run_side(args, side, bf16, threads, allocator)
@@ -164,6 +170,10 @@ def main():
     print(f"ratio laam float32 / original's own setting: {ours / own:.2f}x (goal >= 5x)")
     print(f"ratio laam float32 / original's best setting: {ours / best:.2f}x (goal >= 2x)")
     print(f"ratio laam bf16 / original bf16: {ours_bf16 / own:.2f}x")
+    one = results[names[5]]["tokens_per_s"] / results[names[1]]["tokens_per_s"]
+    print(f"like for like, float32, 1 thread each: laam / original {one:.2f}x")
+    many = ours / results[names[2]]["tokens_per_s"]
+    print(f"like for like, float32, {cores} threads each: laam / original {many:.2f}x")
 
 
 if __name__ == "__main__":

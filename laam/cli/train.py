@@ -81,6 +81,10 @@ def train_command(
     warmup_steps: Annotated[int | None, typer.Option(help="Linear warm-up steps.")] = None,
     schedule: Annotated[str | None, typer.Option(help="LR decay after warm-up: cosine, linear, constant.")] = None,
     decay_steps: Annotated[int | None, typer.Option(help="Steps to decay over (0: the whole planned run).")] = None,
+    decay_at: Annotated[float | None, typer.Option(help="Hold the peak LR until a memorization check reaches this "
+                                                   "fraction of body tokens, then decay over --decay-epochs "
+                                                   "(0: decay over the whole planned run).")] = None,
+    decay_epochs: Annotated[float | None, typer.Option(help="Epochs the decay lasts with --decay-at.")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
     grad_clip: Annotated[float | None, typer.Option(help="Gradient norm clip (0: off).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for initialisation and data order.")] = None,
@@ -97,6 +101,15 @@ def train_command(
                                                      "fp32), so bf16 or GGUF f16/q8_0 inference gives the same "
                                                      "tokens; 0: right is enough (default 1.0).")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between memorization checks.")] = None,
+    replay: Annotated[bool | None, typer.Option("--replay/--no-replay", help="Error-focused replay: after each "
+                                                "memorization check, draw the windows it found wrong (or right by a "
+                                                "small margin) more often and rehearse the rest less.")] = None,
+    replay_wrong: Annotated[float | None, typer.Option(help="Draws per round of a window with a wrong body token "
+                                                       "(default 4).")] = None,
+    replay_margin: Annotated[float | None, typer.Option(help="Logit margin under which a right window is drawn "
+                                                        "once per round (default 2).")] = None,
+    replay_rest: Annotated[float | None, typer.Option(help="Chance per round that any other window is rehearsed "
+                                                      "(default 0.25).")] = None,
     save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
     log_every: Annotated[int | None, typer.Option(help="Steps between metrics.jsonl rows (default 10).")] = None,
     eval_batch_size: Annotated[int | None, typer.Option(help="Windows per batch in the memorization check.")] = None,
@@ -124,8 +137,10 @@ def train_command(
         precision=precision).items() if v is not None}
     values = dict(batch_size=batch_size, micro_batch_size=micro_batch_size, lr=lr, min_lr_ratio=min_lr_ratio,
                   warmup_steps=warmup_steps, schedule=schedule, decay_steps=decay_steps, weight_decay=weight_decay,
+                  decay_at=decay_at, decay_epochs=decay_epochs,
                   grad_clip=grad_clip, seed=seed, epochs=epochs, max_steps=max_steps, max_time=max_time,
                   until_memorized=until_memorized, target=target, min_margin=min_margin, eval_every=eval_every,
+                  replay=replay, replay_wrong=replay_wrong, replay_margin=replay_margin, replay_rest=replay_rest,
                   save_every=save_every, log_every=log_every, eval_batch_size=eval_batch_size, loss_chunk=loss_chunk,
                   keep_checkpoints=keep_checkpoints, compile=compile_, threads=threads, verify=verify,
                   report_to=report_to or None)

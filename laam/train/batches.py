@@ -61,3 +61,62 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The shuffled window order of one epoch: a pure function of (seed, epoch), so resuming needs only the
     epoch and the position within it."""
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+class WindowSampler:
+    """Which windows each optimizer step trains on: uniform epochs, then (with replay) error-focused rounds.
+
+    Uniform: one permutation of all windows per epoch (epoch_order), `batch_size` windows a step, so the
+    data position is the step number. Error-focused replay: after each memorization check the check's
+    per-window result sets how often each window is drawn per round — `wrong` times for a window with a
+    wrong body token, once for one whose smallest body margin (logit of the right token minus the best
+    other) is under `margin`, and with probability `rest` for the others — and rounds (each a shuffle of
+    those draws, a pure function of seed, the check's step and the round number) follow one another
+    until the next check. The state that resume needs is the last plan's step and weights (state_dict).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, replay: bool = False, wrong: float = 4.0,
+                 margin: float = 2.0, rest: float = 0.25):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.replay, self.wrong, self.margin, self.rest = replay, wrong, margin, rest
+        self.plan_step = -1  # step of the check whose result drives sampling; -1: uniform epochs
+        self.weights = np.ones(n)
+        self._rounds: list[np.ndarray] = []  # rounds of the current plan generated so far
+        self._ends: list[int] = []  # cumulative draws at the end of each round
+
+    def indices(self, step: int) -> np.ndarray:
+        """The global batch of optimizer step `step` (0-based): `batch_size` window indices."""
+        if self.plan_step < 0:
+            stream = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+            epochs = stream // self.n
+            return np.concatenate([epoch_order(self.n, self.seed, e)[stream[epochs == e] % self.n]
+                                   for e in np.unique(epochs)])
+        first = (step - self.plan_step) * self.batch_size
+        while not self._ends or self._ends[-1] < first + self.batch_size:
+            self._rounds.append(self._round(len(self._rounds)))
+            self._ends.append((self._ends[-1] if self._ends else 0) + len(self._rounds[-1]))
+        r = int(np.searchsorted(self._ends, first, side="right"))  # the round holding draw `first`
+        offset = first - (self._ends[r - 1] if r else 0)
+        return np.concatenate(self._rounds[r:])[offset:offset + self.batch_size]
+
+    def _round(self, number: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.plan_step, number])
+        whole = np.floor(self.weights).astype(np.int64)
+        counts = whole + (rng.random(self.n) < self.weights - whole)
+        draws = np.repeat(np.arange(self.n), counts)
+        return rng.permutation(draws if len(draws) else np.arange(self.n))
+
+    def update(self, step: int, wrong: np.ndarray, margin: np.ndarray) -> None:
+        """A memorization check at `step` measured, per window, wrong body tokens and the smallest body margin."""
+        if not self.replay:
+            return
+        self.weights = np.where(np.asarray(wrong) > 0, self.wrong,
+                                np.where(np.asarray(margin) < self.margin, 1.0, self.rest)).astype(np.float64)
+        self.plan_step, self._rounds, self._ends = step, [], []
+
+    def state_dict(self) -> dict:
+        return {"plan_step": self.plan_step, "weights": torch.from_numpy(self.weights.copy())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.plan_step, self.weights = int(state["plan_step"]), state["weights"].numpy().astype(np.float64)
+        self._rounds, self._ends = [], []

@@ -31,8 +31,9 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_STEP.match(p.name)[1]))
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, keep: int) -> Path:
-    """Save step `state["step"]` and keep only the newest `keep` checkpoints."""
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, keep: int, sampler=None) -> Path:
+    """Save step `state["step"]` and keep only the newest `keep` checkpoints (sampler: train.batches.WindowSampler,
+    whose state is sampler.pt)."""
     from safetensors import SafetensorError
     from safetensors.torch import save_model
 
@@ -47,6 +48,8 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, kee
             if torch.cuda.is_available():
                 rng["cuda"] = torch.cuda.get_rng_state_all()
             torch.save(rng, scratch / "rng.pt")
+            if sampler is not None:
+                torch.save(sampler.state_dict(), scratch / "sampler.pt")
             (scratch / "state.json").write_text(json.dumps(state, indent=1))
             manifest = {path.name: {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
                         for path in sorted(scratch.iterdir()) if path.is_file()}  # every file, whatever it holds
@@ -85,7 +88,7 @@ def read_state(folder: Path) -> dict:
     return json.loads((Path(folder) / "state.json").read_text())
 
 
-def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
+def load_checkpoint(folder: Path, model, optimizer, scheduler, sampler=None) -> dict:
     from safetensors.torch import load_model
 
     load_model(model, str(folder / "model.safetensors"))
@@ -95,6 +98,8 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+    if sampler is not None and (folder / "sampler.pt").is_file():  # checkpoints before replay have none: uniform
+        sampler.load_state_dict(torch.load(folder / "sampler.pt", weights_only=True))
     return read_state(folder)
 
 

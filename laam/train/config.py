@@ -24,6 +24,10 @@ class TrainConfig:
     warmup_steps: int = 50
     schedule: str = "cosine"  # cosine | linear | constant, after the warm-up
     decay_steps: int = 0  # steps over which the LR decays; 0: the whole planned run (epochs or max_steps)
+    # hold the peak LR until a memorization check reaches decay_at of body tokens, then decay over decay_epochs
+    # (at the latest so that the decay ends with the planned run); 0: decay over the whole planned run
+    decay_at: float = 0.0
+    decay_epochs: float = 10.0
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.95
@@ -31,13 +35,20 @@ class TrainConfig:
     seed: int = 0
     epochs: float = 100.0  # LR-decay horizon and stop; with until_memorized, up to 2x as long at the final LR
     max_steps: int = 0  # 0: from epochs
-    max_time: float = 0.0  # seconds of wall time (including resumed runs); 0: no limit
+    max_time: float = 0.0  # seconds of wall time of this invocation (a resumed run gets its own); 0: no limit
     until_memorized: bool = False  # stop when the memorization check reaches `target`
     target: float = 1.0  # body-token greedy accuracy that counts as memorized
     # with until_memorized: stop only when body tokens are right by at least this logit gap (top-1 minus runner-up,
     # fp32), so bf16 or quantized inference cannot flip them; 0: right is enough
     min_margin: float = MIN_MARGIN
     eval_every: int = 100  # steps between memorization checks (0: only at the end)
+    # error-focused replay (train.batches.WindowSampler): after each check, per round a window with a wrong body
+    # token is drawn replay_wrong times, one right by a logit margin under replay_margin once, the others with
+    # probability replay_rest
+    replay: bool = False
+    replay_wrong: float = 4.0
+    replay_margin: float = 2.0
+    replay_rest: float = 0.25
     eval_batch_size: int = 64
     log_every: int = 10
     save_every: int = 500  # steps between checkpoints (0: only at the end and on interruption)
@@ -54,6 +65,10 @@ class TrainConfig:
             raise LaamError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.batch_size < 1 or self.lr <= 0:
             raise LaamError("batch size and learning rate must be positive")
+        if self.replay_wrong < 0 or self.replay_rest < 0:
+            raise LaamError("replay weights must be zero or positive")
+        if not 0 <= self.decay_at < 1 or self.decay_epochs <= 0:
+            raise LaamError("decay-at must be in [0, 1) and decay-epochs positive")
         if not self.min_margin >= 0:
             raise LaamError(f"min margin must be at least 0 (a logit gap), got {self.min_margin}")
 
@@ -62,17 +77,32 @@ class TrainConfig:
         return strict_from_dict(cls, data, "training")
 
 
-def lr_lambda(config: TrainConfig, decay_steps: int):
-    """Linear warm-up, then cosine/linear decay to min_lr_ratio at decay_steps, flat after."""
+def lr_lambda(config: TrainConfig, decay_steps: int, decay: DecayStart | None = None):
+    """Linear warm-up, then cosine/linear decay to min_lr_ratio at decay_steps, flat after. With `decay` (the
+    adaptive schedule, config.decay_at), the LR holds at the peak until decay.step, then decays over
+    decay.length steps; before anything set decay.step, the decay is planned to end at decay_steps."""
     def factor(step: int) -> float:
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
         if config.schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - config.warmup_steps) / max(1, decay_steps - config.warmup_steps))
+        if decay is not None:
+            begin = min(decay.step if decay.step is not None else decay_steps, decay_steps - decay.length)
+            begin = max(begin, config.warmup_steps)
+            progress = min(1.0, max(0, step - begin) / max(1, decay.length))
+        else:
+            progress = min(1.0, (step - config.warmup_steps) / max(1, decay_steps - config.warmup_steps))
         shape = 0.5 * (1 + math.cos(math.pi * progress)) if config.schedule == "cosine" else 1 - progress
         return config.min_lr_ratio + (1 - config.min_lr_ratio) * shape
     return factor
+
+
+@dataclass
+class DecayStart:
+    """When the adaptive schedule's decay begins (None: not yet) and how many steps it lasts; the trainer sets
+    `step` at the first check that reaches config.decay_at, and a checkpoint carries it."""
+    length: int
+    step: int | None = None
 
 
 def planned_steps(config: TrainConfig, n_windows: int) -> int:

@@ -1,8 +1,9 @@
 """The training loop: accelerate, one optimizer step per batch of windows, checks, checkpoints, faults.
 
-One optimizer step consumes `batch_size` windows of a stream made of one shuffled permutation of
-all windows per epoch (train.batches.epoch_order), so the data position is just the step number:
-resuming needs the step, the weights, the optimizer/scheduler state and the RNG, nothing else.
+One optimizer step consumes `batch_size` windows chosen by train.batches.WindowSampler: one shuffled
+permutation of all windows per epoch, or, with error-focused replay, rounds weighted by the last
+memorization check. The data position is a pure function of the step and the sampler's state, so
+resuming needs the step, the weights, the optimizer/scheduler/sampler state, the last check and the RNG.
 Each process takes a contiguous slice of the global batch, and the loss is the sum over scored
 tokens divided by the global count of scored tokens, so N processes compute the same update as one
 process with the same global batch.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -32,13 +32,16 @@ from laam.model.config import ModelConfig, build_model, count_parameters
 from laam.model.folder import WEIGHTS_FILE, check_model_folder, save_model_folder, weights_fingerprint
 from laam.progress import console, train_bar
 from laam.provenance import git_commit
-from laam.train.batches import IGNORE, WindowSet, epoch_order
+from laam.train.ambiguity import ambiguous_positions, describe
+from laam.train.batches import IGNORE, WindowSampler, WindowSet
 from laam.train.checkpoint import load_checkpoint, save_checkpoint
-from laam.train.config import TrainConfig, lr_lambda, planned_steps
+from laam.train.config import DecayStart, TrainConfig, lr_lambda, planned_steps
 from laam.train.loss import WindowLoss
 from laam.train.memorization import measure_memorization, reached, summarize, verify_records
 from laam.train.metrics import TRACKERS, Metrics, plot_metrics
 from laam.train.resume import resume_from, run_identity
+from laam.train.signals import StopSignal
+from laam.train.threads import set_threads
 
 
 @dataclass
@@ -51,31 +54,6 @@ class TrainResult:
     seconds: float
     memorization: dict
     regeneration: dict | None = None  # proof.regenerate.verify_records' figures when TrainConfig.verify
-
-
-class StopSignal:
-    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the end of the step and exits cleanly."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self.previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self.previous[sig] = signal.signal(sig, self.handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def handle(self, signum, frame):
-        if self.received is not None:  # a second Ctrl-C: give up at once
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def make_accelerator(model_config: ModelConfig, config: TrainConfig, run_dir: Path):
@@ -111,8 +89,7 @@ class Trainer:
         self.world, self.rank = accelerator.num_processes, accelerator.process_index
         if config.batch_size % self.world:
             raise LaamError(f"batch size {config.batch_size} is not divisible by {self.world} processes")
-        if accelerator.device.type == "cpu":
-            torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // self.world))
+        self.tuner = set_threads(accelerator.device.type, config.threads, self.world)  # None: a fixed count
         self.tokenizer = load_tokenizer(tokenizer_dir)
         if len(self.tokenizer) != model_config.vocab_size:
             raise LaamError(f"tokenizer {tokenizer_dir} has {len(self.tokenizer)} tokens but the model expects "
@@ -126,6 +103,10 @@ class Trainer:
         if not accelerator.is_main_process:
             cache = build_token_cache(corpus, self.tokenizer, tokenizer_dir, cache_root)
         self.window_set = WindowSet(cache, model_config.policy)
+        self.sampler = WindowSampler(len(self.window_set), config.batch_size, config.seed, config.replay,
+                                     config.replay_wrong, config.replay_margin, config.replay_rest)
+        # positions whose context repeats elsewhere with another next token: no weights get them all right
+        self.ambiguous = ambiguous_positions(cache, model_config.policy) if accelerator.is_main_process else []
         self.model = build_model(model_config, special, seed=config.seed)
         if init_from is not None:  # a previous stage's weights, with a fresh optimizer (the original's recipe)
             from safetensors.torch import load_model
@@ -140,7 +121,9 @@ class Trainer:
                                            lr=config.lr, betas=(config.beta1, config.beta2))
         self.total_steps = planned_steps(config, len(self.window_set))
         decay_steps = config.decay_steps or self.total_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, decay_steps))
+        self.decay = DecayStart(math.ceil(config.decay_epochs * len(self.window_set) / config.batch_size)) \
+            if config.decay_at else None
+        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, decay_steps, self.decay))
         self.identity = run_identity(model_config, config, corpus.fingerprint(), tokenizer_sha256(tokenizer_dir),
                                      decay_steps, weights_fingerprint(init_from)[0] if init_from else None)
         if config.until_memorized and not config.max_steps:
@@ -152,9 +135,11 @@ class Trainer:
         self.loss_module, self.optimizer, scheduler = accelerator.prepare(self.loss_module, self.optimizer, scheduler)
         # accelerate steps the scheduler once per process; ours is per optimizer step: unwrap it.
         self.schedule = scheduler.scheduler if hasattr(scheduler, "scheduler") else scheduler
-        self.state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0, "history": []}
+        self.state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0, "history": [],
+                      "decay_start": None}
         self.last_checkpoint: Path | None = None
-        self.memo: dict = {}
+        self.memo: dict = {}  # the last check's summary
+        self.scheduled_check: dict = {}  # the last scheduled check's, which steers (a final check does not)
         self.progress = progress and accelerator.is_main_process
 
     # --- resume -----------------------------------------------------------------------------------
@@ -167,10 +152,15 @@ class Trainer:
             if main:
                 console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
-        load = lambda folder: load_checkpoint(folder, self.model, self.optimizer, self.schedule)  # noqa: E731
+        load = lambda folder: load_checkpoint(folder, self.model, self.optimizer, self.schedule,  # noqa: E731
+                                              self.sampler)
         self.last_checkpoint, state, changed = resume_from(self.run_dir, self.identity, self.model_config.to_dict(),
                                                            self.allow_changes, load, report, main)
         self.state.update({k: v for k, v in state.items() if k in self.state})
+        # the check schedule, the sampler and the LR schedule go on from the last scheduled check's result
+        self.memo = self.scheduled_check = state.get("check") or {}
+        if self.decay is not None:
+            self.decay.step = self.state["decay_start"]
         if changed:
             self.state["history"] = [*self.state["history"], {"step": self.state["step"], "changed": changed}]
 
@@ -189,8 +179,11 @@ class Trainer:
             f"model: {self.parameters:,} parameters ({self.model_config.num_layers} layers, hidden "
             f"{self.model_config.hidden_size}, {self.model_config.num_heads} heads); corpus: {len(cache.paths)} "
             f"files, {cache.total_tokens:,} tokens, {len(self.window_set):,} windows of {self.model_config.context}; "
-            f"{self.world} process(es) on {accelerator.device}, {torch.get_num_threads()} thread(s) each")
-        self.start_wall = time.perf_counter() - self.state["seconds"]
+            f"{self.world} process(es) on {accelerator.device}, {self.tuner or torch.get_num_threads()} thread(s) each")
+        self.started = time.perf_counter()  # --max-time counts this invocation's time
+        self.start_wall = self.started - self.state["seconds"]
+        if self.ambiguous:
+            accelerator.print(f"warning: {describe(self.ambiguous, self.model_config.policy)}")
         status = "finished"
         self.bar = train_bar(self.progress)
         task = self.bar.add_task("train", total=self.total_steps, completed=self.state["step"], loss=float("nan"),
@@ -199,7 +192,7 @@ class Trainer:
         rate_from = (time.perf_counter(), self.state["tokens"])
         with self.bar, StopSignal() as stop:
             while self.state["step"] < self.total_steps:
-                loss, grad_norm = self.step()
+                loss, grad_norm = self.tuned_step()
                 now = time.perf_counter()
                 tps = (self.state["tokens"] - rate_from[1]) / max(1e-9, now - rate_from[0])
                 self.bar.update(task, completed=self.state["step"], loss=loss, epoch=self.epoch, tps=tps)
@@ -207,7 +200,7 @@ class Trainer:
                     self.metrics.log({"step": self.state["step"], "epoch": round(self.epoch, 4), "loss": loss,
                                       "lr": self.schedule.get_last_lr()[0], "grad_norm": grad_norm,
                                       "tokens": self.state["tokens"], "targets": self.state["targets"],
-                                      "tokens_per_s": round(tps, 1),
+                                      "tokens_per_s": round(tps, 1), "threads": torch.get_num_threads(),
                                       "train_seconds": round(self.state["train_seconds"], 3),
                                       "elapsed": round(now - self.start_wall, 2)})
                 if self.agree(stop.received is not None):
@@ -225,7 +218,7 @@ class Trainer:
                         break
                 if config.save_every and self.state["step"] % config.save_every == 0:
                     self.checkpoint()
-                if config.max_time and time.perf_counter() - self.start_wall >= config.max_time:
+                if config.max_time and time.perf_counter() - self.started >= config.max_time:
                     status = "max-time"
                     break
         self.state["seconds"] = time.perf_counter() - self.start_wall
@@ -239,14 +232,17 @@ class Trainer:
     def epoch(self) -> float:
         return self.state["step"] * self.config.batch_size / len(self.window_set)
 
+    def tuned_step(self) -> tuple[float, float]:
+        """One step, at the thread count the tuner picks (train.threads) when the count is automatic."""
+        if self.tuner is None:
+            return self.step()
+        return self.tuner.timed(self.step, lambda: (self.state["train_seconds"], self.state["tokens"]))
+
     def step(self) -> tuple[float, float]:
         """One optimizer step on the next global batch of the window stream: (loss per scored token, grad norm)."""
         config, accelerator, state = self.config, self.accelerator, self.state
-        n, world = len(self.window_set), self.world
-        first = state["step"] * config.batch_size
-        stream = np.arange(first, first + config.batch_size)
-        global_batch = np.concatenate([epoch_order(n, config.seed, e)[stream[stream // n == e] % n]
-                                       for e in np.unique(stream // n)])
+        world = self.world
+        global_batch = self.sampler.indices(state["step"])
         t0 = time.perf_counter()
         batch = self.window_set.batch(global_batch, self.pad_id)
         scored_total = int((batch["labels"] != IGNORE).sum())
@@ -298,31 +294,39 @@ class Trainer:
             every = max(1, every // 4)
         return self.state["step"] % every == 0
 
-    def evaluate(self) -> dict:
+    def evaluate(self) -> tuple[dict, np.ndarray, np.ndarray]:
+        """The check's summary, and per window the wrong body tokens and smallest body margin (all processes)."""
         counts = measure_memorization(self.model, self.window_set, self.pad_id, self.config.eval_batch_size,
                                       self.rank, self.world, self.accelerator.device, self.accelerator.autocast,
                                       self.config.min_margin)
         wrong = counts.pop("wrong_by_file")
+        windows = [self.accelerator.reduce(counts.pop(k).to(self.accelerator.device), "sum").cpu().numpy()
+                   for k in ("window_wrong", "window_margin")]  # each window was measured by one process
         lowest = self.accelerator.gather(torch.tensor([counts.pop("min_margin")], device=self.accelerator.device))
         flat = torch.cat([torch.tensor(list(counts.values())), wrong]).to(self.accelerator.device)
         flat = self.accelerator.reduce(flat, "sum").cpu()
         totals = dict(zip(counts, flat[:len(counts)].tolist()))
         return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum()),
-                          "min_margin": float(lowest.min())})
+                          "min_margin": float(lowest.min())}), *windows
 
     def evaluate_and_log(self) -> None:
-        self.memo = self.evaluate()
+        """A scheduled check: logged, and it steers the sampler and the adaptive LR decay (a final check does not)."""
+        self.memo, window_wrong, window_margin = self.evaluate()
+        self.scheduled_check = self.memo
+        self.sampler.update(self.state["step"], window_wrong, window_margin)
+        if self.decay is not None and self.decay.step is None and self.memo["memorized"] >= self.config.decay_at:
+            self.decay.step = self.state["decay_start"] = self.state["step"]  # the LR decays from here on
         row = {"step": self.state["step"], "epoch": round(self.epoch, 4), "tokens": self.state["tokens"],
                "elapsed": round(time.perf_counter() - self.start_wall, 2), **self.memo}
         self.metrics.log(row)
 
     def checkpoint(self) -> Path | None:
         self.state["seconds"] = time.perf_counter() - self.start_wall
-        saved = {**self.state, "model_config": self.model_config.to_dict(), "train_config": asdict(self.config),
-                 "identity": self.identity}
+        saved = {**self.state, "check": self.scheduled_check, "model_config": self.model_config.to_dict(),
+                 "train_config": asdict(self.config), "identity": self.identity}
         if self.accelerator.is_main_process:
             self.last_checkpoint = save_checkpoint(self.run_dir, self.model, self.optimizer, self.schedule, saved,
-                                                   self.config.keep_checkpoints)
+                                                   self.config.keep_checkpoints, self.sampler)
         self.accelerator.wait_for_everyone()
         return self.last_checkpoint
 
@@ -331,7 +335,7 @@ class Trainer:
         """Final check, last checkpoint, optional regeneration, then the model folder (run_dir/model)."""
         config, accelerator, state = self.config, self.accelerator, self.state
         if status != "memorized" and config.final_check:
-            self.memo = self.evaluate()
+            self.memo = self.evaluate()[0]
             self.metrics.log({"step": state["step"], "tokens": state["tokens"], "elapsed": round(state["seconds"], 2),
                               **self.memo})
             if config.until_memorized and reached(self.memo, config.target):
@@ -351,7 +355,8 @@ class Trainer:
                         "model_config": self.model_config.to_dict(), "train_config": asdict(config),
                         "processes": self.world, "device": str(accelerator.device), "laam_version": __version__,
                         "git_commit": git_commit(), "command": " ".join(sys.argv),
-                        "regeneration": result.regeneration, "history": state["history"], **self.facts}
+                        "regeneration": result.regeneration, "history": state["history"],
+                        "ambiguous_positions": len(self.ambiguous), **self.facts}
             save_model_folder(self.model, self.tokenizer, self.corpus, self.model_config.policy, model_dir, training)
             plot_metrics(self.metrics.path, self.run_dir / "metrics.png")
             self.bar.console.print(

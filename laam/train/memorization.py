@@ -30,6 +30,7 @@ class ForcedBatch:
     """Teacher-forced margins of one batch of windows, with where each scored target lies."""
 
     records: np.ndarray  # record index of each target
+    windows: np.ndarray  # window index (WindowSet row) of each target
     positions: np.ndarray  # its position in the record
     body: torch.Tensor  # bool: after <|end_header|> (<|end_file|> included)
     margins: Margins
@@ -52,7 +53,8 @@ def iter_margins(model, window_set: WindowSet, pad_id: int, batch_size: int = 64
         rows, columns = (t.numpy() for t in scored.nonzero(as_tuple=True))  # the row-major order of labels[scored]
         windows = window_set.rows[chunk]
         margins = Margins(*(t.cpu() for t in (margins.target, margins.predicted, margins.rival, margins.margin)))
-        yield ForcedBatch(windows[rows, 0], windows[rows, 1] + 1 + columns, batch["body"][scored], margins)
+        yield ForcedBatch(windows[rows, 0], chunk[rows], windows[rows, 1] + 1 + columns, batch["body"][scored],
+                          margins)
 
 
 def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: int = 64, rank: int = 0,
@@ -60,11 +62,15 @@ def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: 
     """Teacher-forced greedy next-token accuracy over every window (each target seen exactly as greedy
     generation sees it, see laam.windows). Body = tokens after <|end_header|>, which a path prompt must bring
     back; header tokens (which file comes next) are not predictable. Returns this process's counts (body tokens
-    right by at least `min_margin` in `body_secure`), its smallest body margin, and per file 1 where this process
-    saw a wrong body token."""
+    right by at least `min_margin` in `body_secure`), its smallest body margin, per file 1 where this process
+    saw a wrong body token, and per window (0 for windows another process measured) its wrong body tokens and
+    smallest body margin (+inf without body targets): the error-focused sampler's input (WindowSampler)."""
     counts = torch.zeros(5, dtype=torch.long)
     lowest = float("inf")
     wrong_records: set[int] = set()
+    window_wrong = np.zeros(len(window_set), dtype=np.int64)
+    window_margin = np.zeros(len(window_set))
+    window_margin[np.arange(rank, len(window_set), world)] = np.inf
     for forced in iter_margins(model, window_set, pad_id, batch_size, rank, world, device, autocast):
         correct, body, margin = forced.margins.correct, forced.body, forced.margins.margin
         secure = correct & (margin >= min_margin)
@@ -73,12 +79,16 @@ def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: 
         if body.any():
             lowest = min(lowest, float(margin[body].min()))
         wrong_records.update(forced.records[(~correct & body).numpy()].tolist())
+        in_body = body.numpy()
+        np.add.at(window_wrong, forced.windows[in_body], (~correct[body]).numpy().astype(np.int64))
+        np.minimum.at(window_margin, forced.windows[in_body], margin[body].double().numpy())
     model.train()
     wrong_files = torch.zeros(len(window_set.cache.paths), dtype=torch.long)
     wrong_files[sorted(wrong_records)] = 1
     return {"body_correct": int(counts[0]), "body_total": int(counts[1]), "all_correct": int(counts[2]),
             "all_total": int(counts[3]), "body_secure": int(counts[4]), "min_margin": lowest,
-            "wrong_by_file": wrong_files}
+            "wrong_by_file": wrong_files, "window_wrong": torch.from_numpy(window_wrong),
+            "window_margin": torch.from_numpy(window_margin)}
 
 
 def summarize(counts: dict) -> dict:

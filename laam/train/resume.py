@@ -20,6 +20,7 @@ from laam.train.checkpoint import checkpoints, newest_first, set_aside
 # TrainConfig fields that decide the weights (the others decide when to stop, log, check or save)
 TRAINING_SETTINGS = ("seed", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "schedule", "decay_steps",
                      "weight_decay", "beta1", "beta2", "grad_clip")
+LATER_SETTINGS = ("replay", "replay_wrong", "replay_margin", "replay_rest", "decay_at", "decay_epochs")
 
 
 def run_identity(model_config, config, corpus_fingerprint: str, tokenizer_sha256: str, decay_steps: int,
@@ -29,6 +30,9 @@ def run_identity(model_config, config, corpus_fingerprint: str, tokenizer_sha256
     identity = {"corpus": corpus_fingerprint, "tokenizer": tokenizer_sha256, "init_from": init_from}
     identity.update({f"model.{k}": v for k, v in model_config.to_dict().items()})
     identity.update({name: getattr(config, name) for name in TRAINING_SETTINGS})
+    defaults = type(config)()  # settings added later enter only when set, so older checkpoints resume unchanged
+    identity.update({name: getattr(config, name) for name in LATER_SETTINGS
+                     if getattr(config, name) != getattr(defaults, name)})
     identity["decay_steps"] = decay_steps
     return identity
 
@@ -40,13 +44,14 @@ def normalize(names) -> tuple[str, ...]:
 
 def changes(saved: dict, now: dict) -> dict[str, list]:
     """{setting: [saved value, current value]} for every setting that differs."""
-    return {key: [saved.get(key), now.get(key)] for key in now if saved.get(key) != now.get(key)}
+    keys = [*now, *(k for k in LATER_SETTINGS if k in saved and k not in now)]  # one set back to its default too
+    return {key: [saved.get(key), now.get(key)] for key in keys if saved.get(key) != now.get(key)}
 
 
 def check_resume(saved: dict, now: dict, allowed, where: str) -> dict[str, list]:
     """The changes between a checkpoint's identity and this run's that `allowed` permits; any other is an error."""
     allowed = normalize(allowed)
-    unknown = [a for a in allowed if a not in now and a != "model"]
+    unknown = [a for a in allowed if a not in now and a not in LATER_SETTINGS and a != "model"]
     if unknown:
         raise LaamError(f"--allow-change {', '.join(unknown)}: not a setting; use one of {', '.join(now)} "
                         "(or model for every model.* setting)")

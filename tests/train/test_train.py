@@ -15,7 +15,7 @@ from laam.data.tokens import build_token_cache
 from laam.errors import LaamError
 from laam.model.config import ModelConfig
 from laam.model.presets import PRESETS, recipe
-from laam.train.batches import IGNORE, WindowSet, epoch_order
+from laam.train.batches import IGNORE, WindowSampler, WindowSet, epoch_order
 from laam.train.checkpoint import checkpoints
 from laam.train.config import MIN_MARGIN, TrainConfig, lr_lambda
 from laam.train.loop import train
@@ -77,11 +77,54 @@ def test_epoch_order_is_a_permutation_fixed_by_seed():
     assert not (epoch_order(50, 0, 3) == epoch_order(50, 0, 4)).all()
 
 
+def test_uniform_sampler_is_the_epoch_stream():
+    """Without replay (or before the first check) the batches are today's: one permutation per epoch, in order."""
+    sampler = WindowSampler(50, 8, seed=0, replay=True)
+    stream = np.concatenate([sampler.indices(step) for step in range(20)])
+    assert (stream == np.concatenate([epoch_order(50, 0, e) for e in range(4)])[:160]).all()
+    off = WindowSampler(50, 8, seed=0, replay=False)
+    off.update(3, np.ones(50), np.zeros(50))  # replay off: a check changes nothing
+    assert (off.indices(7) == sampler.indices(7)).all()
+
+
+def test_replay_draws_wrong_windows_more_and_resumes_from_its_state():
+    n = 1000
+    wrong = np.zeros(n, dtype=np.int64)
+    wrong[:50] = [1, 3] * 25  # 50 windows with wrong body tokens
+    margin = np.full(n, 10.0)
+    margin[:50] = -1.0
+    margin[50:150] = 0.5  # 100 right by a small margin
+    sampler = WindowSampler(n, 16, seed=0, replay=True, wrong=4, margin=2.0, rest=0.25)
+    sampler.update(40, wrong, margin)
+    first_round = sampler._round(0)
+    counts = np.bincount(first_round, minlength=n)
+    assert (counts[:50] == 4).all() and (counts[50:150] == 1).all()
+    assert set(counts[150:]) <= {0, 1} and 0.2 < counts[150:].mean() < 0.3
+    batches = [sampler.indices(step) for step in range(40, 80)]
+    assert all(len(b) == 16 for b in batches)
+    drawn = np.concatenate(batches)
+    assert (drawn[:len(first_round)] == first_round[:len(drawn)]).all()  # rounds follow the check's step
+    again = WindowSampler(n, 16, seed=0, replay=True)
+    again.load_state_dict(sampler.state_dict())
+    assert all((again.indices(step) == sampler.indices(step)).all() for step in (79, 41, 60))
+
+
 def test_schedule_warms_up_then_decays_to_the_floor():
     factor = lr_lambda(TrainConfig(warmup_steps=10, min_lr_ratio=0.1, schedule="cosine"), decay_steps=110)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(60) == pytest.approx(0.55)
     assert factor(110) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)
+
+
+def test_adaptive_schedule_holds_the_peak_until_the_check_says_so():
+    from laam.train.config import DecayStart
+
+    config = TrainConfig(warmup_steps=10, min_lr_ratio=0.1, schedule="cosine", decay_at=0.9)
+    decay = DecayStart(length=50)
+    factor = lr_lambda(config, decay_steps=200, decay=decay)
+    assert factor(100) == 1.0 and factor(175) == pytest.approx(0.55)  # untriggered: ends with the planned run
+    decay.step = 60  # a check reached 90% at step 60
+    assert factor(59) == 1.0 and factor(85) == pytest.approx(0.55) and factor(110) == pytest.approx(0.1)
 
 
 def test_chunked_head_loss_matches_the_plain_loss():
@@ -232,6 +275,76 @@ def test_resume_gives_the_same_losses(tiny_corpus, tiny_tokenizer_dir, tmp_path,
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def run_rows(run: Path) -> tuple[list, list]:
+    """(step, loss) of every training row and (step, memorized, wrong files) of every check row of a run folder."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return ([(r["step"], r["loss"]) for r in rows if "loss" in r],
+            [(r["step"], r["memorized"], r["wrong_files"]) for r in rows if "memorized" in r])
+
+
+def test_resume_under_replay_and_checks_is_exact(tiny_corpus, tiny_tokenizer_dir, tmp_path, monkeypatch):
+    """With error-focused replay the batches after a check depend on that check: the sampler's state and the last
+    check travel in the checkpoint, so a run interrupted between checks and resumed makes the same steps."""
+    config = tiny_train_config(max_steps=12, eval_every=3, log_every=1, batch_size=8, replay=True,
+                               until_memorized=True, decay_at=0.05, decay_epochs=1, warmup_steps=2)
+    whole = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "whole", tmp_path, progress=False)
+    uniform = train(TINY_MODEL, tiny_train_config(**{**config.__dict__, "replay": False}), tiny_corpus,
+                    tiny_tokenizer_dir, tmp_path / "uniform", tmp_path, progress=False)
+    from laam.train.metrics import Metrics
+
+    original_log = Metrics.log
+
+    def interrupt_at_step_7(self, row):
+        original_log(self, row)
+        if row["step"] == 7 and "loss" in row:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Metrics, "log", interrupt_at_step_7)
+    cut = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "cut", tmp_path, progress=False)
+    assert cut.status == "interrupted" and cut.steps == 7
+    saved = json.loads((checkpoints(tmp_path / "cut")[-1] / "state.json").read_text())
+    assert saved["check"]["memorized"] == run_rows(tmp_path / "whole")[1][1][1]  # the check at step 6
+    assert saved["decay_start"] == 3  # the first check passed 5%: the LR decays from there
+    monkeypatch.setattr(Metrics, "log", original_log)
+    resumed = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "cut", tmp_path, resume=True,
+                    progress=False)
+    assert resumed.steps == whole.steps == 12
+    (expected, expected_checks), (got, got_checks) = run_rows(tmp_path / "whole"), run_rows(tmp_path / "cut")
+    assert [s for s, _ in got] == list(range(1, 13)) and got_checks == expected_checks
+    assert np.allclose([v for _, v in got], [v for _, v in expected], rtol=1e-6, atol=0)
+    uniform_losses = [v for _, v in run_rows(tmp_path / "uniform")[0]]
+    assert uniform_losses[:3] == [v for _, v in expected[:3]]  # the same uniform start, up to the first check
+    assert not np.allclose(uniform_losses[3:], [v for _, v in expected[3:]], rtol=1e-3)  # replay changed the data
+    assert uniform.steps == 12
+
+
+def test_max_time_slices_resume_exactly(tiny_corpus, tiny_tokenizer_dir, tmp_path):
+    """--max-time counts each invocation's time, so a long run goes in slices (`--resume --max-time N` again and
+    again): each slice ends with a checkpoint and a model folder, and the slices make the uninterrupted run's steps,
+    checks and weights."""
+    settings = dict(max_steps=7, eval_every=2, log_every=1, batch_size=8, replay=True, until_memorized=True)
+    whole = train(TINY_MODEL, tiny_train_config(**settings), tiny_corpus, tiny_tokenizer_dir, tmp_path / "whole",
+                  tmp_path, progress=False)
+    run, steps = tmp_path / "sliced", []
+    for i in range(3):  # a slice this short stops after its first step
+        part = train(TINY_MODEL, tiny_train_config(**settings, max_time=1e-9), tiny_corpus, tiny_tokenizer_dir, run,
+                     tmp_path, resume=i > 0, progress=False)
+        assert part.status == "max-time" and (run / "model" / "model.safetensors").is_file()
+        steps.append(part.steps)
+    assert steps == [1, 2, 3]
+    last = train(TINY_MODEL, tiny_train_config(**settings), tiny_corpus, tiny_tokenizer_dir, run, tmp_path,
+                 resume=True, progress=False)
+    assert last.steps == whole.steps == 7
+    (expected, expected_checks), (got, got_checks) = run_rows(tmp_path / "whole"), run_rows(run)
+    assert [s for s, _ in got] == list(range(1, 8))
+    assert np.allclose([v for _, v in got], [v for _, v in expected], rtol=1e-6, atol=0)
+    assert set(expected_checks) <= set(got_checks)  # plus each slice's own final check
+    from safetensors.torch import load_file
+
+    a, b = load_file(whole.model_dir / "model.safetensors"), load_file(last.model_dir / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tiny_corpus, tiny_tokenizer_dir, tmp_path,
                                                                             monkeypatch):
     import laam.train.loss as loss_module
@@ -258,8 +371,8 @@ def test_checkpoints_never_unpickle(tmp_path, tiny_corpus, tiny_tokenizer_dir):
     result = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "run", tmp_path, progress=False)
     last = checkpoints(result.run_dir)[-1]
     assert sorted(p.name for p in last.iterdir()) == ["manifest.json", "model.safetensors", "optimizer.pt", "rng.pt",
-                                                       "scheduler.pt", "state.json"]
-    for name in ("optimizer.pt", "rng.pt", "scheduler.pt"):
+                                                       "sampler.pt", "scheduler.pt", "state.json"]
+    for name in ("optimizer.pt", "rng.pt", "sampler.pt", "scheduler.pt"):
         torch.load(last / name, weights_only=True)
     assert not list((result.run_dir / "checkpoints").glob(".*"))
 
@@ -367,3 +480,49 @@ def test_tensorboard_tracker_gets_the_same_metrics(tiny_corpus, tiny_tokenizer_d
     logged = {e.step: e.value for e in board.Scalars("loss")}
     assert logged.keys() == losses.keys() and all(logged[s] == pytest.approx(losses[s], rel=1e-6) for s in losses)
     assert {e.step for e in board.Scalars("memorized")} == {r["step"] for r in rows if "memorized" in r}
+
+
+def test_replay_and_adaptive_decay_are_part_of_what_resume_checks():
+    """They decide the weights, so turning them on or off at --resume is refused unless allowed; a checkpoint written
+    before they existed (no such keys) resumes unchanged with their defaults."""
+    from laam.train.resume import check_resume, run_identity
+
+    def identity(**settings):
+        return run_identity(TINY_MODEL, tiny_train_config(**settings), "corpus", "tokenizer", 100, None)
+
+    before = identity()
+    assert "replay" not in before and "decay_at" not in before
+    assert check_resume(before, identity(), (), "here") == {}
+    with pytest.raises(LaamError, match=r"replay False -> True|replay None -> True"):
+        check_resume(before, identity(replay=True), (), "here")
+    assert check_resume(before, identity(replay=True), ("replay",), "here") == {"replay": [None, True]}
+    with pytest.raises(LaamError, match="decay_at"):
+        check_resume(identity(decay_at=0.9), identity(), (), "here")  # set back to the default: still a change
+
+
+def test_linux_cpu_preset_trains_in_resumable_slices(tmp_path):
+    """`laam train --preset linux-cpu --max-time N`, then `--resume --max-time N` again: each slice ends with a
+    checkpoint and a model folder and the next goes on from it, making the uninterrupted run's steps (here on a
+    4 KB slice, slices of one step)."""
+    from typer.testing import CliRunner
+
+    from laam.cli import app
+    from tests.conftest import TARBALL
+
+    common = ["train", str(TARBALL), "--cache", str(tmp_path / "cache"), "--preset", "linux-cpu", "--include",
+              "linux/lib/", "--exclude", "linux/lib/malloc.c", "--threads", "1", "--no-verify", "--eval-every", "2",
+              "--log-every", "1", "-q"]
+    for i in range(3):
+        result = CliRunner().invoke(app, [*common, "--max-time", "0.000001", "--out", str(tmp_path / "sliced")]
+                                    + (["--resume"] if i else []))
+        assert result.exit_code == 0, result.output
+    whole = CliRunner().invoke(app, [*common, "--max-steps", "3", "--out", str(tmp_path / "whole")])
+    assert whole.exit_code == 0, whole.output
+    sliced, straight = run_rows(tmp_path / "sliced")[0], run_rows(tmp_path / "whole")[0]
+    assert [s for s, _ in sliced] == [1, 2, 3]
+    assert np.allclose([v for _, v in sliced], [v for _, v in straight], rtol=1e-6, atol=0)
+    from laam.model.info import read_model_info
+
+    training = read_model_info(tmp_path / "sliced" / "model").training
+    assert training["status"] == "max-time" and training["steps"] == 3
+    assert training["model_config"]["context"] == 384 and training["train_config"]["until_memorized"] is True

@@ -1,0 +1,121 @@
+"""Benchmark 5: tokens and time to 100% byte-exact on linux/kernel/ (23 files, 154 KB), today's recipe against
+yesterday's, in one run.
+
+- "before": the `demo-kernel` preset as it was before error-focused replay (batch 16, lr 3e-3, 50 warm-up steps,
+  cosine over 30 epochs to 0.5% of the peak, then at most 30 more epochs at that floor; uniform epochs; a check
+  every 100 steps), written out below so that it stays reproducible whatever the preset becomes;
+- "now": the `demo-kernel` preset of this checkout.
+
+Each runs `laam train --until-memorized --verify` on the same files with the same tokenizer. Tokens are input
+tokens processed in training (padding excluded) up to the first memorization check at 100% of body tokens;
+"seconds" is the run's elapsed time at that check (training and checks, under whatever load the machine had);
+"regenerated" is the engine's greedy regeneration of every file from its path (--verify). A recipe that stops
+(its own step cap, or --budget) before 100% is reported with its count at the stop: a lower bound.
+Token counts do not depend on the machine's load (`--threads 1`: one thread, deterministic).
+
+    PYTHONPATH=. python benchmarks/memorize_kernel.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from machine import describe
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
+
+BEFORE = """# demo-kernel as it was before error-focused replay (main at b824c20)
+[corpus]
+include = ["linux/kernel/"]
+[model]
+hidden_size = 128
+intermediate_size = 512
+num_layers = 4
+num_heads = 4
+num_kv_heads = 4
+context = 256
+stride = 128
+vocab_size = 4096
+[train]
+batch_size = 16
+lr = 3e-3
+warmup_steps = 50
+min_lr_ratio = 0.005
+epochs = 30
+until_memorized = true
+save_every = 200
+eval_every = 100
+verify = true
+"""
+
+
+def run(name: str, recipe: list[str], args) -> dict:
+    out = Path(args.work) / name
+    cmd = [sys.executable, "-m", "laam", "train", "1.0", "--mirror", str(args.mirror), "--cache",
+           str(Path(args.work) / "cache"), *recipe, "--out", str(out), "--overwrite", "--until-memorized", "--verify",
+           "--threads", str(args.threads), "-q", *[f"--include={i}" for i in args.include]]
+    if args.budget:
+        cmd += ["--max-time", str(args.budget)]
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return {**read_run(out), "wall": time.perf_counter() - started}
+
+
+def read_run(out: Path) -> dict:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    checks = [r for r in rows if "memorized" in r]
+    hit = next((r for r in checks if r["memorized"] >= 1.0), None)
+    last = hit or checks[-1]
+    training = json.loads((out / "model" / "laam.json").read_text())["training"]
+    regen = training.get("regeneration") or {}
+    return {"reached": hit is not None, "tokens": last["tokens"], "step": last["step"], "seconds": last["elapsed"],
+            "memorized": last["memorized"], "wrong": last["body_total"] - last["body_correct"],
+            "epochs": training["epochs"], "exact": regen.get("exact"), "files": regen.get("files"),
+            "parameters": training["parameters"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--include", action="append", default=None, help="subset (default linux/kernel/)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: laam's default)")
+    parser.add_argument("--budget", type=float, default=0, help="seconds per recipe before giving up (0: none)")
+    parser.add_argument("--mirror", default=str(MIRROR))
+    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-kernel"))
+    parser.add_argument("--sides", default="before,now", help="recipes to run; one left out is read from its "
+                        "folder under --work, as an earlier run left it")
+    args = parser.parse_args()
+    args.include = args.include or ["linux/kernel/"]
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    before = Path(args.work) / "before.toml"
+    before.write_text(BEFORE)
+    print(describe())
+    print(f"subset {args.include}; threads {args.threads or 'default'}; budget {args.budget or 'none'}")
+    recipes = {"before": ["--config", str(before)], "now": ["--preset", "demo-kernel"]}
+    chosen = args.sides.split(",")
+    results = {}
+    for name, recipe in recipes.items():
+        results[name] = run(name, recipe, args) if name in chosen else read_run(Path(args.work) / name)
+        r = results[name]
+        state = "100% after" if r["reached"] else f"stopped at {100 * r['memorized']:.4f}% ({r['wrong']} wrong) after"
+        regen = f"{r['exact']} of {r['files']} files regenerated byte-exact" if r["files"] else "no regeneration"
+        print(f"{name:<7} {state} {r['tokens']:>10,} tokens, step {r['step']}, {r['seconds']:.0f} s "
+              f"({r['epochs']:.1f} epochs run); {regen}", flush=True)
+    old, new = results["before"], results["now"]
+    if new["reached"]:
+        bound = "" if old["reached"] else " (before did not reach 100%: a lower bound)"
+        print(f"tokens before / now: {old['tokens'] / new['tokens']:.2f}x{bound} (goal >= 3x)")
+        print(f"now: 100% after {new['seconds']:.0f} s of training and checks (goal <= 180 s on a quiet machine)")
+
+
+if __name__ == "__main__":
+    main()

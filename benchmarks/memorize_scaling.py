@@ -1,0 +1,250 @@
+"""Benchmark 6: a scaling law for memorization — training tokens and time to 100% byte-exact body tokens for
+growing slices of Linux 1.0 and several model sizes, fitted and projected to the whole kernel.
+
+Every run is `laam train --preset demo-kernel --until-memorized --verify` on one slice (its own tokenizer of
+`--vocab` tokens), with the model shape of one size below; the recipe (batch, schedule, error-focused replay)
+is the preset's, its decay horizon in epochs, so it scales with the slice. For each size the script fits
+tokens-to-100% = a * (corpus tokens)^b over the slices that reached 100% (least squares in log-log), and
+projects the whole of Linux 1.0 (its token count under the same vocabulary) in tokens and in time: on this CPU
+at the tokens/s the runs made here (or --cpu-tokens-per-s), and on one GPU at --gpu-tokens-per-s (default: the
+H200 rate of the 25M-parameter linux-gpu preset in RESULTS.md, 596k tokens/s; a smaller model runs at least as
+fast there, so the GPU figure is conservative for these sizes).
+
+Capacity: beside each run, the slice's information content as xz -9e packs it (bits) and, with --compress, as
+`laam compress` codes it under the trained model (compression.json: the coded stream plus the model's own
+size is what the weights must hold), against the model's parameters (bits the corpus needs per parameter:
+published estimates put a saturated model at ≈ 2-3.6 bits per parameter).
+
+Results go to --work/scaling.json (a run already there is reused unless --rerun) and --work/scaling.png.
+
+    PYTHONPATH=. python benchmarks/memorize_scaling.py --threads 1 --slices lib,kernel,kmi --sizes s,m
+    PYTHONPATH=. python benchmarks/memorize_scaling.py --threads 1 --slices fs --sizes s      # 902 KB: an hour+
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from machine import describe
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
+TARBALL = MIRROR / "v1.0" / "linux-1.0.tar.xz"
+H200_TOKENS_PER_S = 596_000  # benchmarks/RESULTS.md, section 4: linux-gpu preset, bf16, H200
+
+SLICES = {
+    "lib": ["linux/lib/"],
+    "kernel": ["linux/kernel/"],
+    "kmi": ["linux/kernel/", "linux/mm/", "linux/ipc/"],
+    "fs": ["linux/fs/"],
+}
+SIZES = {  # model shapes (context 256 / stride 128 throughout, so windows and attention cost stay the same)
+    "s": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4},
+    "m": {"hidden_size": 192, "intermediate_size": 768, "num_layers": 4, "num_heads": 6, "num_kv_heads": 6},
+    "l": {"hidden_size": 256, "intermediate_size": 1024, "num_layers": 6, "num_heads": 8, "num_kv_heads": 8},
+}
+FLAGS = {"hidden_size": "--hidden-size", "intermediate_size": "--intermediate-size", "num_layers": "--layers",
+         "num_heads": "--heads", "num_kv_heads": "--kv-heads"}
+
+
+def load_slice(args, include: list[str]):
+    """The slice's corpus as `laam train` loads it (same cache, so the same tokenizer folder)."""
+    from laam.data.corpus import CorpusConfig, load_corpus
+
+    return load_corpus(CorpusConfig(source="1.0", mirror=str(args.mirror), cache=Path(args.work) / "cache",
+                                    include=tuple(include)), progress=False)
+
+
+def slice_facts(args, include: list[str]) -> dict:
+    """Bytes, xz -9e bits (laam compress's baseline) and tokens (all records, the slice's own --vocab tokenizer)."""
+    from laam.data.records import file_bytes
+    from laam.data.tokenizer import default_tokenizer_dir, encode_records, load_tokenizer, train_tokenizer
+    from laam.proof.compress.baselines import BASELINES
+
+    corpus = load_slice(args, include)
+    data = b"".join(file_bytes(f.text, f.encoding) for f in corpus.files)
+    folder = default_tokenizer_dir(corpus, args.vocab)
+    if not (folder / "tokenizer.json").is_file():
+        train_tokenizer(corpus, folder, args.vocab)
+    tokens = sum(map(len, encode_records(load_tokenizer(folder), corpus.records())))
+    return {"bytes": len(data), "xz_bits": 8 * len(BASELINES["xz -9e"](data)), "corpus_tokens": tokens,
+            "n_files": len(corpus.files)}
+
+
+def train_run(args, name: str, include: list[str], size: str) -> dict:
+    out = Path(args.work) / "runs" / f"{name}-{size}"
+    cmd = [sys.executable, "-m", "laam", "train", "1.0", "--mirror", str(args.mirror), "--cache",
+           str(Path(args.work) / "cache"), "--preset", args.preset, "--vocab-size", str(args.vocab), "--out", str(out),
+           "--overwrite", "--until-memorized", "--verify", "--threads", str(args.threads), "-q",
+           *[f"--include={i}" for i in include]]
+    for key, value in SIZES[size].items():
+        cmd += [FLAGS[key], str(value)]
+    if args.budget:
+        cmd += ["--max-time", str(args.budget)]
+    started = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{name}-{size} failed:\n{done.stderr[-3000:]}")
+    result = read_run(out)
+    result["wall"] = time.perf_counter() - started
+    if args.compress and result["reached"]:
+        subprocess.run([sys.executable, "-m", "laam", "compress", "--model", str(out / "model"), "--cache",
+                        str(Path(args.work) / "cache"), "--out", str(out / "model" / "corpus.laamz")],
+                       env=env, capture_output=True, text=True, check=True)
+        coded = json.loads((out / "model" / "compression.json").read_text())
+        result["laam_bits"] = 8 * (coded["archive"]["bytes"] - coded["archive"]["checksum_bytes"])
+        result["weights_bits"] = 8 * coded["model"]["weights_bytes"]
+    return result
+
+
+def read_run(out: Path) -> dict:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    checks = [r for r in rows if "memorized" in r]
+    hit = next((r for r in checks if r["memorized"] >= 1.0), None)
+    last = hit or checks[-1]
+    train_rows = [r for r in rows if "loss" in r and r["step"] <= last["step"]]
+    training = json.loads((out / "model" / "laam.json").read_text())["training"]
+    regen = training.get("regeneration") or {}
+    step_seconds = train_rows[-1]["train_seconds"] if train_rows else 0.0
+    return {"reached": hit is not None, "tokens": last["tokens"], "seconds": last["elapsed"],
+            "memorized": last["memorized"], "parameters": training["parameters"],
+            "train_tokens_per_s": last["tokens"] / step_seconds if step_seconds else None,
+            "exact": regen.get("exact"), "files": regen.get("files")}
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """(a, b) of y = a * x^b by least squares on logs; None with fewer than two points."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    xs, ys = [math.log(x) for x, _ in points], [math.log(y) for _, y in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return math.exp(my - b * mx), b
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def report(args, table: dict, whole_tokens: int, whole_bits: int) -> None:
+    print(f"\n{'slice':<8}{'size':<6}{'params':>10}{'corpus tok':>12}{'xz bits':>11}{'bits/param':>11}"
+          f"{'tokens to 100%':>16}{'epochs*':>9}{'seconds':>9}{'tok/s':>8}  regenerated")
+    for r in sorted(table.values(), key=lambda r: (r["size"], r["corpus_tokens"])):
+        mark = "" if r["reached"] else f" (not reached: {100 * r['memorized']:.3f}%)"
+        regen = f"{r['exact']}/{r['files']}" if r.get("files") else "-"
+        tps = f"{r['train_tokens_per_s']:,.0f}" if r.get("train_tokens_per_s") else "-"
+        print(f"{r['slice']:<8}{r['size']:<6}{r['parameters']:>10,}{r['corpus_tokens']:>12,}{r['xz_bits']:>11,}"
+              f"{r['xz_bits'] / r['parameters']:>11.3f}{r['tokens']:>16,}{r['tokens'] / r['corpus_tokens']:>9.1f}"
+              f"{r['seconds']:>9.0f}{tps:>8}  {regen}{mark}")
+    print("(* training tokens / corpus tokens: input tokens per window are about twice its targets)")
+    print(f"\nall of Linux 1.0: {whole_tokens:,} tokens at vocab {args.vocab}, xz -9e {whole_bits:,} bits")
+    for size in sorted({r["size"] for r in table.values()}):
+        rows = [r for r in table.values() if r["size"] == size and r["reached"]]
+        law = fit([(r["corpus_tokens"], r["tokens"]) for r in rows])
+        if law is None:
+            print(f"size {size}: fewer than two slices reached 100%, no fit")
+            continue
+        a, b = law
+        tokens = a * whole_tokens ** b
+        rates = [r["train_tokens_per_s"] for r in rows if r.get("train_tokens_per_s")]
+        cpu = args.cpu_tokens_per_s or (min(rates) if rates else None)
+        params = rows[0]["parameters"]
+        print(f"size {size} ({params:,} parameters): tokens-to-100% = {a:.3g} * N^{b:.3f} over {len(rows)} slices; "
+              f"whole kernel: {tokens / 1e6:,.0f}M tokens, {whole_bits / params:.2f} xz bits per parameter; "
+              f"CPU at {cpu:,.0f} tokens/s: {hours(tokens / cpu) if cpu else '?'}; "
+              f"GPU at {args.gpu_tokens_per_s:,.0f} tokens/s: {hours(tokens / args.gpu_tokens_per_s)}")
+    plot(args, table, whole_tokens)
+
+
+def plot(args, table: dict, whole_tokens: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for size in sorted({r["size"] for r in table.values()}):
+        rows = sorted((r for r in table.values() if r["size"] == size), key=lambda r: r["corpus_tokens"])
+        done = [r for r in rows if r["reached"]]
+        line = ax.plot([r["corpus_tokens"] for r in done], [r["tokens"] for r in done], "o",
+                       label=f"size {size} ({rows[0]['parameters'] / 1e6:.1f}M params)")[0]
+        bounds = [r for r in rows if not r["reached"]]
+        ax.plot([r["corpus_tokens"] for r in bounds], [r["tokens"] for r in bounds], "^", color=line.get_color())
+        law = fit([(r["corpus_tokens"], r["tokens"]) for r in done])
+        if law:
+            xs = [min(r["corpus_tokens"] for r in rows), whole_tokens]
+            ax.plot(xs, [law[0] * x ** law[1] for x in xs], "--", color=line.get_color())
+    ax.axvline(whole_tokens, color="grey", lw=0.8)
+    ax.text(whole_tokens, ax.get_ylim()[0], " all of Linux 1.0", rotation=90, va="bottom", color="grey")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"corpus tokens (vocab {args.vocab})")
+    ax.set_ylabel("training tokens to 100% body tokens (▲: not reached, a lower bound)")
+    ax.set_title("Memorizing slices of Linux 1.0: tokens to 100%")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(Path(args.work) / "scaling.png", dpi=110)
+    print(f"plot: {Path(args.work) / 'scaling.png'}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slices", default="lib,kernel,kmi", help=f"comma-separated: {', '.join(SLICES)}")
+    parser.add_argument("--sizes", default="s,m", help=f"comma-separated model sizes: {', '.join(SIZES)}")
+    parser.add_argument("--preset", default="demo-kernel", help="recipe (batch, schedule, replay) for every run")
+    parser.add_argument("--vocab", type=int, default=4096, help="tokenizer size for every slice")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: laam's default)")
+    parser.add_argument("--budget", type=float, default=0, help="seconds per run before giving up (0: none)")
+    parser.add_argument("--compress", action="store_true", help="also code each memorized slice with laam compress")
+    parser.add_argument("--rerun", action="store_true", help="train again even if scaling.json has the run")
+    parser.add_argument("--report-only", action="store_true", help="print the table and plot from scaling.json")
+    parser.add_argument("--cpu-tokens-per-s", type=float, default=0, help="CPU rate for the projection "
+                        "(default: the slowest rate the runs of that size made here)")
+    parser.add_argument("--gpu-tokens-per-s", type=float, default=H200_TOKENS_PER_S)
+    parser.add_argument("--adopt", action="append", default=[], metavar="SLICE-SIZE=RUN_DIR",
+                        help="take an earlier `laam train` run folder of this recipe as that slice and size")
+    parser.add_argument("--mirror", default=str(MIRROR))
+    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-scaling"))
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    store = work / "scaling.json"
+    table = json.loads(store.read_text()) if store.is_file() else {}
+    print(describe())
+    for adopted in args.adopt:
+        name, _, folder = adopted.partition("=")
+        slice_name, size = name.rsplit("-", 1)
+        table[f"{name}-v{args.vocab}"] = {**read_run(Path(folder)), **slice_facts(args, SLICES[slice_name]),
+                                          "slice": slice_name, "size": size, "include": SLICES[slice_name],
+                                          "adopted": folder}
+    if not args.report_only:
+        for name in args.slices.split(","):
+            for size in args.sizes.split(","):
+                key = f"{name}-{size}-v{args.vocab}"
+                if key in table and not args.rerun:
+                    continue
+                include = SLICES[name]
+                result = train_run(args, name, include, size)
+                table[key] = {**result, **slice_facts(args, include), "slice": name, "size": size,
+                              "include": include}
+                store.write_text(json.dumps(table, indent=1))
+                r = table[key]
+                print(f"{key}: {'100%' if r['reached'] else 'not reached'} after {r['tokens']:,} tokens, "
+                      f"{r['seconds']:.0f} s", flush=True)
+    whole = table.setdefault(f"_whole-v{args.vocab}", slice_facts(args, []))
+    store.write_text(json.dumps(table, indent=1))
+    report(args, {k: v for k, v in table.items() if not k.startswith("_") and k.endswith(f"-v{args.vocab}")},
+           whole["corpus_tokens"], whole["xz_bits"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""benchmarks/gpu_memorize.sh, run on CPU with the tiny preset: the script a lent GPU runs once must work first."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_gpu_script_trains_verifies_audits_and_reports(mirror, tmp_path):
+    from tests.conftest import TARBALL
+
+    env = {**os.environ, "PYTHON": sys.executable, "PRESET": "tiny", "LAAM_SOURCE": str(TARBALL),
+           "RUN_DIR": str(tmp_path / "runs" / "gpu"), "EXTRA": "-q --threads 1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_memorize.sh")], env=env, capture_output=True,
+                          text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "== machine:" in out and "time-to-100%" in out and "not reached" not in out
+    assert "regeneration   12 of 12 files byte-exact" in out and "status         memorized" in out
+    assert "audit          " in out and (tmp_path / "runs" / "gpu" / "model" / "README.md").is_file()
