@@ -359,6 +359,28 @@ def test_bom_stays_valid_with_licenses_outside_the_spdx_list(carded):
     assert bom["metadata"]["component"]["licenses"] == [{"license": {"name": "LicenseRef-laam-weights"}}]
 
 
+def test_bom_writes_compound_licenses_as_cyclonedx_expressions(carded):
+    from laam.publish.bom import bom_json, validate_bom
+    from laam.publish.facts import gather_facts
+    from laam.publish.openness import data_license, is_open
+
+    facts = gather_facts(carded)
+    dual = "GPL-2.0-only WITH Linux-syscall-note OR MIT"
+    first = facts.corpus.files[0].path
+    facts.corpus.files[0].license = dual
+    for row in facts.corpus.manifest:
+        row["license"] = dual if row["path"] == first else row["license"]
+    bom = bom_json(facts, CardConfig())
+    validate_bom(bom)
+    assert not list(_schema_validator().iter_errors(bom))
+    dataset = next(c for c in bom["components"] if c["bom-ref"] == "dataset")
+    files = {c["name"]: c for c in dataset["components"]}
+    assert files[first]["licenses"] == [{"expression": dual}]
+    combined = f"GPL-2.0-only AND ({dual})"
+    assert dataset["licenses"] == [{"expression": combined}] and data_license(facts) == combined
+    assert is_open(data_license(facts))
+
+
 def test_card_quotes_the_models_compression_figures(tiny_model_dir, tmp_path):
     """`laam compress --out MODEL/…` leaves compression.json in the model folder; the card quotes its bits/byte."""
     from typer.testing import CliRunner
