@@ -8,13 +8,13 @@ import fnmatch
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from laam.data.archive import Member, archive_stem, read_folder, read_tar, unsafe_path
 from laam.data.fetch import DEFAULT_MIRROR, Archive, default_cache, fetch_release, local_archive
-from laam.data.licenses import copying_license, license_of
+from laam.data.licenses import copying_license, license_of, no_license
 from laam.data.records import decode, make_record
 from laam.errors import LaamError
 from laam.io import atomic_write_text
@@ -63,7 +63,8 @@ class CorpusFile:
     path: str
     data: bytes
     encoding: str  # "utf-8" or "latin-1"
-    license: str
+    license: str  # a normalized SPDX expression, or NOASSERTION
+    sha256: str = ""  # of `data`; filled by select(), computed on demand otherwise
 
     @property
     def text(self) -> str:
@@ -88,15 +89,32 @@ class Corpus:
     def members(self) -> int:
         return len(self.manifest)
 
-    def records(self) -> list[str]:
-        return [f.record for f in self.files]
+    def records(self) -> Iterator[str]:
+        """Each file's record, one at a time: a whole modern tree's records would hold its text a second time."""
+        return (f.record for f in self.files)
+
+    @property
+    def root(self) -> str:
+        """The archive's top folder (`linux`, `linux-6.12`), that --include/--exclude/--files patterns are
+        relative to; "" when the files share none."""
+        return tree_root(f.path for f in self.files)
 
     def fingerprint(self) -> str:
-        """Hash of the exact records, to key caches of anything derived from them."""
+        """Hash of the exact records (paths and bytes, in path order), to key caches of anything derived from
+        them: a tarball and the unpacked folder of the same release give the same fingerprint."""
         digest = hashlib.sha256()
         for f in self.files:
-            digest.update(f.path.encode() + b"\0" + hashlib.sha256(f.data).digest())
+            file_digest = bytes.fromhex(f.sha256) if f.sha256 else hashlib.sha256(f.data).digest()
+            digest.update(f.path.encode() + b"\0" + file_digest)
         return digest.hexdigest()[:16]
+
+    def license_methods(self) -> dict[str, int]:
+        """How the kept files' licenses were found: spdx-tag, notice, copying, none (and how many tags were invalid)."""
+        kept = [row for row in self.manifest if row["included"]]
+        counts = defaultdict(int)
+        for row in kept:
+            counts[row["license_method"] + (" (invalid)" if row.get("license_error") else "")] += 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
     def folder(self) -> Path:
         return Path(self.config.cache or default_cache()) / "corpus" / f"{self.name}-{self.config.selection_key()}"
@@ -110,7 +128,8 @@ class Corpus:
             "selection": {k: v for k, v in asdict(self.config).items() if k not in ("cache", "mirror", "source")},
             "members": self.members, "included": len(self.files),
             "bytes": sum(len(f.data) for f in self.files), "fingerprint": self.fingerprint(),
-            "licenses": license_counts(self.files), "skipped_unsafe": self.skipped,
+            "licenses": license_counts(self.files), "license_methods": self.license_methods(),
+            "skipped_unsafe": self.skipped,
         }
         atomic_write_text(folder / "corpus.json", json.dumps(summary, indent=1) + "\n")
         return folder
@@ -123,7 +142,7 @@ def license_counts(files: list[CorpusFile]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def _kept_by_filter(path: str, data: bytes, config: CorpusConfig) -> str | None:
+def _kept_by_filter(path: str, data: bytes, config: CorpusConfig, root: str) -> str | None:
     """None when a file is kept, else why it is not."""
     if config.filter == "original" and not path.lower().endswith(ORIGINAL_EXTENSIONS):
         return "not a source extension of the original LaaM filter"
@@ -131,18 +150,49 @@ def _kept_by_filter(path: str, data: bytes, config: CorpusConfig) -> str | None:
         return "binary (NUL byte)"
     if len(data) > config.max_file_size:
         return f"larger than max file size ({config.max_file_size} bytes)"
-    if config.include and not any(glob_match(path, g) for g in config.include):
+    if config.include and not any(glob_match(path, g, root) for g in config.include):
         return "not matched by --include"
-    if any(glob_match(path, g) for g in config.exclude):
+    if any(glob_match(path, g, root) for g in config.exclude):
         return "matched by --exclude"
     return None
 
 
-def glob_match(path: str, pattern: str) -> bool:
-    """fnmatch, where `*` also crosses `/`, and a pattern ending in `/` means everything under it."""
+# Presets and READMEs before root-relative patterns wrote `linux/lib/`: Linux 1.0's top folder.
+LEGACY_ROOT = "linux"
+
+
+def tree_root(paths: Iterable[str]) -> str:
+    """The top folder every path lies under (`linux`, `linux-6.12`, `linux-source-6.12`), or "" if none."""
+    root = None
+    for path in paths:
+        top, slash, _ = path.partition("/")
+        if not slash or (root is not None and top != root):
+            return ""
+        root = top
+    return root or ""
+
+
+def relative_to_root(path: str, root: str) -> str:
+    """`linux-6.12/lib/string.c` -> `lib/string.c`: a path as written relative to the kernel's root."""
+    return path[len(root) + 1:] if root and path.startswith(root + "/") else path
+
+
+def glob_match(path: str, pattern: str, root: str = "") -> bool:
+    """Whether an archive path matches a pattern written relative to the kernel's root (`lib/`, `lib/*.c`),
+    whatever the archive's top folder; the pattern may also name the top folder (`linux-6.12/lib/`) or
+    Linux 1.0's (`linux/lib/`, the spelling older recipes use). fnmatch, where `*` also crosses `/`, and a
+    pattern ending in `/` means everything under it."""
     if pattern.endswith("/"):
         pattern += "*"
-    return fnmatch.fnmatchcase(path, pattern)
+    if fnmatch.fnmatchcase(path, pattern):
+        return True
+    if not root:
+        return False
+    for prefix in (f"{root}/", f"{LEGACY_ROOT}/"):
+        if pattern.startswith(prefix):
+            pattern = pattern[len(prefix):]
+            break
+    return fnmatch.fnmatchcase(relative_to_root(path, root), pattern)
 
 
 def select_files(files: list[CorpusFile], globs: list[str] | tuple[str, ...] | None,
@@ -150,15 +200,18 @@ def select_files(files: list[CorpusFile], globs: list[str] | tuple[str, ...] | N
     """The files whose path matches any of `globs` (all of them when none is given); none matching is an error."""
     if not globs:
         return list(files)
-    chosen = [f for f in files if any(glob_match(f.path, g) for g in globs)]
+    root = tree_root(f.path for f in files)
+    chosen = [f for f in files if any(glob_match(f.path, g, root) for g in globs)]
     if not chosen:
-        example = f" (paths look like {files[0].path})" if files else ""
+        example = (f" (paths look like {relative_to_root(files[0].path, root)}, relative to the tree's top folder "
+                   f"{root}/)" if root else f" (paths look like {files[0].path})") if files else ""
         raise LaamError(f"{option} {' '.join(globs)} matches none of the corpus's {len(files)} files{example}")
     return chosen
 
 
 def select(members: Iterator[Member], config: CorpusConfig) -> tuple[list[CorpusFile], list[dict], list]:
-    """Apply safety checks and filters: (kept files, manifest rows, skipped unsafe members)."""
+    """Apply safety checks and filters: (kept files, manifest rows, skipped unsafe members), both in path order,
+    so a tarball and its unpacked folder give the same corpus."""
     if config.filter not in FILTERS:
         raise LaamError(f"unknown filter {config.filter!r}: use one of {', '.join(FILTERS)}")
     rows, candidates, skipped, copying = [], [], [], {}
@@ -169,21 +222,26 @@ def select(members: Iterator[Member], config: CorpusConfig) -> tuple[list[Corpus
             why = "unsafe path (absolute or ..)" if unsafe_path(member.path) else f"{member.kind}, not a regular file"
             skipped.append((member.path, why))
             rows.append({"path": member.path, "size": None, "sha256": None, "encoding": None,
-                         "included": False, "reason": why, "license": None, "license_evidence": None})
+                         "included": False, "reason": why, **no_license()})
             continue
         if member.path.rsplit("/", 1)[-1] == "COPYING":
             copying[member.path.rsplit("/", 1)[0] if "/" in member.path else ""] = copying_license(member.data)
         candidates.append(member)
+    candidates.sort(key=lambda m: m.path)
+    root = tree_root(m.path for m in candidates)
     files = []
     for member in candidates:
         _, encoding = decode(member.data)
-        spdx, evidence = license_of(member.path, member.data, copying)
-        reason = _kept_by_filter(member.path, member.data, config)
-        rows.append({"path": member.path, "size": len(member.data), "sha256": hashlib.sha256(member.data).hexdigest(),
+        found = license_of(member.path, member.data, copying)
+        reason = _kept_by_filter(member.path, member.data, config, root)
+        sha256 = hashlib.sha256(member.data).hexdigest()
+        rows.append({"path": member.path, "size": len(member.data), "sha256": sha256,
                      "encoding": encoding, "included": reason is None, "reason": reason or "kept",
-                     "license": spdx, "license_evidence": evidence})
+                     **found.manifest_fields()})
         if reason is None:
-            files.append(CorpusFile(member.path, member.data, encoding, spdx))
+            files.append(CorpusFile(member.path, member.data, encoding, found.expression, sha256))
+    rows.sort(key=lambda row: row["path"])
+    skipped.sort()
     return files, rows, skipped
 
 

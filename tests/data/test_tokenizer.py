@@ -24,7 +24,7 @@ def linux_tokenizer(linux_corpus, tmp_path_factory):
 def test_whole_linux_1_0_round_trips_byte_for_byte(linux_corpus, linux_tokenizer):
     out, report = linux_tokenizer
     tokenizer = AutoTokenizer.from_pretrained(out)
-    records = linux_corpus.records()
+    records = list(linux_corpus.records())
     assert len(records) == 561
     ids = encode_records(tokenizer, records)
     assert sum(map(len, ids)) == report.record_tokens
@@ -78,5 +78,5 @@ def test_original_filter_round_trips_too(mirror, tmp_path):
     corpus = load_corpus(CorpusConfig(source=str(TARBALL), filter="original"), progress=False)
     train_tokenizer(corpus, tmp_path, vocab_size=8192)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
-    records = corpus.records()
+    records = list(corpus.records())
     assert [decode_ids(tokenizer, ids) for ids in encode_records(tokenizer, records)] == records
