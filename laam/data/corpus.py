@@ -14,7 +14,7 @@ from pathlib import Path
 
 from laam.data.archive import Member, archive_stem, read_folder, read_tar, unsafe_path
 from laam.data.fetch import DEFAULT_MIRROR, Archive, default_cache, fetch_release, local_archive
-from laam.data.licenses import copying_license, license_of, no_license
+from laam.data.licenses import copying_license, inherited_license, no_license, own_license
 from laam.data.records import decode, make_record
 from laam.errors import LaamError
 from laam.io import atomic_write_text
@@ -142,7 +142,7 @@ def license_counts(files: list[CorpusFile]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def _kept_by_filter(path: str, data: bytes, config: CorpusConfig, root: str) -> str | None:
+def _kept_by_filter(path: str, data: bytes, config: CorpusConfig) -> str | None:
     """None when a file is kept, else why it is not."""
     if config.filter == "original" and not path.lower().endswith(ORIGINAL_EXTENSIONS):
         return "not a source extension of the original LaaM filter"
@@ -150,9 +150,9 @@ def _kept_by_filter(path: str, data: bytes, config: CorpusConfig, root: str) -> 
         return "binary (NUL byte)"
     if len(data) > config.max_file_size:
         return f"larger than max file size ({config.max_file_size} bytes)"
-    if config.include and not any(glob_match(path, g, root) for g in config.include):
+    if config.include and not any(glob_match(path, g) for g in config.include):
         return "not matched by --include"
-    if any(glob_match(path, g, root) for g in config.exclude):
+    if any(glob_match(path, g) for g in config.exclude):
         return "matched by --exclude"
     return None
 
@@ -177,22 +177,23 @@ def relative_to_root(path: str, root: str) -> str:
     return path[len(root) + 1:] if root and path.startswith(root + "/") else path
 
 
-def glob_match(path: str, pattern: str, root: str = "") -> bool:
+def glob_match(path: str, pattern: str) -> bool:
     """Whether an archive path matches a pattern written relative to the kernel's root (`lib/`, `lib/*.c`),
-    whatever the archive's top folder; the pattern may also name the top folder (`linux-6.12/lib/`) or
-    Linux 1.0's (`linux/lib/`, the spelling older recipes use). fnmatch, where `*` also crosses `/`, and a
-    pattern ending in `/` means everything under it."""
+    whatever the archive's top folder; the pattern may also name the top folder (`linux-6.12/lib/`) or Linux
+    1.0's (`linux/lib/`, the spelling older recipes use). fnmatch, where `*` also crosses `/`, and a pattern
+    ending in `/` means everything under it. Needs no other path, so members can be filtered as they stream."""
     if pattern.endswith("/"):
         pattern += "*"
     if fnmatch.fnmatchcase(path, pattern):
         return True
-    if not root:
+    top, slash, below = path.partition("/")
+    if not slash:
         return False
-    for prefix in (f"{root}/", f"{LEGACY_ROOT}/"):
+    for prefix in (f"{top}/", f"{LEGACY_ROOT}/"):
         if pattern.startswith(prefix):
             pattern = pattern[len(prefix):]
             break
-    return fnmatch.fnmatchcase(relative_to_root(path, root), pattern)
+    return fnmatch.fnmatchcase(below, pattern)
 
 
 def select_files(files: list[CorpusFile], globs: list[str] | tuple[str, ...] | None,
@@ -200,9 +201,9 @@ def select_files(files: list[CorpusFile], globs: list[str] | tuple[str, ...] | N
     """The files whose path matches any of `globs` (all of them when none is given); none matching is an error."""
     if not globs:
         return list(files)
-    root = tree_root(f.path for f in files)
-    chosen = [f for f in files if any(glob_match(f.path, g, root) for g in globs)]
+    chosen = [f for f in files if any(glob_match(f.path, g) for g in globs)]
     if not chosen:
+        root = tree_root(f.path for f in files)
         example = (f" (paths look like {relative_to_root(files[0].path, root)}, relative to the tree's top folder "
                    f"{root}/)" if root else f" (paths look like {files[0].path})") if files else ""
         raise LaamError(f"{option} {' '.join(globs)} matches none of the corpus's {len(files)} files{example}")
@@ -211,10 +212,11 @@ def select_files(files: list[CorpusFile], globs: list[str] | tuple[str, ...] | N
 
 def select(members: Iterator[Member], config: CorpusConfig) -> tuple[list[CorpusFile], list[dict], list]:
     """Apply safety checks and filters: (kept files, manifest rows, skipped unsafe members), both in path order,
-    so a tarball and its unpacked folder give the same corpus."""
+    so a tarball and its unpacked folder give the same corpus. Members stream through: only kept files' bytes
+    stay in memory (a 5-file subset of a modern tree does not hold the other 86,000)."""
     if config.filter not in FILTERS:
         raise LaamError(f"unknown filter {config.filter!r}: use one of {', '.join(FILTERS)}")
-    rows, candidates, skipped, copying = [], [], [], {}
+    rows, kept, skipped, copying, own = [], [], [], {}, {}
     for member in members:
         if member.kind == "dir":
             continue
@@ -224,22 +226,23 @@ def select(members: Iterator[Member], config: CorpusConfig) -> tuple[list[Corpus
             rows.append({"path": member.path, "size": None, "sha256": None, "encoding": None,
                          "included": False, "reason": why, **no_license()})
             continue
-        if member.path.rsplit("/", 1)[-1] == "COPYING":
-            copying[member.path.rsplit("/", 1)[0] if "/" in member.path else ""] = copying_license(member.data)
-        candidates.append(member)
-    candidates.sort(key=lambda m: m.path)
-    root = tree_root(m.path for m in candidates)
-    files = []
-    for member in candidates:
-        _, encoding = decode(member.data)
-        found = license_of(member.path, member.data, copying)
-        reason = _kept_by_filter(member.path, member.data, config, root)
-        sha256 = hashlib.sha256(member.data).hexdigest()
-        rows.append({"path": member.path, "size": len(member.data), "sha256": sha256,
-                     "encoding": encoding, "included": reason is None, "reason": reason or "kept",
-                     **found.manifest_fields()})
+        path, data = member.path, member.data
+        own[path] = own_license(path, data)
+        if path.rsplit("/", 1)[-1] == "COPYING":
+            copying[path.rsplit("/", 1)[0] if "/" in path else ""] = copying_license(data)
+        _, encoding = decode(data)
+        reason = _kept_by_filter(path, data, config)
+        sha256 = hashlib.sha256(data).hexdigest()
+        rows.append({"path": path, "size": len(data), "sha256": sha256, "encoding": encoding,
+                     "included": reason is None, "reason": reason or "kept"})
         if reason is None:
-            files.append(CorpusFile(member.path, member.data, encoding, found.expression, sha256))
+            kept.append((path, data, encoding, sha256))
+    for row in rows:  # a COPYING may come after the files it covers: inherited licenses are read last
+        if row["size"] is not None:
+            row.update((own[row["path"]] or inherited_license(row["path"], copying)).manifest_fields())
+    licenses = {row["path"]: row["license"] for row in rows}
+    files = [CorpusFile(path, data, encoding, licenses[path], sha256) for path, data, encoding, sha256 in kept]
+    files.sort(key=lambda f: f.path)
     rows.sort(key=lambda row: row["path"])
     skipped.sort()
     return files, rows, skipped

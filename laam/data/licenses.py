@@ -143,14 +143,16 @@ def copying_license(copying: bytes) -> str:
     return license_file_reading(copying).expression
 
 
-def license_of(path: str, data: bytes, copying_by_dir: dict[str, str]) -> LicenseReading:
-    """One file's license: its own text, else the nearest COPYING above it."""
-    name = path.rsplit("/", 1)[-1]
-    own = license_file_reading(data, path) if name == "COPYING" else spdx_from_text(data, path)
-    if own is not None and own.method == "none":
-        own = None
-    if own is not None:
-        return own
+def own_license(path: str, data: bytes) -> LicenseReading | None:
+    """A file's license from its own text (a COPYING's from its text or the GPL it is), or None."""
+    if path.rsplit("/", 1)[-1] == "COPYING":
+        reading = license_file_reading(data, path)
+        return None if reading.method == "none" else reading
+    return spdx_from_text(data, path)
+
+
+def inherited_license(path: str, copying_by_dir: dict[str, str]) -> LicenseReading:
+    """The license of the nearest COPYING above a file (`copying_by_dir`: folder -> its COPYING's expression)."""
     directory = path.rsplit("/", 1)[0] if "/" in path else ""
     while True:
         if directory in copying_by_dir:
@@ -161,9 +163,9 @@ def license_of(path: str, data: bytes, copying_by_dir: dict[str, str]) -> Licens
         directory = directory.rsplit("/", 1)[0] if "/" in directory else ""
 
 
-def is_dual(expression: str) -> bool:
-    """Whether an expression offers a choice of licenses (an OR anywhere)."""
-    return " OR " in expression
+def license_of(path: str, data: bytes, copying_by_dir: dict[str, str]) -> LicenseReading:
+    """One file's license: its own text, else the nearest COPYING above it."""
+    return own_license(path, data) or inherited_license(path, copying_by_dir)
 
 
 def combine(expressions, relation: str = "AND") -> str:
@@ -175,15 +177,6 @@ def combine(expressions, relation: str = "AND") -> str:
     if len(parts) == 1:
         return parts[0]
     return f" {relation} ".join(f"({p})" if " " in p and not p.startswith("(") else p for p in parts)
-
-
-def licenses_in(expression: str) -> list[str]:
-    """The license ids an expression names (exceptions left out), in order; [expression] if it does not parse."""
-    if normalize(expression)[0] is None:
-        return [expression]
-    parsed = _licensing().parse(expression)
-    return [symbol.key for symbol in _licensing().license_symbols(parsed, decompose=True)
-            if not getattr(symbol, "is_exception", False)]
 
 
 def satisfied_by(expression: str, accepted) -> bool:

@@ -233,3 +233,27 @@ def test_tarball_and_unpacked_folder_give_the_same_corpus(tmp_path):
         assert corpus.fingerprint() == corpora[0].fingerprint()
     assert len({c.fingerprint() for c in corpora}) == 1
     assert list(corpora[0].records())[0].startswith("<|start_file|><|start_header|>linux-6.12/COPYING")
+
+
+def test_only_kept_files_stay_in_memory_while_members_stream():
+    """A subset of a big tree holds its own bytes, not the tree's: 64 members of 512 KB stream through select()
+    one at a time, and only the one kept stays (tracemalloc's peak stays far below the 32 MB that went by)."""
+    import tracemalloc
+
+    from laam.data.archive import Member
+    from laam.data.corpus import select
+
+    def members():
+        yield Member("linux-6.12", "dir")
+        for i in range(64):
+            yield Member(f"linux-6.12/drivers/d{i:02}.c", "file", b"/* x */\n" + bytes([65 + i % 26]) * (512 << 10))
+        yield Member("linux-6.12/lib/lzo/lzo.c", "file", b"int lzo;\n")
+
+    tracemalloc.start()
+    try:
+        files, rows, _ = select(members(), CorpusConfig(include=("lib/lzo/",)))
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [f.path for f in files] == ["linux-6.12/lib/lzo/lzo.c"] and len(rows) == 65
+    assert peak < 8 << 20 and current < 2 << 20, (peak, current)
