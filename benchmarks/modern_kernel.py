@@ -83,8 +83,8 @@ STEPS = {"tokens": step_tokens, "encode-baseline": lambda a: step_encode(a, Fals
          "encode-streamed": lambda a: step_encode(a, True), "fingerprint": step_fingerprint}
 
 
-def measure(command: list[str]) -> tuple[float, int, int, str]:
-    """(seconds, peak RSS in bytes, exit status, stdout) of one child process."""
+def measure(command: list[str]) -> tuple[float, float, int, int, str]:
+    """(wall seconds, CPU seconds, peak RSS in bytes, exit status, stdout) of one child process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM",
                                                                                             "true")}
     start = time.perf_counter()
@@ -92,13 +92,14 @@ def measure(command: list[str]) -> tuple[float, int, int, str]:
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - start, usage.ru_maxrss * 1024, child.returncode, output
+    cpu = usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - start, cpu, usage.ru_maxrss * 1024, child.returncode, output
 
 
-def report(name: str, seconds: float, peak: int, status: int, detail: str) -> None:
+def report(name: str, seconds: float, cpu: float, peak: int, status: int, detail: str) -> None:
     verdict = "ok" if peak <= GOAL_BYTES else "OVER 4 GB"
-    print(f"{name:<18} {seconds:8.1f} s   peak RSS {peak / 1024**3:6.2f} GB ({verdict})   exit {status}   {detail}",
-          flush=True)
+    print(f"{name:<16} {seconds:7.0f} s wall {cpu:7.0f} s CPU   peak RSS {peak / 1024**3:5.2f} GB ({verdict})   "
+          f"exit {status}   {detail}", flush=True)
 
 
 def main() -> None:
@@ -115,7 +116,8 @@ def main() -> None:
         print(json.dumps(STEPS[args.step](args)))
         return
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    print(f"source {args.source}; goal: every step at most {GOAL_BYTES / 1024**3:.0f} GB peak RSS", flush=True)
+    print(f"source {args.source}; goal: every step at most {GOAL_BYTES / 1024**3:.0f} GB peak RSS; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
     for name in args.steps.split(","):
         if name == "fingerprint" and not args.folder:
             continue
@@ -125,9 +127,9 @@ def main() -> None:
                        str(Path(args.work) / "cache"), "-q"]
         else:
             command = [sys.executable, __file__, *sys.argv[1:], "--step", name]
-        seconds, peak, status, output = measure(command)
+        seconds, cpu, peak, status, output = measure(command)
         detail = " ".join(line.strip() for line in output.splitlines() if line.strip())
-        report(name, seconds, peak, status, detail)
+        report(name, seconds, cpu, peak, status, detail)
 
 
 if __name__ == "__main__":
