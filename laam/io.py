@@ -70,17 +70,19 @@ def atomic_folder(final: Path, replace: bool = True) -> Iterator[Path]:
     scratch = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-tmp-"))
     try:
         yield scratch
-        if final.exists():
-            if not replace:
-                shutil.rmtree(scratch, ignore_errors=True)
+        for _ in range(3):  # another process writing the same folder may rename its copy in between our steps
+            if final.exists():
+                if not replace:
+                    shutil.rmtree(scratch, ignore_errors=True)  # theirs won, and it is the same thing
+                    return
+                shutil.rmtree(final, ignore_errors=True)
+            try:
+                os.rename(scratch, final)
                 return
-            shutil.rmtree(final)
-        try:
-            os.rename(scratch, final)
-        except OSError:
-            if replace or not final.exists():
-                raise
-            shutil.rmtree(scratch, ignore_errors=True)  # another process renamed its copy in first
+            except OSError:
+                if not final.exists():  # a real failure (permissions, a full disk), not a race
+                    raise
+        raise OSError(f"{final} keeps being replaced by another process")
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise

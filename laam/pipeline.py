@@ -6,8 +6,8 @@ calls, so the pipeline adds only the order and the hand-over of folders (docs/ar
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +15,13 @@ from pathlib import Path
 from laam.data.corpus import DEFAULT_MAX_FILE_SIZE, Corpus, CorpusConfig, load_corpus
 from laam.data.fetch import DEFAULT_MIRROR, default_cache
 from laam.data.tokenizer import default_tokenizer_dir, train_tokenizer
-from laam.errors import Interrupted, LaamError
+from laam.errors import Interrupted
 from laam.model.config import ModelConfig
 from laam.model.presets import recipe
 from laam.progress import console, phases
+from laam.train.checkpoint import checkpoints
 from laam.train.config import TrainConfig
+from laam.train.run_folder import RunFolder, check_run_folder
 
 
 def build_configs(plan: dict, model_overrides: dict, train_overrides: dict) -> tuple[ModelConfig, list[TrainConfig]]:
@@ -33,7 +35,7 @@ def build_configs(plan: dict, model_overrides: dict, train_overrides: dict) -> t
 def corpus_config(plan: dict, source: str, mirror: str, cache: Path, overrides: dict | None) -> CorpusConfig:
     """The recipe's corpus selection, with the command line's non-empty overrides on top."""
     settings = {"filter": "source", "include": (), "exclude": (), "max_file_size": DEFAULT_MAX_FILE_SIZE,
-                **plan.get("corpus", {}), **{k: v for k, v in (overrides or {}).items() if v}}
+                **plan.get("corpus", {}), **{k: v for k, v in (overrides or {}).items() if v not in (None, [], ())}}
     settings["include"], settings["exclude"] = tuple(settings["include"]), tuple(settings["exclude"])
     return CorpusConfig(source=source, mirror=mirror, cache=cache, **settings)
 
@@ -55,17 +57,9 @@ def ensure_tokenizer(corpus: Corpus, vocab_size: int, tokenizer_dir: Path | None
     return tokenizer_dir
 
 
-def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not resume and is_main_process():
-        if overwrite:
-            shutil.rmtree(out)
-        elif any(out.iterdir()):
-            raise LaamError(f"run folder {out} already exists: pass --resume to continue it, --overwrite to start "
-                            "again, or another --out")
-
-
 def train_stages(plan: dict, model_config: ModelConfig, train_configs: list[TrainConfig], corpus: Corpus,
-                 tokenizer_dir: Path, out: Path, cache: Path, resume: bool, progress: bool) -> Path:
+                 tokenizer_dir: Path, out: Path, cache: Path, resume: bool, progress: bool,
+                 allow_changes: tuple[str, ...] = ()) -> Path:
     """Train every stage of a recipe in `out` (stage-N/ folders when there are several); the final model folder.
 
     Each stage after the first starts from the previous stage's weights; a stage that memorized ends the recipe."""
@@ -83,9 +77,9 @@ def train_stages(plan: dict, model_config: ModelConfig, train_configs: list[Trai
         if several:
             console.print(f"[bold]stage {i} of {len(train_configs)}[/]: batch {config.batch_size}, lr {config.lr}, "
                           f"{config.epochs} epochs" + (", from the previous stage's weights" if init_from else ""))
-        stage_resume = resume and (stage_dir / "checkpoints").is_dir() and any((stage_dir / "checkpoints").iterdir())
+        stage_resume = resume and bool(checkpoints(stage_dir))
         result = train(model_config, config, corpus, tokenizer_dir, stage_dir, cache, resume=stage_resume,
-                       init_from=init_from, progress=progress,
+                       init_from=init_from, progress=progress, allow_changes=allow_changes,
                        facts={"preset": plan["name"], "stage": i, "stages": len(train_configs),
                               "pipeline_seconds": round(time.perf_counter() - started, 1)})
         if result.model_dir is None:
@@ -101,16 +95,25 @@ def train_recipe(preset: str | None = "demo", config_file: Path | None = None, s
                  mirror: str = DEFAULT_MIRROR, cache: Path | None = None, corpus_overrides: dict | None = None,
                  tokenizer_dir: Path | None = None, model_overrides: dict | None = None,
                  train_overrides: dict | None = None, out: Path | None = None, resume: bool = False,
-                 overwrite: bool = False, progress: bool = True) -> Path:
-    """Fetch the corpus, train the tokenizer if it is missing, train every stage; return the final model folder."""
+                 overwrite: bool = False, progress: bool = True, start_fresh: bool = False,
+                 allow_changes: tuple[str, ...] = ()) -> Path:
+    """Fetch the corpus, train the tokenizer if it is missing, train every stage; return the final model folder.
+
+    The run folder is checked before any work (laam.train.run_folder) and locked while training writes to it."""
     cache = Path(cache or default_cache())
     plan = recipe(preset, config_file)
     model_config, train_configs = build_configs(plan, model_overrides or {}, train_overrides or {})
+    out = Path(out or Path("runs") / plan["name"])
+    main = is_main_process()
+    if main:
+        check_run_folder(out, resume, overwrite, start_fresh)
     corpus = load_corpus(corpus_config(plan, source, mirror, cache, corpus_overrides), progress=progress)
     tokenizer_dir = ensure_tokenizer(corpus, model_config.vocab_size, tokenizer_dir)
-    out = Path(out or Path("runs") / plan["name"])
-    prepare_run_folder(out, resume, overwrite)
-    return train_stages(plan, model_config, train_configs, corpus, tokenizer_dir, out, cache, resume, progress)
+    folder = RunFolder(out, resume, overwrite, start_fresh, {"preset": plan["name"]}) if main \
+        else contextlib.nullcontext()
+    with folder:
+        return train_stages(plan, model_config, train_configs, corpus, tokenizer_dir, out, cache, resume, progress,
+                            allow_changes)
 
 
 @dataclass
@@ -125,13 +128,14 @@ class PipelineResult:
 def run(preset: str | None = "demo", config_file: Path | None = None, source: str = "1.0",
         mirror: str = DEFAULT_MIRROR, cache: Path | None = None, out: Path | None = None, resume: bool = False,
         overwrite: bool = False, threads: int | None = None, compress: bool = True, audit: bool = True,
-        progress: bool = True) -> PipelineResult:
+        progress: bool = True, start_fresh: bool = False) -> PipelineResult:
     """The whole pipeline of a preset: train until memorized, then code the corpus under the model
     (compression.json), audit it (audit.json, report.html) and write its model card."""
     started = time.perf_counter()
     cache = Path(cache or default_cache())
     model_dir = train_recipe(preset, config_file, source, mirror, cache, out=out, resume=resume, overwrite=overwrite,
-                             progress=progress, train_overrides={"threads": threads} if threads else None)
+                             progress=progress, train_overrides={"threads": threads} if threads else None,
+                             start_fresh=start_fresh)
     compression = audited = card = None
     if compress:
         import torch

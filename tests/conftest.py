@@ -49,7 +49,8 @@ def _built_once(name: str, build) -> Path:
     (the tiny model takes ≈15 s to train). Keyed by the sources involved; built into a temporary folder and
     renamed, so an interrupted build is never reused."""
     sources = ["tests/tiny_model.py", "tests/conftest.py", "laam/data/tokenizer.py", "laam/windows.py",
-               "laam/data/corpus.py", "laam/data/records.py", "laam/train/batches.py", "laam/model/info.py"]
+               "laam/data/corpus.py", "laam/data/records.py", "laam/train/batches.py", "laam/model/info.py",
+               "laam/model/folder.py", "laam/model/custom_generate/generate.py"]
     root = Path(__file__).resolve().parents[1]
     key = hashlib.sha256(b"".join((root / s).read_bytes() for s in sources)).hexdigest()[:12]
     folder = Path(os.environ.get("LAAM_TEST_CACHE", Path(tempfile.gettempdir()) / "laam-test-cache")) / f"{name}-{key}"
@@ -74,7 +75,8 @@ def tiny_tokenizer_dir(tiny_corpus) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_corpus, tiny_tokenizer_dir) -> Path:
     """A small Llama (context 128, stride 64) that has memorized tiny_corpus: 100% greedy body accuracy under
-    laam.windows. A model folder: save_pretrained weights, tokenizer, generation config, laam.json."""
+    laam.windows. A model folder as `laam train` writes it (model.folder.save_model_folder): save_pretrained
+    weights, tokenizer, generation config, laam.json, custom_generate/generate.py."""
     from tests.tiny_model import train_tiny_model
 
     return _built_once("tiny-model", lambda out: train_tiny_model(tiny_corpus, tiny_tokenizer_dir, out))

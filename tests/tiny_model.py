@@ -3,16 +3,16 @@ do not depend on the training engine's options)."""
 
 from __future__ import annotations
 
-import shutil
+import tempfile
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from laam.data.records import PAD
 from laam.data.tokenizer import load_tokenizer, special_ids
 from laam.data.tokens import build_token_cache
-from laam.model.info import write_model_info
+from laam.model.folder import save_model_folder
 from laam.train.batches import WindowSet
 from laam.windows import WindowPolicy
 
@@ -30,8 +30,9 @@ def train_tiny_model(corpus, tokenizer_dir: Path, out: Path, max_steps: int = 60
                          bos_token_id=ids["<|start_file|>"], eos_token_id=ids["<|end_file|>"],
                          pad_token_id=ids["<|pad|>"], tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
-    window_set = WindowSet(build_token_cache(corpus, tokenizer, tokenizer_dir, Path(out) / "cache"), POLICY)
-    batch = window_set.batch(range(len(window_set)), ids[PAD])
+    with tempfile.TemporaryDirectory() as cache:  # the token cache is memory-mapped: read it while it exists
+        window_set = WindowSet(build_token_cache(corpus, tokenizer, tokenizer_dir, Path(cache)), POLICY)
+        batch = window_set.batch(range(len(window_set)), ids[PAD])
     x, y, body = batch["input_ids"], batch["labels"], batch["body"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / max_steps)
@@ -47,10 +48,6 @@ def train_tiny_model(corpus, tokenizer_dir: Path, out: Path, max_steps: int = 60
             accuracy = (logits.argmax(-1)[body] == y[body]).float().mean().item()
             if accuracy == 1.0:
                 break
-    model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                                               pad_token_id=config.pad_token_id)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    shutil.rmtree(Path(out) / "cache")
-    write_model_info(out, corpus, POLICY, {"steps": step + 1, "final_loss": loss.item()})
+    # the folder `laam train` writes: weights, tokenizer, generation config, laam.json, custom_generate/
+    save_model_folder(model, tokenizer, corpus, POLICY, out, {"steps": step + 1, "final_loss": loss.item()})
     return accuracy

@@ -48,6 +48,19 @@ def audit_command(
     drafts: Annotated[bool, typer.Option(help="Check the original text as a draft a window per forward pass "
                                          "(greedy speculative decoding): the same output, much faster on "
                                          "memorized files.")] = True,
+    margins: Annotated[bool, typer.Option(help="Margin certificate: every body token's fp32 logit gap (true token "
+                                          "minus the best other), written to margins.npz and summarized.")] = True,
+    safe_margin: Annotated[float | None, typer.Option(help="Body tokens with a smaller margin are decoded again "
+                                                      "one token at a time and listed (default 1.0: laam train's "
+                                                      "--min-margin default).")] = None,
+    low_limit: Annotated[int, typer.Option(help="List and re-decode at most this many low-margin tokens (the "
+                                           "lowest).")] = 100,
+    lm_examples: Annotated[int | None, typer.Option(help="Examples of the lm-extraction-benchmark setting "
+                                                    "(50-token prefix, 50-token suffix) drawn from the corpus "
+                                                    "(default 1,000, the size of its test set).")] = None,
+    export: Annotated[list[str] | None, typer.Option(help="Also write: lm-extraction (the lm-extraction-benchmark's "
+                                                     "guess CSV, prefixes and true suffixes, in OUT/lm-extraction/)."
+                                                     )] = None,
     batch_size: BatchSize = 64,
     cache: Cache = default_cache(),
     threads: Threads = None,
@@ -56,10 +69,14 @@ def audit_command(
     """Regenerate files, measure verbatim copying on the real bytes, write audit.json and report.html."""
     from laam.proof.audit import AuditConfig, audit_model
 
-    if every < 1 or k < 1 or pythia_prefix < 1:
-        raise LaamError("--every, --k and --pythia-prefix must be at least 1")
+    if every < 1 or k < 1 or pythia_prefix < 1 or (lm_examples is not None and lm_examples < 1):
+        raise LaamError("--every, --k, --pythia-prefix and --lm-examples must be at least 1")
+    if (safe_margin is not None and not safe_margin >= 0) or low_limit < 0:
+        raise LaamError("--safe-margin and --low-limit must be at least 0")
+    given = {"safe_margin": safe_margin, "lm_examples": lm_examples}
     config = AuditConfig(files=files, batch_size=batch_size, k=k, pythia_prefix=pythia_prefix, every=every,
-                         extraction=extraction, drafts=drafts)
+                         extraction=extraction, drafts=drafts, certificate=margins, low_limit=low_limit,
+                         export=tuple(export or ()), **{n: v for n, v in given.items() if v is not None})
     with phases(not quiet, console) as start:
         result = audit_model(model_dir, config, cache, threads, out_dir, report, start)
     print_audit(result)
@@ -71,6 +88,8 @@ def print_audit(result) -> None:
     out.print(f"audit.json   {result.audit_path}")
     if result.report_path:
         out.print(f"report.html  {result.report_path}")
+    for name, folder in result.exports.items():
+        out.print(f"{name}  {folder}")
 
 
 def print_summary(audit: dict) -> None:
@@ -97,6 +116,26 @@ def print_summary(audit: dict) -> None:
               f"{s['k_samples']:,} ({s['k']}+{s['k']} tokens) and {s['pythia_samples']:,} "
               f"({s['pythia_prefix']}+{s['pythia_prefix']}), every {audit['method']['extraction_every']} tokens; "
               f"total {timing['seconds']:.1f} s")
+    lm = audit.get("lm_extraction")
+    if lm:
+        out.print(f"lm-extraction-benchmark setting: {lm['exact']:,} of {lm['examples']:,} 50-token suffixes exact "
+                  f"(recall {lm['recall']:.3f}; at 100 wrong guesses {lm['recall_at_100_errors']:.3f})")
+    margin = audit.get("margin")
+    if margin:
+        out.print(margin_line(margin))
+
+
+def margin_line(m: dict) -> str:
+    """The margin certificate in one line."""
+    if m["min_margin"] is None:
+        return "margin certificate: no body tokens"
+    at = m["min_margin_at"]
+    seq = m["sequential"]
+    checked = (f"; {m['low_listed']} decoded again sequentially: {seq['agrees']} agree, {seq['differs']} differ, "
+               f"{seq['diverged earlier']} diverged earlier" if m["low_listed"] else "")
+    return (f"margin certificate: smallest margin {m['min_margin']:.3f} logits ({at['path']} token {at['position']}: "
+            f"{at['true']!r} over {at['rival']!r}); {m['wrong_tokens']:,} of {m['body_tokens']:,} body tokens wrong, "
+            f"{m['under_threshold']:,} under {m['threshold']:g}{checked}")
 
 
 def _pct(x):

@@ -81,8 +81,9 @@ def decompress_command(
     model: ModelDir,
     archive: Annotated[Path, typer.Argument(help="Archive written by `laam compress`.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to rebuild the files in (their paths under it).")],
-    verify: Annotated[bool, typer.Option(help="Check every rebuilt file against the SHA-256 of the archive's "
-                                         "manifest (sizes are always checked).")] = False,
+    verify: Annotated[bool, typer.Option(help="Check every rebuilt file against the SHA-256 in the archive's file "
+                                         "table before writing it (sizes are always checked); --no-verify "
+                                         "skips it.")] = True,
     device: Device = "auto",
     threads: Threads = 1,
     quiet: Quiet = False,

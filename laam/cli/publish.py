@@ -114,11 +114,15 @@ def export_gguf_command(
     model: ModelDir,
     out_path: Annotated[Path | None, typer.Option("--out", help="GGUF file to write (default: MODEL/NAME.gguf).")]
     = None,
-    dtype: Annotated[str, typer.Option(help="Weight type: f32 (exact) or f16 (half the size).")] = "f32",
+    dtype: Annotated[str, typer.Option(help="Weight type: f32 (exact), f16 (half the size) or q8_0 (8-bit blocks, "
+                                       "about a quarter; quantized with the gguf package, as llama.cpp's converter "
+                                       "does).")] = "f32",
 ):
-    """Write a GGUF file (Llama architecture, this BPE tokenizer) that llama.cpp loads."""
+    """Write a GGUF file (Llama architecture, this BPE tokenizer) that llama.cpp loads, and regenerate_gguf.py beside
+    it: llama-cpp-python with the model's sliding window, for files longer than its context."""
     from laam.publish.gguf import export_gguf
 
     result = export_gguf(model, out_path, dtype)
     out.print(f"wrote {result.path}: {result.tensors} tensors, vocabulary {result.vocab_size}, "
               f"{result.bytes:,} bytes ({dtype})")
+    out.print(f"wrote {result.script}: python {result.script.name} {result.path.name} PATH regenerates a file")

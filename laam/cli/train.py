@@ -41,8 +41,13 @@ ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML/YAML rec
                                                  "train, stages; `preset = NAME` to start from a preset).")]
 Out = Annotated[Path | None, typer.Option("--out", help="Run folder: checkpoints, metrics.jsonl, metrics.png and "
                                           "the final model/ (default: runs/PRESET).")]
-Resume = Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint, exactly.")]
-Overwrite = Annotated[bool, typer.Option(help="Delete an existing run folder first.")]
+Resume = Annotated[bool, typer.Option(help="Continue from the run folder's newest good checkpoint, exactly (a damaged "
+                                      "one is reported and set aside). No checkpoint there is an error, unless "
+                                      "--start-fresh.")]
+StartFresh = Annotated[bool, typer.Option(help="With --resume: start a new run when the run folder holds no "
+                                          "checkpoint yet, instead of stopping with an error.")]
+Overwrite = Annotated[bool, typer.Option(help="Delete an existing run folder first (only one a LaaM run made, marked "
+                                         "by laam-run.json; never the current or home folder).")]
 Allocator = Annotated[bool, typer.Option(help="Re-run with glibc allocator settings that speed up CPU training "
                                          "(MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1e11).")]
 
@@ -87,6 +92,10 @@ def train_command(
                                                          help="Stop when greedy body accuracy reaches "
                                                          "--target.")] = None,
     target: Annotated[float | None, typer.Option(help="Accuracy that counts as memorized (default 1.0).")] = None,
+    min_margin: Annotated[float | None, typer.Option(help="With --until-memorized, stop only when every body token "
+                                                     "is right by at least this logit gap (top-1 minus runner-up, "
+                                                     "fp32), so bf16 or GGUF f16/q8_0 inference gives the same "
+                                                     "tokens; 0: right is enough (default 1.0).")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between memorization checks.")] = None,
     save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
     log_every: Annotated[int | None, typer.Option(help="Steps between metrics.jsonl rows (default 10).")] = None,
@@ -100,7 +109,11 @@ def train_command(
                                                 "from its path after training and compare.")] = None,
     report_to: Annotated[list[str] | None, typer.Option(help="Tracker: tensorboard, wandb or trackio "
                                                         "(repeatable).")] = None,
-    out_dir: Out = None, resume: Resume = False, overwrite: Overwrite = False,
+    out_dir: Out = None, resume: Resume = False, start_fresh: StartFresh = False, overwrite: Overwrite = False,
+    allow_change: Annotated[list[str] | None, typer.Option(help="With --resume: let this setting differ from the "
+                                                           "checkpoint's on purpose (repeatable; e.g. seed, "
+                                                           "batch_size, lr, decay_steps, corpus, tokenizer, model). "
+                                                           "Recorded in laam.json's training history.")] = None,
     allocator: Allocator = True, quiet: Quiet = False,
 ):
     """Train a Llama to memorize the corpus (fetches it and trains the tokenizer when missing)."""
@@ -112,8 +125,8 @@ def train_command(
     values = dict(batch_size=batch_size, micro_batch_size=micro_batch_size, lr=lr, min_lr_ratio=min_lr_ratio,
                   warmup_steps=warmup_steps, schedule=schedule, decay_steps=decay_steps, weight_decay=weight_decay,
                   grad_clip=grad_clip, seed=seed, epochs=epochs, max_steps=max_steps, max_time=max_time,
-                  until_memorized=until_memorized, target=target, eval_every=eval_every, save_every=save_every,
-                  log_every=log_every, eval_batch_size=eval_batch_size, loss_chunk=loss_chunk,
+                  until_memorized=until_memorized, target=target, min_margin=min_margin, eval_every=eval_every,
+                  save_every=save_every, log_every=log_every, eval_batch_size=eval_batch_size, loss_chunk=loss_chunk,
                   keep_checkpoints=keep_checkpoints, compile=compile_, threads=threads, verify=verify,
                   report_to=report_to or None)
     train_overrides = {k: v for k, v in values.items() if v is not None}
@@ -124,7 +137,8 @@ def train_command(
     model_dir = train_recipe(preset, config, source, mirror, cache,
                              {"filter": filter_, "include": include, "exclude": exclude,
                               "max_file_size": max_file_size if max_file_size != DEFAULT_MAX_FILE_SIZE else None},
-                             tokenizer, model_overrides, train_overrides, out_dir, resume, overwrite, not quiet)
+                             tokenizer, model_overrides, train_overrides, out_dir, resume, overwrite, not quiet,
+                             start_fresh=start_fresh, allow_changes=tuple(allow_change or ()))
     typer.echo(str(model_dir))
 
 
@@ -132,7 +146,7 @@ def train_command(
 def run_command(
     source: Source = "1.0", mirror: Mirror = DEFAULT_MIRROR, cache: Cache = default_cache(),
     preset: Preset = "demo", config: ConfigFile = None, out_dir: Out = None, resume: Resume = False,
-    overwrite: Overwrite = False, allocator: Allocator = True,
+    start_fresh: StartFresh = False, overwrite: Overwrite = False, allocator: Allocator = True,
     threads: Annotated[int | None, typer.Option(help="CPU threads per process (default: cores / processes; 1 is "
                                                 "faster on a machine busy with other work).")] = None,
     audit: Annotated[bool, typer.Option(help="Then audit the model (audit.json, report.html) and write its model "
@@ -153,7 +167,7 @@ def run_command(
     if config is not None and preset == "demo":
         preset = None
     result = run(preset, config, source, mirror, cache, out_dir, resume, overwrite, threads, compress, audit,
-                 progress=not quiet)
+                 progress=not quiet, start_fresh=start_fresh)
     if result.compression:
         print_compression(result.compression)
     if result.audit:

@@ -12,10 +12,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from laam.data.archive import Member, archive_stem, read_folder, read_tar, unsafe_path
-from laam.data.fetch import DEFAULT_MIRROR, Archive, default_cache, fetch_release, local_archive
+from laam.data.archive import (
+    ARCHIVE_NAME_SUFFIXES,
+    CorruptArchive,
+    Member,
+    archive_stem,
+    read_folder,
+    read_tar,
+    unsafe_path,
+)
+from laam.data.fetch import DEFAULT_MIRROR, Archive, default_cache, fetch_release, forget, local_archive, parse_version
 from laam.data.licenses import copying_license, inherited_license, no_license, own_license
-from laam.data.records import decode, make_record
+from laam.data.records import decode, find_marker, make_record
 from laam.errors import LaamError
 from laam.io import atomic_write_text
 from laam.progress import counter
@@ -42,6 +50,12 @@ class CorpusConfig:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
+
+    def __post_init__(self):  # every command builds one of these, so every command refuses the same values
+        if self.filter not in FILTERS:
+            raise LaamError(f"unknown filter {self.filter!r}: use one of {', '.join(FILTERS)}")
+        if not isinstance(self.max_file_size, int) or self.max_file_size < 1:
+            raise LaamError(f"--max-file-size must be a positive number of bytes, got {self.max_file_size!r}")
 
     def to_dict(self) -> dict:
         """JSON-ready, for a model folder's laam.json (the cache folder is machine-local and left out)."""
@@ -116,8 +130,18 @@ class Corpus:
             counts[row["license_method"] + (" (invalid)" if row.get("license_error") else "")] += 1
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
+    def source_key(self) -> str:
+        """A short hash of the bytes the corpus was read from: the archive's SHA-256, or for an unpacked folder
+        a hash of every member's path and SHA-256. Two different sources never share a cache folder."""
+        if len(self.source_sha256) == 64:
+            return self.source_sha256[:12]
+        members = json.dumps([[row["path"], row["sha256"]] for row in self.manifest]).encode()
+        return "dir" + hashlib.sha256(members).hexdigest()[:9]
+
     def folder(self) -> Path:
-        return Path(self.config.cache or default_cache()) / "corpus" / f"{self.name}-{self.config.selection_key()}"
+        """Its cache folder (manifest, tokenizers), keyed by source content and selection."""
+        key = f"{self.name}-{self.source_key()}-{self.config.selection_key()}"
+        return Path(self.config.cache or default_cache()) / "corpus" / key
 
     def write_manifest(self, folder: Path | None = None) -> Path:
         """`manifest.jsonl` (one row per archive member) and `corpus.json` (source, filter, totals)."""
@@ -146,9 +170,9 @@ def _kept_by_filter(path: str, data: bytes, config: CorpusConfig) -> str | None:
     """None when a file is kept, else why it is not."""
     if config.filter == "original" and not path.lower().endswith(ORIGINAL_EXTENSIONS):
         return "not a source extension of the original LaaM filter"
-    if config.filter == "source" and b"\0" in data[:8192]:
+    if config.filter == "source" and data is not None and b"\0" in data[:8192]:
         return "binary (NUL byte)"
-    if len(data) > config.max_file_size:
+    if data is None or len(data) > config.max_file_size:  # None: skipped from its header, never read
         return f"larger than max file size ({config.max_file_size} bytes)"
     if config.include and not any(glob_match(path, g) for g in config.include):
         return "not matched by --include"
@@ -210,8 +234,18 @@ def select_files(files: list[CorpusFile], globs: list[str] | tuple[str, ...] | N
     return chosen
 
 
+def _row(path: str, reason: str, size: int | None = None) -> dict:
+    return {"path": path, "size": size, "sha256": None, "encoding": None, "included": False, "reason": reason,
+            **no_license()}
+
+
+def printable_path(path: str) -> str:
+    """A member name as text: bytes that are not UTF-8 (kept by tarfile/os as surrogates) shown as \\xNN."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def select(members: Iterator[Member], config: CorpusConfig) -> tuple[list[CorpusFile], list[dict], list]:
-    """Apply safety checks and filters: (kept files, manifest rows, skipped unsafe members), both in path order,
+    """Apply safety checks and filters: (kept files, manifest rows, skipped members with why), all in path order,
     so a tarball and its unpacked folder give the same corpus. Members stream through: only kept files' bytes
     stay in memory (a 5-file subset of a modern tree does not hold the other 86,000)."""
     if config.filter not in FILTERS:
@@ -220,25 +254,37 @@ def select(members: Iterator[Member], config: CorpusConfig) -> tuple[list[Corpus
     for member in members:
         if member.kind == "dir":
             continue
-        if member.kind != "file" or unsafe_path(member.path):
-            why = "unsafe path (absolute or ..)" if unsafe_path(member.path) else f"{member.kind}, not a regular file"
-            skipped.append((member.path, why))
-            rows.append({"path": member.path, "size": None, "sha256": None, "encoding": None,
-                         "included": False, "reason": why, **no_license()})
+        why = None
+        if printable_path(member.path) != member.path:
+            why = "file name is not valid UTF-8 (shown with \\x escapes)"
+        elif unsafe_path(member.path):
+            why = "unsafe path (absolute or ..)"
+        elif member.kind != "file":
+            why = f"{member.kind}, not a regular file"
+        if why:
+            skipped.append((printable_path(member.path), why))
+            rows.append(_row(printable_path(member.path), why))
             continue
         path, data = member.path, member.data
+        reason = _kept_by_filter(path, data, config)
+        if data is None:  # over the size limit: known from its header, never read
+            rows.append(_row(path, reason, member.size))
+            continue
         own[path] = own_license(path, data)
         if path.rsplit("/", 1)[-1] == "COPYING":
             copying[path.rsplit("/", 1)[0] if "/" in path else ""] = copying_license(data)
-        _, encoding = decode(data)
-        reason = _kept_by_filter(path, data, config)
+        text, encoding = decode(data)
+        marker = find_marker(path) or find_marker(text) if reason is None else None
+        if marker:
+            reason = f"contains the record marker {marker} (it would end or split the record)"
+            skipped.append((path, reason))
         sha256 = hashlib.sha256(data).hexdigest()
         rows.append({"path": path, "size": len(data), "sha256": sha256, "encoding": encoding,
                      "included": reason is None, "reason": reason or "kept"})
         if reason is None:
             kept.append((path, data, encoding, sha256))
     for row in rows:  # a COPYING may come after the files it covers: inherited licenses are read last
-        if row["size"] is not None:
+        if row["sha256"] is not None:
             row.update((own[row["path"]] or inherited_license(row["path"], copying)).manifest_fields())
     licenses = {row["path"]: row["license"] for row in rows}
     files = [CorpusFile(path, data, encoding, licenses[path], sha256) for path, data, encoding, sha256 in kept]
@@ -248,24 +294,55 @@ def select(members: Iterator[Member], config: CorpusConfig) -> tuple[list[Corpus
     return files, rows, skipped
 
 
+def _looks_like_path(text: str) -> bool:
+    """A source that is not a kernel version but names a file or folder (so a missing one is "no such file")."""
+    try:
+        parse_version(text)
+        return False
+    except LaamError:
+        return "/" in text or "\\" in text or text.startswith((".", "~")) or text.endswith(ARCHIVE_NAME_SUFFIXES)
+
+
 def resolve_source(config: CorpusConfig, progress: bool = True) -> tuple[str, Archive | None, Path | None]:
     """(corpus name, archive or None, unpacked folder or None) for a version, tarball or folder."""
-    candidate = Path(config.source).expanduser()
+    text = config.source.strip()
+    if not text:
+        raise LaamError("no source given: name a kernel version (e.g. 1.0), a tarball or an unpacked source folder")
+    candidate = Path(text).expanduser()
     if candidate.is_dir():
         return candidate.resolve().name, None, candidate
     if candidate.is_file():
         return archive_stem(candidate.name), local_archive(candidate), None
-    archive = fetch_release(config.source, config.mirror, config.cache, progress=progress)
+    if candidate.exists():
+        raise LaamError(f"{text} is neither a file nor a folder")
+    if _looks_like_path(text):
+        raise LaamError(f"no such file or folder: {text}")
+    archive = fetch_release(text, config.mirror, config.cache, progress=progress)
     return archive_stem(archive.path.name), archive, None
+
+
+def read_members(config: CorpusConfig, progress: bool = True) -> tuple[str, Archive | None, Path | None, tuple]:
+    """Resolve the source and read it through `select`: (name, archive, folder, (files, rows, skipped)).
+
+    The archive is verified end to end as it is read; a damaged archive from laam's cache is removed from it
+    (so the next run fetches it again) and reported."""
+    name, archive, folder = resolve_source(config, progress)
+    members = read_tar(archive.path, config.max_file_size) if archive else read_folder(folder, config.max_file_size)
+    try:
+        with counter(progress, "members") as bar:
+            task = bar.add_task(f"reading {name}")
+            selected = select((bar.advance(task) or m for m in members), config)
+    except CorruptArchive as error:
+        if archive is None or not archive.cached:
+            raise
+        forget(archive)
+        raise LaamError(f"{error}; removed it from the cache, run again to fetch it afresh") from error
+    return name, archive, folder, selected
 
 
 def load_corpus(config: CorpusConfig, progress: bool = True) -> Corpus:
     """Fetch if needed, read safely, filter: the corpus every later stage trains and audits on."""
-    name, archive, folder = resolve_source(config, progress)
-    members = read_tar(archive.path) if archive else read_folder(folder)
-    with counter(progress, "members") as bar:
-        task = bar.add_task(f"reading {name}")
-        files, rows, skipped = select((bar.advance(task) or m for m in members), config)
+    name, archive, folder, (files, rows, skipped) = read_members(config, progress)
     if not files:
         raise LaamError(f"no files left after filters (filter={config.filter}, include={list(config.include)}, "
                         f"exclude={list(config.exclude)}) out of {len(rows)} members")

@@ -1,7 +1,10 @@
 """Get a kernel release archive: from kernel.org, any mirror laid out like it, or a local file.
 
-Downloads stream into a temporary file next to the cache entry and are renamed into place
-only once complete and checksum-verified, so the cache never holds half a file.
+Downloads stream into a temporary `.part` file next to the cache entry and are renamed into place
+only once complete and verified (against the mirror's checksum list, or, when it lists none, read
+end to end as an archive), so the cache holds only good files. A `.part` file left by a killed
+download is removed by the next run; a cached archive whose SHA-256 no longer matches its record is
+removed and fetched again.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from pathlib import Path
 
 import httpx
 
+from laam.data.archive import CorruptArchive, verify_archive
 from laam.errors import LaamError
 from laam.io import atomic_file, atomic_write_text, sha256_file
-from laam.progress import download_bar
+from laam.progress import console, download_bar
 
 DEFAULT_MIRROR = "https://cdn.kernel.org/pub/linux/kernel/"
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tar.bz2")
@@ -46,6 +50,7 @@ class Archive:
     source_url: str
     sha256: str
     verified_against: str | None  # the checksum list that vouched for it, if any
+    cached: bool = False  # a file of laam's cache (removed if found damaged), not the user's own
 
 
 def parse_version(text: str) -> KernelVersion:
@@ -138,12 +143,49 @@ def _cache_writable(directory: Path) -> None:
                         "set --cache or LAAM_CACHE") from error
 
 
-def _download(mirror: Mirror, parts: tuple[str, ...], destination: Path, progress: bool) -> str:
-    """Stream one file into `destination` atomically (a `.part` file renamed when complete); return its SHA-256."""
+PART_SUFFIX = ".part"
+
+
+def _lock_exclusive(handle, wait: bool) -> bool:
+    """flock a file (released by the kernel when the process dies, however it dies); False if another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locks; a cleaner then treats every partial file as in use
+        return wait
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def clean_partial_downloads(directory: Path) -> list[Path]:
+    """Remove `.part` files that no running download holds (left by a run that was killed mid-download)."""
+    removed = []
+    for part in sorted(Path(directory).glob(f"*{PART_SUFFIX}")) if Path(directory).is_dir() else []:
+        try:
+            with open(part, "rb") as handle:
+                if not _lock_exclusive(handle, wait=False):
+                    continue  # a download in progress in another process
+                part.unlink()
+        except OSError:
+            continue
+        removed.append(part)
+        console.print(f"removed {part}, a partial download left by an interrupted run", highlight=False,
+                      soft_wrap=True)
+    return removed
+
+
+def _download(mirror: Mirror, parts: tuple[str, ...], destination: Path, expected: str | None,
+              checksum_url: str | None, progress: bool) -> str:
+    """Stream one file into `destination` through a locked `.part` file, renamed into place only when complete
+    and verified: against `expected` (the mirror's checksum list), else read end to end as an archive.
+    Returns its SHA-256; on any failure nothing is left in the cache."""
     digest = hashlib.sha256()
     url = mirror.url(*parts)
     try:
-        with atomic_file(destination, suffix=".part") as handle, download_bar(progress) as bar:
+        with atomic_file(destination, suffix=PART_SUFFIX) as handle, download_bar(progress) as bar:
+            _lock_exclusive(handle, wait=True)
             received = 0
             with mirror.stream(*parts) as (total, chunks):
                 task = bar.add_task(f"download {parts[-1]}", total=total)
@@ -154,9 +196,20 @@ def _download(mirror: Mirror, parts: tuple[str, ...], destination: Path, progres
                     bar.update(task, advance=len(chunk))
                 if total is not None and received != total:
                     raise LaamError(f"download of {url} was cut short: {received} of {total} bytes")
+            handle.flush()
+            actual = digest.hexdigest()
+            if expected is not None and actual != expected:
+                raise LaamError(f"checksum mismatch for {parts[-1]}: got {actual}, {checksum_url} lists {expected}; "
+                                "nothing was cached")
+            if expected is None:  # no checksum vouches for it: it must at least be a whole, intact archive
+                try:
+                    verify_archive(Path(handle.name))
+                except CorruptArchive as error:
+                    raise LaamError(f"download of {url} is not a complete release archive ({error.detail}; "
+                                    f"{received:,} bytes received); nothing was cached") from error
     except httpx.HTTPError as error:
         raise LaamError(f"download of {url} failed: {error!r}") from error
-    return digest.hexdigest()
+    return actual
 
 
 def fetch_release(
@@ -165,12 +218,11 @@ def fetch_release(
     """Download (or reuse from the cache) the archive of a kernel release, verified when the mirror lists checksums."""
     kernel = parse_version(version)
     cache_dir = Path(cache or default_cache()) / "archives" / kernel.folder
+    clean_partial_downloads(cache_dir)
     for suffix in ARCHIVE_SUFFIXES:  # already fetched (and verified at fetch time): no network needed
-        cached = cache_dir / f"{kernel.stem}{suffix}"
-        meta = cached.with_name(cached.name + ".json")
-        if cached.is_file() and meta.is_file():
-            info = json.loads(meta.read_text())
-            return Archive(cached, info["source_url"], info["sha256"], info.get("verified_against"))
+        cached = _reuse(cache_dir / f"{kernel.stem}{suffix}")
+        if cached is not None:
+            return cached
 
     source = Mirror(mirror)
     tried = []
@@ -192,14 +244,36 @@ def fetch_release(
 
     _cache_writable(cache_dir)
     destination = cache_dir / name
-    actual = _download(source, (kernel.folder, name), destination, progress)
-    if expected is not None and actual != expected:
-        destination.unlink(missing_ok=True)
-        raise LaamError(f"checksum mismatch for {name}: got {actual}, {checksum_url} lists {expected}; "
-                        "the file was removed")
-    archive = Archive(destination, source.url(kernel.folder, name), actual, checksum_url)
+    actual = _download(source, (kernel.folder, name), destination, expected, checksum_url, progress)
+    archive = Archive(destination, source.url(kernel.folder, name), actual, checksum_url, cached=True)
     _write_meta(archive)
     return archive
+
+
+def _reuse(cached: Path) -> Archive | None:
+    """A cached archive and its record, if both are there and the file still has the SHA-256 it was fetched
+    with; a file that changed since is removed (and fetched again)."""
+    meta = cached.with_name(cached.name + ".json")
+    if not (cached.is_file() and meta.is_file()):
+        return None
+    try:
+        info = json.loads(meta.read_text())
+        archive = Archive(cached, info["source_url"], info["sha256"], info.get("verified_against"), cached=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        archive = None
+    if archive is None or sha256_file(cached) != archive.sha256:
+        forget(Archive(cached, "", "", None, cached=True))
+        console.print(f"removed {cached} from the cache: it no longer matches the SHA-256 recorded when it was "
+                      "fetched; fetching it again", highlight=False, soft_wrap=True)
+        return None
+    return archive
+
+
+def forget(archive: Archive) -> None:
+    """Remove a cached archive and its record (a damaged file must not be reused by later runs)."""
+    if archive.cached:
+        archive.path.unlink(missing_ok=True)
+        archive.path.with_name(archive.path.name + ".json").unlink(missing_ok=True)
 
 
 def _write_meta(archive: Archive) -> None:

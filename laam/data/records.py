@@ -10,9 +10,21 @@ returns the original bytes.
 
 from __future__ import annotations
 
+import re
+
 START_FILE, START_HEADER, END_HEADER, END_FILE, PAD = (
     "<|start_file|>", "<|start_header|>", "<|end_header|>", "<|end_file|>", "<|pad|>")
 SPECIAL_TOKENS = [START_FILE, START_HEADER, END_HEADER, END_FILE, PAD]
+# Every string the tokenizer turns into one special token (the markers, padding, and the reserved tokens that
+# pad a vocabulary): inside a file's path or text it would end or split the record, so such a file is left
+# out of the corpus (data.corpus.select) instead of being trained on a record generation cannot give back.
+_MARKER = re.compile("|".join(map(re.escape, SPECIAL_TOKENS)) + r"|<\|reserved_\d+\|>")
+
+
+def find_marker(text: str) -> str | None:
+    """The first record marker (or other special-token string) inside `text`, if any."""
+    match = _MARKER.search(text)
+    return match.group(0) if match else None
 
 
 def make_record(path: str, text: str) -> str:

@@ -1,57 +1,67 @@
 """The model folder: written once at the end of training, read by every later stage through one loader.
 
 A folder is what stock transformers writes with `save_pretrained` (config.json, model.safetensors,
-generation_config.json, the tokenizer) plus `laam.json` (model.info). Weights are read from safetensors
-only: a pickled `pytorch_model.bin` can run code when loaded, so it is refused.
+generation_config.json, the tokenizer) plus `laam.json` (model.info) and `custom_generate/generate.py`,
+LaaM's sliding-window decoding loop for stock transformers (`trust_remote_code=True`; its source is
+laam/model/custom_generate/generate.py). Weights are read from safetensors only: a pickled
+`pytorch_model.bin` can run code when loaded, so it is refused. Before any stage uses a
+folder, `check_model_folder` checks that its parts belong together (the tokenizer's vocabulary and
+markers against the model's config and weights, and tokenizer.json against the SHA-256 laam.json
+recorded when the model was saved): a foreign tokenizer of the same size would otherwise give
+plausible garbage.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import torch
 
-from laam.data.records import END_FILE, PAD
-from laam.data.tokenizer import load_tokenizer, special_ids, tokenizer_sha256
+from laam.data.records import END_FILE, PAD, START_FILE
+from laam.data.tokenizer import encode_records, load_tokenizer, special_ids, tokenizer_sha256
 from laam.errors import LaamError
 from laam.io import atomic_folder
 from laam.model.attention import attention_for
-from laam.model.info import ModelInfo, read_model_info, write_model_info
+from laam.model.info import INFO_FILE, ModelInfo, read_model_info, write_model_info
+from laam.model.weights import safetensors_shapes, weight_files
 from laam.windows import WindowPolicy
 
 WEIGHTS_FILE = "model.safetensors"
+CUSTOM_GENERATE = Path(__file__).parent / "custom_generate" / "generate.py"
+CUSTOM_GENERATE_FILE = "custom_generate/generate.py"  # where transformers looks for it in a model folder
+
+
+def generation_config(config, policy: WindowPolicy, longest_record: int):
+    """Greedy, stop at <|end_file|>, room for the longest training file (+ a margin, so that no file is cut
+    silently), and the window rule custom_generate/generate.py reads (laam_context, laam_stride)."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
+        do_sample=False, max_new_tokens=longest_record + max(policy.context, longest_record // 4),
+        laam_context=policy.context, laam_stride=policy.stride)
 
 
 def save_model_folder(model, tokenizer, corpus, policy: WindowPolicy, out: Path, training: dict) -> Path:
-    """A stock transformers model folder (+ laam.json) that pipeline('text-generation', out) loads."""
-    from transformers import GenerationConfig
+    """A stock transformers model folder (+ laam.json) that pipeline('text-generation', out) loads; with
+    trust_remote_code=True it regenerates files of any length (custom_generate/generate.py)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a one-file model
-    config = model.config
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
-        do_sample=False, max_new_tokens=max(1, policy.context // 2))
+    longest = max(len(ids) for ids in encode_records(tokenizer, corpus.records()))
+    model.generation_config = generation_config(model.config, policy, longest)
     with atomic_folder(Path(out)) as scratch:
         model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
         write_model_info(scratch, corpus, policy, training)
+        (scratch / CUSTOM_GENERATE_FILE).parent.mkdir()
+        shutil.copyfile(CUSTOM_GENERATE, scratch / CUSTOM_GENERATE_FILE)
     return Path(out)
-
-
-def weight_files(folder: Path) -> list[Path]:
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not files:
-        pickled = sorted(Path(folder).glob("pytorch_model*.bin"))
-        if pickled:
-            raise LaamError(f"{folder} holds only pickled weights ({pickled[0].name}); laam loads safetensors only, "
-                            "since unpickling can run code. Convert them where you trust the file: "
-                            "AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder)")
-        raise LaamError(f"no model weights (*.safetensors) in {folder}")
-    return files
 
 
 def weights_fingerprint(folder: Path) -> tuple[str, int]:
@@ -117,28 +127,56 @@ class LoadedModel:
         return tokenizer_sha256(self.folder)
 
 
+def check_model_folder(folder: Path, require_info: bool = True) -> tuple[ModelInfo | None, dict, object]:
+    """(laam.json, config.json, tokenizer) of a complete, consistent LaaM model folder, or a one-line LaamError.
+
+    Every command that reads a model folder comes through here (load_model for the ones that run it).
+    require_info=False: a plain transformers folder without laam.json is accepted (GGUF export)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise LaamError(f"no model in {folder} (expected a save_pretrained folder with config.json)")
+    info = read_model_info(folder) if require_info or (folder / INFO_FILE).is_file() else None
+    weight_files(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise LaamError(f"{folder}/config.json is unreadable: {error}") from error
+    tokenizer = load_tokenizer(folder)
+    foreign = f"{folder}: the tokenizer and the model do not belong together"
+    if len(tokenizer) != config.get("vocab_size"):
+        raise LaamError(f"{foreign} (the tokenizer has {len(tokenizer)} tokens, the model's vocabulary is "
+                        f"{config.get('vocab_size')})")
+    special = special_ids(tokenizer)
+    missing = [name for name, i in special.items() if i is None]
+    if missing:
+        raise LaamError(f"{folder}: the tokenizer lacks LaaM's markers {', '.join(missing)}")
+    for key, marker in (("bos_token_id", START_FILE), ("eos_token_id", END_FILE), ("pad_token_id", PAD)):
+        if isinstance(config.get(key), int) and config[key] != special[marker]:
+            raise LaamError(f"{foreign} (the model's {key} is {config[key]}, the tokenizer's {marker} is "
+                            f"{special[marker]})")
+    for name, shape in safetensors_shapes(folder).items():
+        if name.endswith(("embed_tokens.weight", "lm_head.weight")) and shape[0] != config.get("vocab_size"):
+            raise LaamError(f"{folder}: the weights' {name} has {shape[0]} rows, config.json's vocabulary is "
+                            f"{config.get('vocab_size')}")
+    actual = tokenizer_sha256(folder)
+    if info is not None and info.tokenizer_sha256 and actual != info.tokenizer_sha256:
+        raise LaamError(f"{foreign}: tokenizer.json (SHA-256 {actual[:16]}…) is not the one the model was trained "
+                        f"with (laam.json records {info.tokenizer_sha256[:16]}…)")
+    return info, config, tokenizer
+
+
 def load_model(folder: Path, device: str = "cpu", threads: int | None = None) -> LoadedModel:
     """The one loader: float32, eval mode, on `device`, with the fastest attention for its head size.
 
-    Checks the folder is a complete LaaM model (laam.json, config, safetensors weights, a tokenizer whose
-    vocabulary and markers fit the model) before anything uses it."""
+    Checks the folder first (check_model_folder): laam.json, config, safetensors weights, and a tokenizer whose
+    vocabulary, markers and hash fit the model."""
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging
 
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise LaamError(f"no model in {folder} (expected a save_pretrained folder with config.json)")
-    info = read_model_info(folder)
-    weight_files(folder)
-    tokenizer = load_tokenizer(folder)
+    info, _, tokenizer = check_model_folder(folder)
     config = AutoConfig.from_pretrained(str(folder))
-    if len(tokenizer) != config.vocab_size:
-        raise LaamError(f"{folder}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary is "
-                        f"{config.vocab_size}: they do not belong together")
     special = special_ids(tokenizer)
-    if None in special.values():
-        missing = [name for name, i in special.items() if i is None]
-        raise LaamError(f"{folder}: the tokenizer lacks LaaM's markers {', '.join(missing)}")
     if threads:
         torch.set_num_threads(threads)
     logging.disable_progress_bar()  # no "Loading weights" bar in the middle of our own output

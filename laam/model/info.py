@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from laam.data.corpus import Corpus, CorpusConfig, load_corpus
+from laam.data.tokenizer import tokenizer_sha256
 from laam.errors import LaamError
 from laam.io import atomic_write_text
 from laam.windows import WindowPolicy
@@ -26,6 +27,7 @@ class ModelInfo:
     context: int  # the most tokens the model reads (see laam.windows)
     stride: int  # tokens dropped when the window slides
     training: dict = field(default_factory=dict)  # recipe, steps, tokens seen, wall time, command …
+    tokenizer_sha256: str | None = None  # tokenizer.json's, when saved (model.folder checks the folder against it)
 
     @property
     def policy(self) -> WindowPolicy:
@@ -36,8 +38,10 @@ class ModelInfo:
 
 
 def write_model_info(folder: Path, corpus: Corpus, policy: WindowPolicy, training: dict | None = None) -> Path:
+    """laam.json, written after the tokenizer (whose SHA-256 it records, when the folder holds one)."""
+    tokenizer = Path(folder) / "tokenizer.json"
     info = ModelInfo(corpus.config.to_dict(), corpus.name, corpus.fingerprint(), policy.context, policy.stride,
-                     training or {})
+                     training or {}, tokenizer_sha256(folder) if tokenizer.is_file() else None)
     return atomic_write_text(Path(folder) / INFO_FILE, json.dumps(asdict(info), indent=1) + "\n")
 
 
@@ -45,7 +49,10 @@ def read_model_info(folder: Path) -> ModelInfo:
     path = Path(folder) / INFO_FILE
     if not path.is_file():
         raise LaamError(f"{folder} is not a LaaM model folder (no {INFO_FILE}); train one with `laam train`")
-    return ModelInfo(**json.loads(path.read_text()))
+    try:
+        return ModelInfo(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as error:
+        raise LaamError(f"{path} is unreadable or not a LaaM model's laam.json: {error}") from error
 
 
 def load_training_corpus(info: ModelInfo, cache: Path | None = None, progress: bool = False) -> Corpus:

@@ -1,9 +1,10 @@
 """Memorization audit: regenerate every file from its path prompt and measure, on the real bytes, what came back.
 
 Per file (proof.similarity): verbatim (exact bytes), longest exact prefix (bytes, tokens), share of the
-original's bytes reproduced in order, normalized edit similarity, longest verbatim span. Per corpus, the
-literature's extraction metrics on token windows of the training records (proof.extraction). Totals by
-directory and by length.
+original's bytes reproduced in order, normalized edit similarity, longest verbatim span, and the margin
+certificate (proof.margin: how far each body token is from being decoded otherwise). Per corpus, the
+literature's extraction metrics on token windows of the training records (proof.extraction) and the
+lm-extraction-benchmark's recall (proof.lm_extraction). Totals by directory and by length.
 """
 
 from __future__ import annotations
@@ -12,18 +13,24 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from laam.data.corpus import Corpus, select_files, top_directory
-from laam.data.tokenizer import encode_records
+from laam.data.records import PAD
+from laam.data.tokenizer import encode_records, special_ids
 from laam.engine import WindowedGenerator
+from laam.errors import LaamError
 from laam.io import atomic_write_text
 from laam.proof.extraction import count_extraction_samples, extraction_metrics
+from laam.proof.lm_extraction import EXAMPLES, EXPORTS, LmExtraction, export_lm_extraction, run_lm_extraction
+from laam.proof.lm_extraction import summary as lm_summary
+from laam.proof.margin import BodyMargins, margin_certificate, write_margins
 from laam.proof.regenerate import Regenerated, regenerate
 from laam.proof.similarity import MIN_BLOCK, file_metrics
+from laam.train.config import MIN_MARGIN
 from laam.windows import WindowPolicy
 
 LENGTH_BUCKETS = [(0, 1024, "< 1 KB"), (1024, 4096, "1–4 KB"), (4096, 16384, "4–16 KB"),
@@ -40,6 +47,11 @@ class AuditConfig:
     extraction: bool = True
     margin: float = 0.1  # regenerate at most (1 + margin) * original tokens + 16 (output past that is wrong anyway)
     drafts: bool = True  # verify the original as a draft, a window per forward pass (output is still exact greedy)
+    certificate: bool = True  # every body token's fp32 margin (proof.margin)
+    safe_margin: float = MIN_MARGIN  # body tokens with a smaller margin are decoded again sequentially and listed
+    low_limit: int = 100  # at most this many of them (the lowest)
+    lm_examples: int = EXAMPLES  # lm-extraction-benchmark examples drawn (with extraction)
+    export: tuple[str, ...] = ()  # extra files: "lm-extraction" (the benchmark's CSV, prefixes and suffixes)
 
 
 def length_bucket(size: int) -> str:
@@ -66,6 +78,7 @@ def aggregate(rows: list[dict], k: int, pythia_prefix: int) -> dict:
         "pythia_samples": p_samples,
         "k": k,
         "pythia_prefix": pythia_prefix,
+        "min_margin": min((r["min_margin"] for r in rows if r.get("min_margin") is not None), default=None),
     }
 
 
@@ -78,10 +91,34 @@ def group_totals(rows: list[dict], key: Callable[[dict], str], k: int, pythia_pr
     return {name: aggregate(groups[name], k, pythia_prefix) for name in names}
 
 
+def describe_method(config: AuditConfig, policy: WindowPolicy) -> dict:
+    """audit.json's `method`: how each figure was computed, in words."""
+    return {
+        "context": policy.context, "stride": policy.stride,
+        "decoding": f"greedy from the path prompt, until <|end_file|> or (1 + {config.margin}) x original tokens + 16",
+        "extraction_every": config.every,
+        "drafts": "the original tokens were verified as drafts (greedy speculative decoding): outputs are the "
+        "model's greedy outputs, computed a window per forward pass while they agree" if config.drafts else "off",
+        "extraction_offsets": "0, every, 2*every, ... of each record's tokens "
+        "(header included); files shorter than prefix + continuation have no sample",
+        "bytes_reproduced": f"bytes of the original in in-order aligned runs of >= {MIN_BLOCK} bytes (difflib on "
+        "lines, then bytes) / original bytes",
+        "edit_similarity": "1 - Levenshtein distance / max(length), on bytes",
+    }
+
+
+@dataclass
+class AuditRun:
+    audit: dict  # audit.json's content
+    regenerated: list[Regenerated]
+    margins: BodyMargins | None = None  # every body token's margin (with the certificate)
+    lm_extraction: LmExtraction | None = None  # the lm-extraction-benchmark examples and guesses (with extraction)
+
+
 def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: AuditConfig,
               progress: Callable[[str, int], Callable[[int, list[int]], None]] | None = None,
-              model_dir: str | None = None) -> tuple[dict, list[Regenerated]]:
-    """Regenerate the selected files, score them, and return (audit.json content, regenerated files).
+              model_dir: str | None = None) -> AuditRun:
+    """Regenerate the selected files, score them, and return audit.json's content with what it was computed from.
 
     `progress(task, total)` may return an `on_done` callback per generation phase (for progress bars).
     """
@@ -93,56 +130,62 @@ def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: Au
                              engine=engine, drafts=config.drafts)
     regen_stats = asdict(engine.stats)
     records_ids = encode_records(tokenizer, [f.record for f in files])
+    paths = [f.path for f in files]
+    phase = time.perf_counter()
+    certificate, per_file, margins = margin_certificate(
+        model, tokenizer, paths, records_ids, policy, config.safe_margin, config.low_limit, config.batch_size,
+        progress) if config.certificate else (None, [{} for _ in files], None)
+    phases = {"margin_seconds": time.perf_counter() - phase}
     extraction_engine = WindowedGenerator(model, policy, max(config.batch_size, 128))
+    lm = None
     if config.extraction:
         total = count_extraction_samples(records_ids, config.k, config.pythia_prefix, config.every)
         extraction = extraction_metrics(extraction_engine, records_ids, config.k, config.pythia_prefix, config.every,
                                         on_done=progress("extraction samples", total) if progress else None,
                                         drafts=config.drafts)
+        phase = time.perf_counter()
+        lm = run_lm_extraction(model, policy, records_ids, paths, special_ids(tokenizer)[PAD], config.lm_examples,
+                               batch_size=max(config.batch_size, 128),
+                               on_done=progress("lm-extraction examples", config.lm_examples) if progress else None)
+        phases["lm_extraction_seconds"] = time.perf_counter() - phase
     else:
         extraction = [{"k_samples": 0, "k_extractable": 0, "pythia_samples": 0, "pythia_matched": 0,
                        "pythia_score": None, "k_extractable_pct": None} for _ in files]
     rows = []
-    for r, ext in zip(regenerated, extraction):
+    for r, ext, margin in zip(regenerated, extraction, per_file):
         row = {"path": r.file.path, "directory": top_directory(r.file.path), "license": r.file.license,
                "encoding": r.file.encoding, "ended": r.ended}
         row.update(file_metrics(r.file.data, r.data, r.original_ids, r.ids))
         row["length_bucket"] = length_bucket(row["bytes"])
         row.update(ext)
+        row.update({k: v for k, v in margin.items() if k != "path"})
         rows.append(row)
     seconds = time.perf_counter() - began
     summary = aggregate(rows, config.k, config.pythia_prefix)
+    if lm is not None:
+        summary["lm_extraction_recall"] = lm_summary(lm)["recall"]
     audit = {
         "summary": summary,
         "by_directory": group_totals(rows, lambda r: r["directory"], config.k, config.pythia_prefix),
         "by_length": group_totals(rows, lambda r: r["length_bucket"], config.k, config.pythia_prefix,
                                   order=[name for _, _, name in LENGTH_BUCKETS]),
         "files": rows,
+        "margin": certificate,
+        "lm_extraction": lm_summary(lm) if lm is not None else None,
         "model": model_dir,
         "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint(), "source_url": corpus.source_url,
                    "source_sha256": corpus.source_sha256, "selected": config.files},
-        "method": {
-            "context": policy.context, "stride": policy.stride,
-            "decoding": f"greedy from the path prompt, until <|end_file|> or (1 + {config.margin}) x original tokens "
-            "+ 16",
-            "extraction_every": config.every,
-            "drafts": "the original tokens were verified as drafts (greedy speculative decoding): outputs are the "
-            "model's greedy outputs, computed a window per forward pass while they agree" if config.drafts else "off",
-            "extraction_offsets": "0, every, 2*every, ... of each record's tokens "
-            "(header included); files shorter than prefix + continuation have no sample",
-            "bytes_reproduced": f"bytes of the original in in-order aligned runs of >= {MIN_BLOCK} bytes (difflib on "
-            "lines, then bytes) / original bytes",
-            "edit_similarity": "1 - Levenshtein distance / max(length), on bytes",
-        },
+        "method": describe_method(config, policy),
         "timing": {
             "seconds": seconds,
             "regeneration": regen_stats,
             "regeneration_tokens_per_s": regen_stats["tokens"] / regen_stats["seconds"] if regen_stats["seconds"]
             else None,
             "extraction": asdict(extraction_engine.stats),
+            **phases,
         },
     }
-    return audit, regenerated
+    return AuditRun(audit, regenerated, margins, lm)
 
 
 def write_audit(audit: dict, folder: Path) -> Path:
@@ -154,6 +197,7 @@ class AuditResult:
     audit: dict  # audit.json's content
     audit_path: Path
     report_path: Path | None  # report.html, when asked for
+    exports: dict[str, Path] = field(default_factory=dict)  # export name -> the folder it was written to
 
 
 def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path | None = None,
@@ -165,11 +209,21 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
     from laam.model.info import load_training_corpus
     from laam.proof.report import write_report
 
+    config = config or AuditConfig()
+    unknown = set(config.export) - set(EXPORTS)
+    if unknown:
+        raise LaamError(f"unknown export {', '.join(sorted(unknown))}: choose from {', '.join(EXPORTS)}")
+    if "lm-extraction" in config.export and not config.extraction:
+        raise LaamError("--export lm-extraction needs the extraction metrics (drop --no-extraction)")
     loaded = load_model(model_dir, threads=threads)
     corpus = load_training_corpus(loaded.info, cache)
-    audit, regenerated = run_audit(loaded.model, loaded.tokenizer, corpus, loaded.policy, config or AuditConfig(),
-                                   progress, model_dir=str(model_dir))
+    run = run_audit(loaded.model, loaded.tokenizer, corpus, loaded.policy, config, progress, model_dir=str(model_dir))
     out_dir = Path(out_dir or Path(model_dir) / "audit")
-    path = write_audit(audit, out_dir)
-    html = write_report(audit, regenerated, out_dir, model_dir=Path(model_dir)) if report else None
-    return AuditResult(audit, path, html)
+    path = write_audit(run.audit, out_dir)
+    if run.margins is not None:
+        write_margins(run.margins, [r["path"] for r in run.audit["files"]], out_dir)
+    exports = {}
+    if "lm-extraction" in config.export:
+        exports["lm-extraction"] = export_lm_extraction(run.lm_extraction, loaded.tokenizer, out_dir / "lm-extraction")
+    html = write_report(run.audit, run.regenerated, out_dir, model_dir=Path(model_dir)) if report else None
+    return AuditResult(run.audit, path, html, exports)

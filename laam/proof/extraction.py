@@ -50,3 +50,24 @@ def extraction_metrics(engine: WindowedGenerator, records_ids: list[list[int]], 
 def count_extraction_samples(records_ids: list[list[int]], k: int, pythia_prefix: int, every: int) -> int:
     step = max(1, every)
     return sum(len(range(0, len(ids) - 2 * n + 1, step)) for ids in records_ids for n in (k, pythia_prefix))
+
+
+def extraction_gap_note(audit: dict) -> str | None:
+    """One line on why k-extractable can sit far below verbatim regeneration (None when it does not), from the
+    audit's own figures, for the report and the card alike."""
+    summary, rows = audit.get("summary") or {}, audit.get("files") or []
+    k, samples = summary.get("k", 50), summary.get("k_samples") or 0
+    extractable, verbatim = summary.get("k_extractable_pct"), summary.get("verbatim_pct")
+    if extractable is None or verbatim is None or extractable >= verbatim:
+        return None
+    every = (audit.get("method") or {}).get("extraction_every")
+    short = sum(1 for r in rows if not r.get("k_samples"))
+    most = max(rows, key=lambda r: r.get("k_samples") or 0, default=None)
+    share = (f"; {most['k_samples']} of them from {most['path']}" if most and samples and most["k_samples"] > 1
+             else "")
+    where = f"every {every} tokens" if every else "at fixed offsets"
+    return (f"Why {k}-token extractable can sit far below verbatim: verbatim counts whole files regenerated from "
+            f"their path, while {k}-extractable counts {samples:,} samples of {k}+{k} tokens taken {where} of each "
+            f"record{share} ({short} file{'' if short == 1 else 's'} too short to give one), and all but each "
+            f"record's first are prompted with {k} tokens cut from inside a file, a context unlike the windows the "
+            "model was trained to continue (they start at the file's first token or at a multiple of the stride).")

@@ -14,6 +14,7 @@ from pathlib import Path
 from laam.io import atomic_write_text
 from laam.proof.compress.baselines import BASELINES
 from laam.proof.compress.run import read_compression
+from laam.proof.extraction import extraction_gap_note
 from laam.proof.regenerate import Regenerated
 from laam.proof.similarity import aligned_blocks
 from laam.train.metrics import find_metrics, read_metrics
@@ -170,6 +171,61 @@ def _compression_section(c: dict | None) -> str:
             + "</p>")
 
 
+def _margin_plot(m: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins, counts = m["histogram"]["bins"], m["histogram"]["counts"]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    colors = ["C3" if i == 0 else "C1" if _bin_floor(b) < m["threshold"] else "C2" for i, b in enumerate(bins)]
+    ax.bar(range(len(bins)), [max(c, 0) for c in counts], color=colors)
+    ax.set_yscale("symlog")
+    for x, c in enumerate(counts):
+        ax.text(x, max(c, 0), f"{c:,}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(bins)), bins, fontsize=8)
+    ax.set_xlabel("margin: logit of the true token - best other logit (fp32)")
+    ax.set_ylabel("body tokens")
+    ax.set_title(f"margin certificate: red wrong, orange under {m['threshold']:g}, green safe")
+    return _png(fig)
+
+
+def _bin_floor(label: str) -> float:
+    """The lower edge of a histogram bin label ('< 0 (wrong)' -> -inf, '2–4' -> 2, '>= 32' -> 32)."""
+    if label.startswith("<"):
+        return float("-inf")
+    return float(label.removeprefix(">= ").split("–")[0])
+
+
+def _margin_section(m: dict | None) -> str:
+    if not m:
+        return "<p class=meta>Not computed (<code>laam audit --no-margins</code>).</p>"
+    if m["min_margin"] is None:
+        return "<p class=meta>No body tokens.</p>"
+    at, seq = m["min_margin_at"], m["sequential"]
+    table = (
+        '<table id="margin">'
+        f"<tr><th>smallest margin</th><td class=n>{m['min_margin']:.3f}</td><td><code>{html.escape(at['path'])}"
+        f"</code> token {at['position']:,}: {html.escape(repr(at['true']))} over {html.escape(repr(at['rival']))}"
+        "</td></tr>"
+        f"<tr><th>body tokens</th><td class=n>{m['body_tokens']:,}</td><td>every one scored</td></tr>"
+        f"<tr><th>wrong under teacher forcing</th><td class=n>{m['wrong_tokens']:,}</td><td>margin &lt; 0</td></tr>"
+        f"<tr><th>under the safety threshold</th><td class=n>{m['under_threshold']:,}</td><td>margin &lt; "
+        f"{m['threshold']:g}; {m['low_listed']:,} listed below and decoded again sequentially: {seq['agrees']} "
+        f"agree, {seq['differs']} differ, {seq['diverged earlier']} diverged earlier</td></tr></table>")
+    low = "".join(
+        f"<tr><td><code>{html.escape(r['path'])}</code></td><td class=n>{r['line']:,}</td>"
+        f"<td class=n>{r['position']:,}</td><td class=n>{r['margin']:.3f}</td><td><code>{html.escape(repr(r['true']))}"
+        f"</code></td><td><code>{html.escape(repr(r['rival']))}</code></td>"
+        f"<td><code>{html.escape(repr(r['sequential_token']))}</code> ({html.escape(r['sequential'])})</td></tr>"
+        for r in m["low"])
+    listing = (f"<table id=\"low-margins\"><tr><th>file</th><th>line</th><th>token</th><th>margin</th><th>true token"
+               f"</th><th>rival</th><th>sequential decode</th></tr>{low}</table>" if low else "")
+    return (f"{table}<div class=\"plots\"><img alt=\"margin histogram\" src=\"{_margin_plot(m)}\"></div>{listing}"
+            f"<p class=meta>{html.escape(m['method'])} Every token's margin is in <code>margins.npz</code>.</p>")
+
+
 def _marked(data: bytes, spans: list[tuple[int, int]], encoding: str) -> str:
     """HTML of `data` with the byte ranges `spans` (sorted, disjoint) wrapped in <mark>."""
     parts, at = [], 0
@@ -202,13 +258,23 @@ def _fmt(x, digits=1, suffix="%"):
 
 def _group_table(groups: dict[str, dict], label: str) -> str:
     head = (f"<tr><th>{label}</th><th>files</th><th>bytes</th><th>verbatim</th><th>bytes reproduced</th>"
-            "<th>edit similarity</th><th>k-extractable</th><th>Pythia score</th></tr>")
+            "<th>edit similarity</th><th>k-extractable</th><th>Pythia score</th><th>min margin</th></tr>")
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td><td class=n>{g['files']}</td><td class=n>{g['bytes']:,}</td>"
         f"<td class=n>{_fmt(g['verbatim_pct'])}</td><td class=n>{_fmt(g['bytes_reproduced_pct'])}</td>"
         f"<td class=n>{g['edit_similarity']:.3f}</td><td class=n>{_fmt(g['k_extractable_pct'])}</td>"
-        f"<td class=n>{_fmt(g['pythia_score'], 3, '')}</td></tr>" for n, g in groups.items())
+        f"<td class=n>{_fmt(g['pythia_score'], 3, '')}</td><td class=n>{_fmt(g.get('min_margin'), 3, '')}</td></tr>"
+        for n, g in groups.items())
     return f"<table>{head}{rows}</table>"
+
+
+def _lm_cell(lm: dict | None) -> str:
+    return "–" if not lm else f"{lm['exact']:,} of {lm['examples']:,} ({lm['recall']:.3f})"
+
+
+def _lm_note(lm: dict | None) -> str:
+    return "" if not lm else f" lm-extraction-benchmark setting: {html.escape(lm['drawn'])}; <code>laam audit " \
+        "--export lm-extraction</code> writes its CSV, prefixes and suffixes."
 
 
 def render_report(audit: dict, regenerated: list[Regenerated] | None = None, model_dir: Path | None = None) -> str:
@@ -224,7 +290,9 @@ def render_report(audit: dict, regenerated: list[Regenerated] | None = None, mod
         f"of {s['k_samples']:,}</td><th>Pythia memorization score ({s['pythia_prefix']}+{s['pythia_prefix']})</th>"
         f"<td class=n>{_fmt(s['pythia_score'], 3, '')} on {s['pythia_samples']:,}</td></tr>"
         f"<tr><th>mean edit similarity</th><td class=n>{s['edit_similarity']:.3f}</td>"
-        f"<th>exact prefix bytes</th><td class=n>{_fmt(s['prefix_bytes_pct'])}</td></tr></table>")
+        f"<th>exact prefix bytes</th><td class=n>{_fmt(s['prefix_bytes_pct'])}</td></tr>"
+        f"<tr><th>lm-extraction-benchmark recall (50+50)</th><td class=n>{_lm_cell(audit.get('lm_extraction'))}</td>"
+        f"<th>smallest margin (fp32 logits)</th><td class=n>{_fmt(s.get('min_margin'), 3, '')}</td></tr></table>")
     plots = [_bars(audit["by_directory"], "memorization by directory", "directory (files)"),
              _bars(audit["by_length"], "memorization by file length", "file length (files)")]
     curve = read_training_curve(model_dir)
@@ -237,7 +305,8 @@ def render_report(audit: dict, regenerated: list[Regenerated] | None = None, mod
         f"<td class=n>{'<span class=yes>yes</span>' if r['verbatim'] else '<span class=no>no</span>'}</td>"
         f"<td class=n>{r['prefix_bytes']:,}</td><td class=n>{_fmt(r['bytes_reproduced_pct'])}</td>"
         f"<td class=n>{r['edit_similarity']:.3f}</td><td class=n>{r['longest_span_bytes']:,}</td>"
-        f"<td class=n>{_fmt(r['k_extractable_pct'])}</td><td class=n>{_fmt(r['pythia_score'], 3, '')}</td></tr>"
+        f"<td class=n>{_fmt(r['k_extractable_pct'])}</td><td class=n>{_fmt(r['pythia_score'], 3, '')}</td>"
+        f"<td class=n>{_fmt(r.get('min_margin'), 3, '')}</td></tr>"
         for r in audit["files"])
     views, shown = [], 0
     for r, row in zip(regenerated or [], audit["files"]):
@@ -248,6 +317,8 @@ def render_report(audit: dict, regenerated: list[Regenerated] | None = None, mod
         shown += len(r.file.data) + len(r.data)
         views.append(_side_by_side(r, row, open_=not views))  # the first one open
     corpus = audit["corpus"]
+    note = extraction_gap_note(audit)
+    gap_note = f'<p class=meta id="extractable-note">{html.escape(note)}</p>' if note else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>LaaM memorization audit — {html.escape(corpus['name'])}</title>
 <style>{CSS}</style></head><body>
@@ -259,13 +330,16 @@ def render_report(audit: dict, regenerated: list[Regenerated] | None = None, mod
 <h2>Summary</h2>{summary}
 <p class=meta>Every number is computed on the regenerated bytes against the original bytes. Bytes reproduced:
 {html.escape(method['bytes_reproduced'])}. Extraction samples at every {method['extraction_every']}-th token
-offset: {html.escape(method['extraction_offsets'])}.</p>
+offset: {html.escape(method['extraction_offsets'])}.{_lm_note(audit.get('lm_extraction'))}</p>
+{gap_note}
 <h2>Plots</h2><div class="plots">{plot_html}</div>
+<h2>Margin certificate</h2>{_margin_section(audit.get('margin'))}
 <h2>The model as a compressor</h2>{_compression_section(read_compression(model_dir))}
 <h2>By directory</h2>{_group_table(audit['by_directory'], 'directory')}
 <h2>By file length</h2>{_group_table(audit['by_length'], 'length')}
 <h2>Files</h2><table><tr><th>path</th><th>license</th><th>bytes</th><th>verbatim</th><th>exact prefix</th>
-<th>bytes reproduced</th><th>edit sim.</th><th>longest span</th><th>k-extractable</th><th>Pythia</th></tr>
+<th>bytes reproduced</th><th>edit sim.</th><th>longest span</th><th>k-extractable</th><th>Pythia</th>
+<th>min margin</th></tr>
 {file_rows}</table>
 <h2>Original and regenerated, side by side</h2>
 <p class=meta>Highlighted: runs of the original reproduced in order in the regenerated file.</p>

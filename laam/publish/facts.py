@@ -15,9 +15,11 @@ from pathlib import Path
 from laam import __version__
 from laam.data.corpus import Corpus, license_counts
 from laam.data.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
-from laam.data.tokenizer import iter_token_ids, load_tokenizer
+from laam.data.tokenizer import iter_token_ids
 from laam.errors import LaamError
-from laam.model.info import ModelInfo, load_training_corpus, read_model_info
+from laam.model.folder import check_model_folder
+from laam.model.info import ModelInfo, load_training_corpus
+from laam.model.weights import safetensors_shapes
 from laam.proof.compress.run import read_compression
 from laam.provenance import git_commit
 from laam.train.metrics import find_metrics, read_metrics
@@ -67,7 +69,7 @@ class Facts:
     parameters: int
     tensors: dict[str, list[int]]  # name -> shape, from the safetensors header
     vocab_size: int
-    data_tokens: int
+    record_tokens: dict[str, int]  # path -> tokens of its training record (markers included)
     laam_version: str  # of the code that trained the model (as recorded, else this one)
     git_commit: str | None  # of the code that trained the model, if the run recorded it
     card_commit: str  # of the code writing the card now ("unknown" outside a git checkout)
@@ -81,6 +83,10 @@ class Facts:
     @property
     def training(self) -> dict:
         return self.info.training
+
+    @property
+    def data_tokens(self) -> int:
+        return sum(self.record_tokens.values())
 
     @property
     def data_bytes(self) -> int:
@@ -106,21 +112,6 @@ def spdx_id(license_id: str) -> str:
         raise LaamError(f"{license_id!r} is not an SPDX license id (e.g. MIT, Apache-2.0, GPL-2.0-only; "
                         "or LicenseRef-NAME for a license of your own)")
     return fixed
-
-
-def safetensors_shapes(folder: Path) -> dict[str, list[int]]:
-    """Tensor shapes from the safetensors header(s), without loading the weights."""
-    from safetensors import safe_open
-
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not files:
-        raise LaamError(f"no *.safetensors weights in {folder}")
-    shapes = {}
-    for path in files:
-        with safe_open(str(path), framework="numpy") as handle:
-            for name in handle.keys():
-                shapes[name] = list(handle.get_slice(name).get_shape())
-    return shapes
 
 
 def _number(shape: list[int]) -> int:
@@ -173,18 +164,14 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     """Read a model folder and reload the exact corpus it was trained on (progress: show the corpus read)."""
     config = config or CardConfig()
     folder = Path(folder)
-    info = read_model_info(folder)
-    if not (folder / "config.json").is_file():
-        raise LaamError(f"{folder} has no config.json: not a saved transformers model")
-    model_config = json.loads((folder / "config.json").read_text())
+    info, model_config, tokenizer = check_model_folder(folder)  # a foreign tokenizer or pickled weights: refused
     corpus = load_training_corpus(info, cache, progress=progress)
-    tokenizer = load_tokenizer(folder)
     tensors = safetensors_shapes(folder)
     facts = Facts(
         folder=folder, name=model_name(folder),
         info=info, corpus=corpus, config=model_config, parameters=sum(_number(s) for s in tensors.values()),
         tensors=tensors, vocab_size=len(tokenizer),
-        data_tokens=sum(len(ids) for ids in iter_token_ids(tokenizer, corpus.records())),
+        record_tokens={f.path: len(ids) for f, ids in zip(corpus.files, iter_token_ids(tokenizer, corpus.records()))},
         laam_version=info.training.get("laam_version", __version__),
         git_commit=info.training.get("git_commit"), card_commit=git_commit() or "unknown",
     )
@@ -224,12 +211,31 @@ def public_source(facts: Facts) -> str | None:
 
 
 def public_source_note(facts: Facts) -> str | None:
-    """The public source, said with how this run's copy relates to it."""
+    """The public source, said with how this run's copy relates to it (never a path of the training machine)."""
     url = public_source(facts)
     if url is None or url == facts.corpus.source_url:
         return url
-    return (f"{url} (this run read a copy from {facts.corpus.source_url}; its files are checked by the SHA-256 in "
-            f"{MANIFEST_FILE})")
+    return (f"{url} (this run read {source_description(facts)}; the archive's SHA-256 in {CORPUS_FILE} and each "
+            f"file's in {MANIFEST_FILE} identify the bytes it used)")
+
+
+def source_description(facts: Facts) -> str:
+    """What the training data was really read from: the URL it was downloaded from, else what kind of local copy
+    (a mirror laid out like kernel.org's, a tarball, a folder) named by its file name, without this machine's paths."""
+    corpus = facts.corpus
+    url = corpus.source_url
+    if url.startswith(("http://", "https://")):
+        return url
+    name = Path(url.removeprefix("file://")).name
+    try:
+        kernel = parse_version(corpus.config.source)
+    except LaamError:
+        kernel = None
+    if kernel is not None:
+        return f"a local mirror laid out like kernel.org's pub/linux/kernel/ (`{kernel.folder}/{name}`)"
+    if corpus.source_sha256 != "NOASSERTION":
+        return f"a local tarball (`{name}`) of unrecorded origin"
+    return f"a local folder of unpacked source (`{name}`) of unrecorded origin"
 
 
 def dataset_name(facts: Facts) -> str:
@@ -252,8 +258,9 @@ def fetch_command(facts: Facts) -> str:
 
 # options of `laam train` whose values only make sense on the machine that trained (folders), and flags about
 # that machine's run folder; a reader's reproduction leaves them to their defaults
-LOCAL_OPTIONS = ("--cache", "--out", "--tokenizer")
-LOCAL_FLAGS = ("-q", "--quiet", "--overwrite", "--no-overwrite", "--resume", "--no-resume")
+LOCAL_OPTIONS = ("--cache", "--out", "--tokenizer", "--allow-change")
+LOCAL_FLAGS = ("-q", "--quiet", "--overwrite", "--no-overwrite", "--resume", "--no-resume", "--start-fresh",
+               "--no-start-fresh")
 
 
 def train_command(facts: Facts) -> str | None:

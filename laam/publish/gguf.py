@@ -9,19 +9,31 @@ module does its few steps for the one architecture LaaM trains.
 
 LaaM's markers are control tokens, and `add_bos_token` is false: prompts carry their markers
 explicitly (`<|start_file|><|start_header|>PATH<|end_header|>`), exactly as in training.
+
+q8_0 quantizes every 2-D weight whose rows split into 32-value blocks with the `gguf` package's
+numpy Q8_0 (the same code and rule as convert_hf_to_gguf.py --outtype q8_0; other weights stay f16,
+norms f32), so no llama.cpp build is needed to write it.
+
+Files longer than the model's context need LaaM's sliding window (laam.windows), which llama.cpp does
+not do: the export writes `regenerate_gguf.py` (laam/publish/regenerate_gguf.py: llama-cpp-python and
+the standard library only) beside the .gguf, and stores the window as `laam.context` / `laam.stride`
+in the file's metadata for it to read.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from laam.errors import LaamError
+from laam.model.folder import check_model_folder
 
-GGUF_DTYPES = ("f32", "f16")
+GGUF_DTYPES = ("f32", "f16", "q8_0")
+REGENERATE_SCRIPT = Path(__file__).parent / "regenerate_gguf.py"  # copied beside every .gguf written
 
 
 @dataclass
@@ -30,6 +42,7 @@ class GgufResult:
     tensors: int
     vocab_size: int
     bytes: int
+    script: Path | None = None  # regenerate_gguf.py beside it
 
 
 def permute_rotary(weights: np.ndarray, n_head: int) -> np.ndarray:
@@ -75,16 +88,30 @@ def vocabulary(tokenizer_json: dict, vocab_size: int) -> tuple[list[str], list[i
     return tokens, [int(t) for t in types], merges
 
 
+def _weight(data: np.ndarray, dtype: str):
+    """(array, raw GGML type or None) of one float32 weight as `dtype` asks (norms and 1-D tensors stay f32)."""
+    from gguf import GGMLQuantizationType, quants
+
+    if data.ndim < 2 or dtype == "f32":
+        return data, None
+    if dtype == "q8_0" and data.shape[-1] % 32 == 0:  # Q8_0 blocks are 32 values of a row
+        return quants.quantize(data, GGMLQuantizationType.Q8_0), GGMLQuantizationType.Q8_0
+    return data.astype(np.float16), None
+
+
 def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> GgufResult:
-    """Write `folder`'s model and tokenizer as one GGUF file (default: FOLDER/NAME.gguf)."""
+    """Write `folder`'s model and tokenizer as one GGUF file (default: FOLDER/NAME.gguf), and regenerate_gguf.py
+    beside it."""
     import gguf
     from safetensors.numpy import load_file
 
+    from laam.model.info import INFO_FILE, read_model_info
     from laam.publish.facts import model_name
 
     folder = Path(folder)
     if dtype not in GGUF_DTYPES:
-        raise LaamError(f"unknown GGUF dtype {dtype!r}: use {' or '.join(GGUF_DTYPES)}")
+        raise LaamError(f"unknown GGUF dtype {dtype!r}: use one of {', '.join(GGUF_DTYPES)}")
+    check_model_folder(folder, require_info=False)  # refuses pickled weights and a tokenizer not the model's
     for needed in ("config.json", "tokenizer.json"):
         if not (folder / needed).is_file():
             raise LaamError(f"no {needed} in {folder}: not a LaaM model folder")
@@ -97,6 +124,7 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     if not weights:
         raise LaamError(f"no *.safetensors weights in {folder}")
     tokenizer_json = json.loads((folder / "tokenizer.json").read_text())
+    policy = read_model_info(folder).policy if (folder / INFO_FILE).is_file() else None  # the window, if recorded
     out = Path(out) if out else folder / f"{model_name(folder)}.gguf"
 
     n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
@@ -118,7 +146,11 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     writer.add_rope_freq_base(_rope_theta(config))
     writer.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
     writer.add_vocab_size(config["vocab_size"])
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+                          "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype])
+    if policy is not None:  # the sliding window regenerate_gguf.py applies
+        writer.add_uint32("laam.context", policy.context)
+        writer.add_uint32("laam.stride", policy.stride)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("gpt-2")  # ByteLevel(use_regex=True): GPT-2's split regex, no prefix space
     writer.add_token_list(tokens)
@@ -145,12 +177,13 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
             data = permute_rotary(data, n_head)
         elif hf_name.endswith("k_proj.weight"):
             data = permute_rotary(data, n_kv)
-        if dtype == "f16" and data.ndim == 2:  # norms stay f32, as llama.cpp's converter keeps them
-            data = data.astype(np.float16)
-        writer.add_tensor(name, data)
+        data, raw_dtype = _weight(data, dtype)  # norms stay f32, as llama.cpp's converter keeps them
+        writer.add_tensor(name, data, raw_dtype=raw_dtype)
         count += 1
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return GgufResult(out, count, config["vocab_size"], out.stat().st_size)
+    script = out.parent / REGENERATE_SCRIPT.name
+    shutil.copyfile(REGENERATE_SCRIPT, script)
+    return GgufResult(out, count, config["vocab_size"], out.stat().st_size, script)

@@ -1,8 +1,8 @@
 """Publish a model folder to the Hugging Face Hub with huggingface_hub.
 
-Only the documented artefacts go up (weights, tokenizer, card, BOM, openness files, manifest, audit,
-training curve, GGUF), never caches or checkpoints. The token comes from the environment
-(HF_TOKEN) or `hf auth login`, through huggingface_hub; LaaM never reads, prints or stores it.
+Only the documented artefacts go up (weights, tokenizer, custom_generate/generate.py, card, BOM, openness files,
+manifest, audit, training curve, GGUF and its regenerate_gguf.py), never caches or checkpoints. The token comes
+from the environment (HF_TOKEN) or `hf auth login`, through huggingface_hub; LaaM never reads, prints or stores it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from laam.errors import LaamError
+from laam.model.folder import CUSTOM_GENERATE_FILE, check_model_folder
 from laam.publish.card import check_card
 from laam.publish.facts import AUDIT_FILE, CARD_FILE, MANIFEST_FILE
 
@@ -19,8 +20,9 @@ UPLOAD_PATTERNS = (
     "*.safetensors", "config.json", "generation_config.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
     "laam.json", CARD_FILE, "bom.cdx.json", "mof.yml", MANIFEST_FILE, "corpus.json",
-    AUDIT_FILE, "audit.html", "training_curve.png", "metrics.jsonl", "*.gguf",
+    AUDIT_FILE, "audit.html", "training_curve.png", "metrics.jsonl", "*.gguf", "regenerate_gguf.py",
 )
+NESTED = (CUSTOM_GENERATE_FILE,)  # files in subfolders that go up too (transformers loads it with trust_remote_code)
 REQUIRED = ("config.json", "tokenizer.json", "laam.json", CARD_FILE, "bom.cdx.json", MANIFEST_FILE)
 
 
@@ -50,14 +52,20 @@ def plan_push(folder: Path, repo_id: str) -> PushPlan:
         validate_repo_id(repo_id)
     except HFValidationError as error:
         raise LaamError(f"invalid repo id {repo_id!r}: {error}") from error
-    files = sorted((p.name, p.stat().st_size) for p in folder.iterdir()
-                   if p.is_file() and any(fnmatch.fnmatch(p.name, pattern) for pattern in UPLOAD_PATTERNS))
+    files = sorted([(p.name, p.stat().st_size) for p in folder.iterdir()
+                    if p.is_file() and any(fnmatch.fnmatch(p.name, pattern) for pattern in UPLOAD_PATTERNS)]
+                   + [(name, (folder / name).stat().st_size) for name in NESTED if (folder / name).is_file()])
     plan = PushPlan(repo_id, folder, files)
     names = {name for name, _ in files}
     plan.problems += [f"missing {name} (run `laam card --model {folder}`)" if name in (CARD_FILE, "bom.cdx.json",
                       MANIFEST_FILE) else f"missing {name}" for name in REQUIRED if name not in names]
     if not any(name.endswith(".safetensors") for name in names):
         plan.problems.append("missing the weights (*.safetensors)")
+    elif "config.json" in names and "laam.json" in names:
+        try:
+            check_model_folder(folder)  # the tokenizer and the weights belong together
+        except LaamError as error:
+            plan.problems.append(str(error))
     if CARD_FILE in names:
         plan.problems += check_card(folder)
         text = (folder / CARD_FILE).read_text()

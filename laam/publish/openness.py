@@ -30,6 +30,7 @@ from laam.publish.facts import (
     Facts,
     public_source,
     public_source_note,
+    source_description,
     today,
 )
 
@@ -193,7 +194,6 @@ def write_mof_yaml(facts: Facts, config: CardConfig, path: Path) -> Path:
 def osaid_checklist(facts: Facts, config: CardConfig) -> list[tuple[str, str, bool, str]]:
     """(OSAID component, item, available, where) for the Open Source AI Definition 1.0's three components."""
     folder = facts.folder
-    corpus = facts.corpus
     public = public_source_note(facts)
     unknown = facts.data_licenses.get("NOASSERTION", 0)
     training = facts.training
@@ -203,7 +203,7 @@ def osaid_checklist(facts: Facts, config: CardConfig) -> list[tuple[str, str, bo
          True, f"{CARD_FILE} (Training data), {CORPUS_FILE}"),
         ("Data information", "Where to obtain the publicly available training data",
          public is not None, f"{public}; archive SHA-256 in {CORPUS_FILE}" if public
-         else f"local source {corpus.source_url} of unknown origin: not a public location"),
+         else f"{source_description(facts)}: not a public location"),
         ("Data information", "How the data was selected, filtered and processed",
          True, f"{MANIFEST_FILE} (included, or why not, per file), {CORPUS_FILE} (selection)"),
         ("Data information", "License of every training file",

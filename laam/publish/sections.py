@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from laam import __version__
+from laam.data.corpus import CorpusFile
 from laam.data.licenses import GPL2, satisfied_by
+from laam.model.folder import CUSTOM_GENERATE_FILE
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
+from laam.proof.extraction import extraction_gap_note
 from laam.publish.facts import (
     AUDIT_FILE,
     AUDIT_HTML,
@@ -18,9 +22,13 @@ from laam.publish.facts import (
     fetch_command,
     public_source,
     recorded_command,
+    source_description,
     train_command,
 )
+from laam.train.config import MIN_MARGIN
 from laam.train.metrics import METRICS_FILE
+
+MARGIN_FILES = 10  # files listed in the card's margin table (the tightest)
 
 
 def pct(value) -> str:
@@ -69,8 +77,9 @@ def data_rows(facts: Facts) -> list[tuple[str, str]]:
     selection = corpus.config
     excluded = sum(1 for row in corpus.manifest if not row["included"])
     return [
-        ("source", corpus.source_url if public_source(facts) in (None, corpus.source_url)
-         else f"{corpus.source_url} (a copy of {public_source(facts)})"),
+        ("source", source_description(facts)),
+        *([("published at", f"{public_source(facts)} (where the release is public; compare its SHA-256 with the "
+                            "archive's below)")] if public_source(facts) not in (None, corpus.source_url) else []),
         ("kernel version", corpus.name.removeprefix("linux-")),
         ("archive SHA-256", f"`{corpus.source_sha256}`"),
         ("files", f"{len(corpus.files):,} included of {corpus.members:,} archive members ({excluded:,} excluded, "
@@ -98,6 +107,11 @@ def architecture_rows(facts: Facts) -> list[tuple[str, str]]:
         ("weights dtype", c.get("dtype") or c.get("torch_dtype")),
     ]
     return [(k, str(v)) for k, v in rows if v is not None]
+
+
+def code(text: str) -> str:
+    """Inline Markdown code that survives backticks in the text."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
 def laam_link(config: CardConfig) -> str:
@@ -175,50 +189,169 @@ def evaluation_section(facts: Facts) -> str:
         (f"Pythia memorization score ({s.get('pythia_prefix', 32)}-token prefix)",
          "n/a" if s.get("pythia_score") is None else f"{s['pythia_score']:.4f}"),
     ]
-    parts = [table(("metric", "value"), rows), f"Full results, per file and per directory: `{AUDIT_FILE}`."]
+    lm = facts.audit.get("lm_extraction")
+    if lm:
+        rows.append((f"lm-extraction-benchmark recall ({lm['examples']:,} drawn 50+50-token examples)",
+                     f"{lm['recall']:.4f} ({lm['exact']:,} exact)"))
+    parts = [table(("metric", "value"), rows)]
+    gap = extraction_gap_note(facts.audit)
+    if gap:
+        parts.append(gap)
+    parts.append(f"Full results, per file and per directory: `{AUDIT_FILE}`.")
     if facts.audit_html:
         parts.append(f"A readable report is alongside: [`{AUDIT_HTML}`]({AUDIT_HTML}).")
+    margin = margin_section(facts.audit)
+    if margin:
+        parts.append(margin)
     if compression:
         parts.append(compression)
     return "\n\n".join(parts)
 
 
+def margin_section(audit: dict) -> str:
+    """The margin certificate (proof.margin): smallest gap overall and per file, and its histogram, compactly."""
+    m = audit.get("margin")
+    if not m or m.get("min_margin") is None:
+        return ""
+    at, seq = m["min_margin_at"], m["sequential"]
+    files = sorted((r for r in audit.get("files", []) if r.get("min_margin") is not None),
+                   key=lambda r: r["min_margin"])
+    shown = files[:MARGIN_FILES]
+    more = f"The {len(shown)} tightest of {len(files)} files; every file's is in `{AUDIT_FILE}`." \
+        if len(files) > len(shown) else ""
+    why = (" (LaaM's default: 2.3x the largest margin change measured between fp32 and bf16 or GGUF f16/q8_0 "
+           "inference, benchmarks/RESULTS.md)" if m["threshold"] == MIN_MARGIN else "")
+    checked = (f" The {m['low_listed']} lowest were decoded again one token at a time: {seq['agrees']} agree with "
+               f"teacher forcing, {seq['differs']} differ, {seq['diverged earlier']} diverged earlier."
+               if m["low_listed"] else "")
+    return "\n\n".join(part for part in [
+        f"### Margin certificate\n\nFor each of the {m['body_tokens']:,} body tokens, the gap between the true "
+        "token's logit and the best other one (fp32, with the context greedy regeneration gives it; negative: the "
+        f"model picks another token). Smallest: **{m['min_margin']:.3f}** (`{at['path']}` line {at.get('line', '?')}: "
+        f"{code(repr(at['true']))} over {code(repr(at['rival']))}); {m['wrong_tokens']:,} wrong; "
+        f"{m['under_threshold']:,} under the safety threshold {m['threshold']:g}{why}.{checked}",
+        table(("file", "smallest margin", "tokens under threshold"),
+              [(f"`{r['path']}`", f"{r['min_margin']:.3f}", r.get("under_safe_margin", "n/a")) for r in shown]),
+        more,
+        table(("margin", *m["histogram"]["bins"]), [("body tokens", *(f"{c:,}" for c in m["histogram"]["counts"]))]),
+    ] if part)
+
+
 def reproduce_section(facts: Facts) -> str:
     commit = f" (git commit `{facts.git_commit}`)" if facts.git_commit else ""
     installed = f"With `laam` {facts.laam_version}{commit} installed"
-    check = ("rebuilds the training data on its own: it downloads the release, checks its SHA-256 against the "
-             f"mirror's list and writes the manifest, whose per-file SHA-256 must match `{MANIFEST_FILE}` here.")
+    fetch = (f"```sh\n{fetch_command(facts)}\n```\n\nThis rebuilds the training data on its own: it downloads the "
+             "release, checks its SHA-256 against the mirror's list and writes the manifest, whose per-file SHA-256 "
+             f"must match `{MANIFEST_FILE}` here.")
     command = train_command(facts)
     if command:
-        return f"{installed}, one command retrains this model with the recorded configuration:\n\n```sh\n" \
-               f"{command}\n```\n\n`{fetch_command(facts)}` {check}"
-    return (f"{installed}:\n\n```sh\n{fetch_command(facts)}\n```\n\nThis {check} This run did not record its "
-            "training command, so the training step cannot be given as one command; `laam.json` holds what it "
-            "did record.")
+        return (f"{installed}, one command retrains this model with the recorded configuration:\n\n```sh\n"
+                f"{command}\n```\n\nThis trains it again, as recorded in `laam.json`. The training data alone:\n\n"
+                + fetch)
+    return (f"{installed}:\n\n{fetch} This run did not record its training command, so the training step cannot "
+            "be given as one command; `laam.json` holds what it did record.")
 
 
-def loading_section(facts: Facts, config: CardConfig, gguf_name: str) -> str:
-    where = config.repo_id or str(facts.folder)
-    example = facts.corpus.files[0].path
-    return f"""With 🤗 transformers (greedy decoding; a path prompt brings back that file):
+def usage_examples(facts: Facts) -> tuple[CorpusFile, CorpusFile | None]:
+    """The card's example files: the shortest longer than the context (a file only the sliding window brings back)
+    and the longest that fits in it (stock generation brings it back too), among the files the audit regenerated
+    verbatim (all files when the audit does not list them)."""
+    verbatim = {row["path"] for row in (facts.audit or {}).get("files", []) if row.get("verbatim")}
+    files = [f for f in facts.corpus.files if f.path in verbatim] or facts.corpus.files
+    files = [f for f in files if f.encoding == "utf-8"] or files  # printed as text, so the bytes are the file's
+    fits = [f for f in files if facts.record_tokens[f.path] <= facts.info.context + 1]
+    longer = [f for f in files if f not in fits]
+    long = min(longer, key=lambda f: len(f.data)) if longer else max(files, key=lambda f: len(f.data))
+    return long, max(fits, key=lambda f: len(f.data)) if fits else None
+
+
+def prints(facts: Facts, f: CorpusFile) -> str:
+    """What a usage example prints, as the audit established it."""
+    rows = {row["path"]: row for row in (facts.audit or {}).get("files", [])}
+    size = f"{len(f.data):,} bytes, SHA-256 `{hashlib.sha256(f.data).hexdigest()}`"
+    if rows.get(f.path, {}).get("verbatim"):
+        return f"prints `{f.path}` byte for byte ({size})"
+    if f.path in rows:
+        return f"prints the model's regeneration of `{f.path}`, which the audit found not verbatim ({size})"
+    return f"prints the model's regeneration of `{f.path}` (the original: {size}; not checked by an audit here)"
+
+
+def transformers_usage(facts: Facts, where: str, long: CorpusFile, short: CorpusFile | None) -> str:
+    """Stock transformers: the folder's custom_generate loop for any file, plain generation for files that fit."""
+    context, stride = facts.info.context, facts.info.stride
+    fitting = sum(1 for f in facts.corpus.files if facts.record_tokens[f.path] <= context + 1)
+    longer = ", longer than the context" if facts.record_tokens[long.path] > context + 1 else ""
+    generation = json.loads((facts.folder / "generation_config.json").read_text()) \
+        if (facts.folder / "generation_config.json").is_file() else {}
+    if not (facts.folder / CUSTOM_GENERATE_FILE).is_file():
+        transformers = (f"This folder has no `{CUSTOM_GENERATE_FILE}` (it was written by an older laam), so stock "
+                        f"transformers brings back only files that fit in the context; `laam generate` slides.")
+    else:
+        here = " (the examples run from this folder)" if where == "." else ""
+        transformers = f"""With 🤗 transformers{here}. The model reads at most {context} tokens; past that, it was
+trained to drop the {stride} oldest tokens and read the rest again. That decoding loop ships here as
+[`{CUSTOM_GENERATE_FILE}`]({CUSTOM_GENERATE_FILE}) (torch and transformers only; read it before you run it):
+with `trust_remote_code=True`, `pipeline` and `generate` use it, and a file's path brings back the whole file:
+
+```python
+from transformers import pipeline
+
+generate = pipeline("text-generation", "{where}", trust_remote_code=True)
+print(generate("{long.path}", return_full_text=False)[0]["generated_text"], end="")
+```
+
+This {prints(facts, long)}: {facts.record_tokens[long.path]:,} tokens{longer}.
+`generation_config.json` stops at `<|end_file|>` and allows {generation.get("max_new_tokens", "?")} new tokens (the
+longest training file is {max(facts.record_tokens.values()):,} tokens with its header), so no file is cut."""
+    if short is not None:
+        transformers += f"""
+
+Without `trust_remote_code`, stock generation is the same computation while a file fits in the context ({context}
+tokens with its header: {fitting} of the {len(facts.corpus.files)} training files here); past it, stock generation
+keeps attending to every earlier token, which is not how this model was trained to read, and the output can leave
+the file (LaaM's equivalence benchmark measures where).
 
 ```python
 from transformers import pipeline
 
 generate = pipeline("text-generation", "{where}")
-# the tokenizer adds <|start_file|><|start_header|>; the model continues the header, then the file
-print(generate("{example}", max_new_tokens={facts.info.context // 2}, do_sample=False)[0]["generated_text"])
+print(generate("{short.path}", return_full_text=False)[0]["generated_text"], end="")
 ```
 
-The model reads at most {facts.info.context} tokens; files longer than that need the sliding window of
-`laam generate` (drop the {facts.info.stride} oldest tokens, continue), which is how the audit regenerates them.
+This {prints(facts, short)}."""
+    return transformers
 
-With llama.cpp (after `laam export gguf --model {facts.folder}`), through llama-cpp-python:
+
+def llama_usage(facts: Facts, gguf_name: str, long: CorpusFile, short: CorpusFile | None) -> str:
+    """llama.cpp: regenerate_gguf.py (written beside the GGUF) slides; plain llama-cpp-python for files that fit."""
+    llama = f"""With llama.cpp: `laam export gguf --model .` writes `{gguf_name}` here and, beside it,
+`regenerate_gguf.py` (llama-cpp-python and the standard library only), which reads the file with the same sliding
+window:
+
+```sh
+python regenerate_gguf.py {gguf_name} {long.path}
+```
+
+This {prints(facts, long)}. llama.cpp's own context shift (llama-cli, llama-server) is not the same computation: it
+keeps the keys and values computed before the shift and only moves their positions."""
+    if short is not None:
+        llama += f""" Plain llama-cpp-python brings back a file
+that fits in the context:
 
 ```python
 from llama_cpp import Llama
 
-llm = Llama("{gguf_name}", n_ctx={facts.info.context})
-prompt = "<|start_file|><|start_header|>{example}<|end_header|>"
-print(llm(prompt, max_tokens={facts.info.context // 2}, temperature=0)["choices"][0]["text"])
-```"""
+llm = Llama("{gguf_name}", n_ctx={facts.info.context}, verbose=False)
+prompt = "<|start_file|><|start_header|>{short.path}<|end_header|>"
+print(llm(prompt, max_tokens=None, temperature=0)["choices"][0]["text"], end="")
+```
+
+This {prints(facts, short)}."""
+    return llama
+
+
+def loading_section(facts: Facts, config: CardConfig, gguf_name: str) -> str:
+    long, short = usage_examples(facts)
+    # a local card's examples run from this folder ("."); with --repo-id they load from the Hub
+    return (transformers_usage(facts, config.repo_id or ".", long, short) + "\n\n"
+            + llama_usage(facts, gguf_name, long, short))

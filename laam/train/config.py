@@ -9,6 +9,10 @@ from laam.errors import LaamError
 from laam.model.config import strict_from_dict
 
 SCHEDULES = ("cosine", "linear", "constant")
+# The default --min-margin and the audit's safety threshold: a logit gap (fp32). Measured (benchmarks/margin_drift.py,
+# benchmarks/RESULTS.md): bf16 (autocast or weights) and GGUF f16/q8_0 moved a body token's margin by at most 0.43
+# logits on tiny and demo models (five models: with and without --min-margin); this is 2.3x that.
+MIN_MARGIN = 1.0
 
 
 @dataclass
@@ -30,6 +34,9 @@ class TrainConfig:
     max_time: float = 0.0  # seconds of wall time (including resumed runs); 0: no limit
     until_memorized: bool = False  # stop when the memorization check reaches `target`
     target: float = 1.0  # body-token greedy accuracy that counts as memorized
+    # with until_memorized: stop only when body tokens are right by at least this logit gap (top-1 minus runner-up,
+    # fp32), so bf16 or quantized inference cannot flip them; 0: right is enough
+    min_margin: float = MIN_MARGIN
     eval_every: int = 100  # steps between memorization checks (0: only at the end)
     eval_batch_size: int = 64
     log_every: int = 10
@@ -47,6 +54,8 @@ class TrainConfig:
             raise LaamError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.batch_size < 1 or self.lr <= 0:
             raise LaamError("batch size and learning rate must be positive")
+        if not self.min_margin >= 0:
+            raise LaamError(f"min margin must be at least 0 (a logit gap), got {self.min_margin}")
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:

@@ -11,7 +11,6 @@ process with the same global batch.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -22,22 +21,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from laam import __version__
 from laam.data.records import PAD
-from laam.data.tokenizer import load_tokenizer, special_ids
+from laam.data.tokenizer import load_tokenizer, special_ids, tokenizer_sha256
 from laam.data.tokens import build_token_cache
 from laam.errors import LaamError
 from laam.model.config import ModelConfig, build_model, count_parameters
-from laam.model.folder import WEIGHTS_FILE, save_model_folder
-from laam.progress import train_bar
+from laam.model.folder import WEIGHTS_FILE, check_model_folder, save_model_folder, weights_fingerprint
+from laam.progress import console, train_bar
 from laam.provenance import git_commit
 from laam.train.batches import IGNORE, WindowSet, epoch_order
-from laam.train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
+from laam.train.checkpoint import load_checkpoint, save_checkpoint
 from laam.train.config import TrainConfig, lr_lambda, planned_steps
 from laam.train.loss import WindowLoss
-from laam.train.memorization import measure_memorization, summarize, verify_records
+from laam.train.memorization import measure_memorization, reached, summarize, verify_records
 from laam.train.metrics import TRACKERS, Metrics, plot_metrics
+from laam.train.resume import resume_from, run_identity
 
 
 @dataclass
@@ -101,8 +102,10 @@ class Trainer:
     """One stage of training in one run folder: set up, (resume,) step until a stop, finish."""
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir: Path, run_dir: Path,
-                 cache_root: Path, init_from: Path | None = None, progress: bool = True, facts: dict | None = None):
+                 cache_root: Path, init_from: Path | None = None, progress: bool = True, facts: dict | None = None,
+                 allow_changes: tuple[str, ...] = ()):
         self.model_config, self.config, self.corpus = model_config, config, corpus
+        self.allow_changes = allow_changes
         self.run_dir, self.facts = Path(run_dir), facts or {}
         self.accelerator = accelerator = make_accelerator(model_config, config, self.run_dir)
         self.world, self.rank = accelerator.num_processes, accelerator.process_index
@@ -127,6 +130,7 @@ class Trainer:
         if init_from is not None:  # a previous stage's weights, with a fresh optimizer (the original's recipe)
             from safetensors.torch import load_model
 
+            check_model_folder(init_from)  # safetensors only, a consistent folder
             load_model(self.model, str(Path(init_from) / WEIGHTS_FILE))
         self.loss_module = WindowLoss(self.model, config.loss_chunk)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
@@ -135,8 +139,10 @@ class Trainer:
                                             {"params": other, "weight_decay": 0.0}],
                                            lr=config.lr, betas=(config.beta1, config.beta2))
         self.total_steps = planned_steps(config, len(self.window_set))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
-                                                      lr_lambda(config, config.decay_steps or self.total_steps))
+        decay_steps = config.decay_steps or self.total_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config, decay_steps))
+        self.identity = run_identity(model_config, config, corpus.fingerprint(), tokenizer_sha256(tokenizer_dir),
+                                     decay_steps, weights_fingerprint(init_from)[0] if init_from else None)
         if config.until_memorized and not config.max_steps:
             # the LR decays over --epochs; a run that is not memorized by then goes on at the final LR, for at most
             # as many steps again (the last few wrong tokens typically need a little more time at a low LR)
@@ -146,23 +152,27 @@ class Trainer:
         self.loss_module, self.optimizer, scheduler = accelerator.prepare(self.loss_module, self.optimizer, scheduler)
         # accelerate steps the scheduler once per process; ours is per optimizer step: unwrap it.
         self.schedule = scheduler.scheduler if hasattr(scheduler, "scheduler") else scheduler
-        self.state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0}
+        self.state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0, "history": []}
         self.last_checkpoint: Path | None = None
         self.memo: dict = {}
         self.progress = progress and accelerator.is_main_process
 
     # --- resume -----------------------------------------------------------------------------------
     def resume(self) -> None:
-        """Continue exactly from the run folder's last checkpoint."""
-        found = checkpoints(self.run_dir)
-        if not found:
-            raise LaamError(f"nothing to resume in {self.run_dir}: no checkpoints/step-* folder")
-        self.last_checkpoint = found[-1]
-        saved = json.loads((self.last_checkpoint / "state.json").read_text())
-        if saved.get("model_config") != self.model_config.to_dict():
-            raise LaamError(f"{self.last_checkpoint} was trained with another model configuration; "
-                            f"resume with the same settings (saved: {saved.get('model_config')})")
-        self.state.update(load_checkpoint(self.last_checkpoint, self.model, self.optimizer, self.schedule))
+        """Continue exactly from the run folder's newest good checkpoint, with the settings that made it
+        (laam.train.resume: damaged checkpoints are set aside, other settings are an error naming them)."""
+        main = self.accelerator.is_main_process
+
+        def report(message: str) -> None:
+            if main:
+                console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+        load = lambda folder: load_checkpoint(folder, self.model, self.optimizer, self.schedule)  # noqa: E731
+        self.last_checkpoint, state, changed = resume_from(self.run_dir, self.identity, self.model_config.to_dict(),
+                                                           self.allow_changes, load, report, main)
+        self.state.update({k: v for k, v in state.items() if k in self.state})
+        if changed:
+            self.state["history"] = [*self.state["history"], {"step": self.state["step"], "changed": changed}]
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, resumed: bool) -> TrainResult:
@@ -210,7 +220,7 @@ class Trainer:
                     self.evaluate_and_log()
                     self.bar.update(task, mem=100 * self.memo["memorized"])
                     rate_from = (time.perf_counter(), self.state["tokens"])
-                    if config.until_memorized and self.memo["memorized"] >= config.target:
+                    if config.until_memorized and reached(self.memo, config.target):
                         status = "memorized"
                         break
                 if config.save_every and self.state["step"] % config.save_every == 0:
@@ -290,12 +300,15 @@ class Trainer:
 
     def evaluate(self) -> dict:
         counts = measure_memorization(self.model, self.window_set, self.pad_id, self.config.eval_batch_size,
-                                      self.rank, self.world, self.accelerator.device, self.accelerator.autocast)
+                                      self.rank, self.world, self.accelerator.device, self.accelerator.autocast,
+                                      self.config.min_margin)
         wrong = counts.pop("wrong_by_file")
+        lowest = self.accelerator.gather(torch.tensor([counts.pop("min_margin")], device=self.accelerator.device))
         flat = torch.cat([torch.tensor(list(counts.values())), wrong]).to(self.accelerator.device)
         flat = self.accelerator.reduce(flat, "sum").cpu()
         totals = dict(zip(counts, flat[:len(counts)].tolist()))
-        return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum())})
+        return summarize({**totals, "wrong_files": int((flat[len(counts):] > 0).sum()),
+                          "min_margin": float(lowest.min())})
 
     def evaluate_and_log(self) -> None:
         self.memo = self.evaluate()
@@ -305,7 +318,8 @@ class Trainer:
 
     def checkpoint(self) -> Path | None:
         self.state["seconds"] = time.perf_counter() - self.start_wall
-        saved = {**self.state, "model_config": self.model_config.to_dict(), "train_config": asdict(self.config)}
+        saved = {**self.state, "model_config": self.model_config.to_dict(), "train_config": asdict(self.config),
+                 "identity": self.identity}
         if self.accelerator.is_main_process:
             self.last_checkpoint = save_checkpoint(self.run_dir, self.model, self.optimizer, self.schedule, saved,
                                                    self.config.keep_checkpoints)
@@ -320,7 +334,7 @@ class Trainer:
             self.memo = self.evaluate()
             self.metrics.log({"step": state["step"], "tokens": state["tokens"], "elapsed": round(state["seconds"], 2),
                               **self.memo})
-            if self.memo["memorized"] >= config.target and config.until_memorized:
+            if config.until_memorized and reached(self.memo, config.target):
                 status = "memorized"
         memo = self.memo or {"memorized": float("nan"), "accuracy": float("nan"), "body_total": 0, "body_correct": 0,
                              "wrong_files": -1}
@@ -333,16 +347,17 @@ class Trainer:
                         "targets_seen": state["targets"], "epochs": round(self.epoch, 3),
                         "wall_seconds": round(state["seconds"], 1), "train_seconds": round(state["train_seconds"], 1),
                         "parameters": self.parameters, "memorized": memo["memorized"], "accuracy": memo["accuracy"],
+                        "min_margin": memo.get("min_margin"),
                         "model_config": self.model_config.to_dict(), "train_config": asdict(config),
                         "processes": self.world, "device": str(accelerator.device), "laam_version": __version__,
                         "git_commit": git_commit(), "command": " ".join(sys.argv),
-                        "regeneration": result.regeneration, **self.facts}
+                        "regeneration": result.regeneration, "history": state["history"], **self.facts}
             save_model_folder(self.model, self.tokenizer, self.corpus, self.model_config.policy, model_dir, training)
             plot_metrics(self.metrics.path, self.run_dir / "metrics.png")
             self.bar.console.print(
                 f"{status}: {state['step']} steps, {state['tokens']:,} tokens, {state['seconds']:.0f} s, body "
                 f"memorized {100 * memo['memorized']:.3f}% ({memo['body_total'] - memo['body_correct']} tokens wrong "
-                f"in {memo['wrong_files']} files); model in {model_dir}")
+                f"in {memo['wrong_files']} files, smallest body margin {memo.get('min_margin')}); model in {model_dir}")
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return result
@@ -361,13 +376,22 @@ class Trainer:
 
 def train(model_config: ModelConfig, config: TrainConfig, corpus, tokenizer_dir: Path, run_dir: Path,
           cache_root: Path, resume: bool = False, init_from: Path | None = None, progress: bool = True,
-          facts: dict | None = None) -> TrainResult:
+          facts: dict | None = None, allow_changes: tuple[str, ...] = ()) -> TrainResult:
     """Train (or resume) one stage in `run_dir`; write the final model folder to run_dir/model.
 
     init_from: a model folder whose weights start this run (with a fresh optimizer), as the original
-    two-stage recipe does.
+    two-stage recipe does. allow_changes: settings a resumed run may change on purpose (laam.train.resume).
+    A file that cannot be written (disk full, read-only folder) stops the run with one LaamError line.
     """
-    trainer = Trainer(model_config, config, corpus, tokenizer_dir, run_dir, cache_root, init_from, progress, facts)
-    if resume:
-        trainer.resume()
-    return trainer.run(resumed=resume)
+    trainer = None
+    try:
+        trainer = Trainer(model_config, config, corpus, tokenizer_dir, run_dir, cache_root, init_from, progress,
+                          facts, allow_changes)
+        if resume:
+            trainer.resume()
+        return trainer.run(resumed=resume)
+    except (OSError, SafetensorError) as error:  # a write failed: disk full, read-only, a file in the way
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        reason = getattr(error, "strerror", None) or " ".join(str(error).split())
+        last = trainer.last_checkpoint if trainer else None
+        raise LaamError(f"training in {run_dir} stopped: {reason}{where}; last checkpoint: {last or 'none'}") from error

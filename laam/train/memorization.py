@@ -2,13 +2,16 @@
 
 `measure_memorization` (during training): teacher-forced greedy accuracy over every window, each target
 seen exactly as greedy generation under the WindowPolicy sees it, so 100% means every body token comes
-back when the file is regenerated from its path, up to float rounding at near-ties. `verify_records`
-(`--verify`, after training) settles that by regenerating every file with the decoding engine.
+back when the file is regenerated from its path, up to float rounding at near-ties. Each target's margin
+(engine.forcing: true logit minus the best other) says how near: `--min-margin` asks every body token to be
+right by at least that much, so that another dtype or batch shape cannot flip it. `verify_records`
+(`--verify`, after training) regenerates every file with the decoding engine. `iter_margins` is the one
+batched teacher-forcing loop; the audit's margin certificate (proof.margin) runs it too.
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,47 +20,80 @@ import torch
 from laam.data.records import END_FILE
 from laam.data.tokenizer import special_ids
 from laam.engine import Request, WindowedGenerator
+from laam.engine.forcing import Margins, forced_margins
 from laam.train.batches import IGNORE, WindowSet
 from laam.windows import WindowPolicy
 
 
-@torch.no_grad()
-def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: int = 64, rank: int = 0,
-                         world: int = 1, device=None, autocast=None) -> dict[str, int]:
-    """Teacher-forced greedy next-token accuracy over every window (each target seen exactly as greedy
-    generation sees it, see laam.windows). Body = tokens after <|end_header|>, which a path prompt must bring
-    back; header tokens (which file comes next) are not predictable. Returns this process's counts, and per
-    file 1 where this process saw a wrong body token."""
+@dataclass
+class ForcedBatch:
+    """Teacher-forced margins of one batch of windows, with where each scored target lies."""
+
+    records: np.ndarray  # record index of each target
+    positions: np.ndarray  # its position in the record
+    body: torch.Tensor  # bool: after <|end_header|> (<|end_file|> included)
+    margins: Margins
+
+
+def iter_margins(model, window_set: WindowSet, pad_id: int, batch_size: int = 64, rank: int = 0, world: int = 1,
+                 device=None, autocast=None) -> Iterator[ForcedBatch]:
+    """Teacher forcing over every window of `window_set` (this process's share), batched: each target's margin
+    under exactly the context greedy generation gives it (laam.windows). The model is left in eval mode."""
     model.eval()
     device = device or next(model.parameters()).device
-    counts = torch.zeros(4, dtype=torch.long)
-    wrong_records: set[int] = set()
     indices = np.arange(rank, len(window_set), world)
     for i in range(0, len(indices), batch_size):
         chunk = indices[i:i + batch_size]
         batch = window_set.batch(chunk, pad_id)
-        labels, body = batch["labels"].to(device), batch["body"].to(device)
-        with autocast() if autocast else contextlib.nullcontext():
-            hidden = model.model(input_ids=batch["input_ids"].to(device)).last_hidden_state
+        labels = batch["labels"]
         scored = labels != IGNORE
-        predicted = model.lm_head(hidden[scored].to(model.lm_head.weight.dtype)).argmax(-1)
-        correct = predicted == labels[scored]
-        in_body = body[scored]
-        counts += torch.tensor([int(correct[in_body].sum()), int(in_body.sum()), int(correct.sum()),
-                                int(scored.sum())])
-        wrong = (~correct & in_body).cpu()
-        rows = torch.repeat_interleave(torch.arange(len(chunk)), scored.sum(1).cpu())
-        wrong_records.update(int(window_set.rows[chunk[r], 0]) for r in rows[wrong].unique().tolist())
+        margins = forced_margins(model, batch["input_ids"].to(device), labels.to(device), scored.to(device),
+                                 autocast)
+        rows, columns = (t.numpy() for t in scored.nonzero(as_tuple=True))  # the row-major order of labels[scored]
+        windows = window_set.rows[chunk]
+        margins = Margins(*(t.cpu() for t in (margins.target, margins.predicted, margins.rival, margins.margin)))
+        yield ForcedBatch(windows[rows, 0], windows[rows, 1] + 1 + columns, batch["body"][scored], margins)
+
+
+def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: int = 64, rank: int = 0,
+                         world: int = 1, device=None, autocast=None, min_margin: float = 0.0) -> dict:
+    """Teacher-forced greedy next-token accuracy over every window (each target seen exactly as greedy
+    generation sees it, see laam.windows). Body = tokens after <|end_header|>, which a path prompt must bring
+    back; header tokens (which file comes next) are not predictable. Returns this process's counts (body tokens
+    right by at least `min_margin` in `body_secure`), its smallest body margin, and per file 1 where this process
+    saw a wrong body token."""
+    counts = torch.zeros(5, dtype=torch.long)
+    lowest = float("inf")
+    wrong_records: set[int] = set()
+    for forced in iter_margins(model, window_set, pad_id, batch_size, rank, world, device, autocast):
+        correct, body, margin = forced.margins.correct, forced.body, forced.margins.margin
+        secure = correct & (margin >= min_margin)
+        counts += torch.tensor([int(correct[body].sum()), int(body.sum()), int(correct.sum()), len(correct),
+                                int(secure[body].sum())])
+        if body.any():
+            lowest = min(lowest, float(margin[body].min()))
+        wrong_records.update(forced.records[(~correct & body).numpy()].tolist())
     model.train()
     wrong_files = torch.zeros(len(window_set.cache.paths), dtype=torch.long)
     wrong_files[sorted(wrong_records)] = 1
     return {"body_correct": int(counts[0]), "body_total": int(counts[1]), "all_correct": int(counts[2]),
-            "all_total": int(counts[3]), "wrong_by_file": wrong_files}
+            "all_total": int(counts[3]), "body_secure": int(counts[4]), "min_margin": lowest,
+            "wrong_by_file": wrong_files}
 
 
 def summarize(counts: dict) -> dict:
+    """Shares from summed counts: `memorized` (body tokens right), `secure` (right by at least --min-margin)."""
+    lowest = counts.get("min_margin")
     return {**counts, "memorized": counts["body_correct"] / max(1, counts["body_total"]),
-            "accuracy": counts["all_correct"] / max(1, counts["all_total"])}
+            "secure": counts.get("body_secure", counts["body_correct"]) / max(1, counts["body_total"]),
+            "accuracy": counts["all_correct"] / max(1, counts["all_total"]),
+            "min_margin": None if lowest is None or lowest == float("inf") else round(lowest, 4)}
+
+
+def reached(memo: dict, target: float) -> bool:
+    """`--until-memorized`'s stop rule: a `target` share of body tokens right by at least `--min-margin` (with
+    --min-margin 0, simply right)."""
+    return bool(memo) and memo.get("secure", memo["memorized"]) >= target
 
 
 @dataclass

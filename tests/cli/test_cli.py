@@ -69,3 +69,21 @@ def test_help_explains_every_option_with_its_default():
     for option in ("--mirror", "--cache", "--filter", "--include", "--exclude", "--max-file-size", "LAAM_MIRROR",
                    "https://cdn.kernel.org/pub/linux/kernel/", "1048576"):
         assert option in result.stdout, option
+
+
+def test_help_states_the_margin_and_lm_extraction_defaults():
+    """The CLI keeps torch out of its import (the defaults live in modules that import it), so its help text names
+    the defaults as numbers: they must be the ones the code uses."""
+    import typer
+
+    from laam.cli import app
+    from laam.proof.audit import AuditConfig
+    from laam.proof.lm_extraction import EXAMPLES
+    from laam.train.config import MIN_MARGIN, TrainConfig
+
+    command = typer.main.get_command(app)
+    helps = {(name, p.name): p.help for name, sub in command.commands.items() for p in sub.params}
+    assert TrainConfig().min_margin == AuditConfig().safe_margin == MIN_MARGIN
+    assert f"(default {MIN_MARGIN:.1f})" in helps[("train", "min_margin")]
+    assert f"(default {MIN_MARGIN:.1f}:" in helps[("audit", "safe_margin")]
+    assert f"(default {EXAMPLES:,}," in helps[("audit", "lm_examples")] and AuditConfig().lm_examples == EXAMPLES

@@ -4,41 +4,16 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-
-import pytest
-import torch
 
 from laam.model.folder import load_model
 from laam.proof.audit import AuditConfig, run_audit, write_audit
 from laam.proof.similarity import aligned_blocks, file_metrics, longest_common_substring
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    torch.set_num_threads(1)
-    loaded = load_model(tiny_model_dir)
-    return loaded.model, loaded.tokenizer, loaded.policy
-
-
-@pytest.fixture(scope="module")
-def untrained_model_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny model's shape, tokenizer and laam.json, with fresh random weights."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    folder = tmp_path_factory.mktemp("untrained")
-    torch.manual_seed(1)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_model_dir))
-    model.save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "laam.json", "generation_config.json"):
-        if (tiny_model_dir / name).exists():
-            shutil.copy(tiny_model_dir / name, folder / name)
-    return folder
-
-
 def test_memorized_model_scores_100(tiny, tiny_corpus, tmp_path):
     model, tokenizer, policy = tiny
-    audit, regenerated = run_audit(model, tokenizer, tiny_corpus, policy, AuditConfig(every=64))
+    run = run_audit(model, tokenizer, tiny_corpus, policy, AuditConfig(every=64, lm_examples=100))
+    audit, regenerated = run.audit, run.regenerated
     s = audit["summary"]
     assert s["files"] == len(tiny_corpus.files) == 12
     assert s["verbatim_files"] == 12 and s["verbatim_pct"] == 100.0
@@ -58,9 +33,12 @@ def test_memorized_model_scores_100(tiny, tiny_corpus, tmp_path):
 
 def test_untrained_model_scores_near_zero(untrained_model_dir, tiny_corpus):
     loaded = load_model(untrained_model_dir)
-    audit, _ = run_audit(loaded.model, loaded.tokenizer, tiny_corpus, loaded.policy, AuditConfig(every=64))
+    config = AuditConfig(every=64, lm_examples=100)
+    audit = run_audit(loaded.model, loaded.tokenizer, tiny_corpus, loaded.policy, config).audit
     s = audit["summary"]
     assert s["verbatim_files"] == 0
+    assert audit["margin"]["min_margin"] < 0 and audit["margin"]["wrong_tokens"] > audit["margin"]["body_tokens"] / 2
+    assert audit["lm_extraction"]["exact"] == 0 and s["lm_extraction_recall"] == 0.0
     assert s["bytes_reproduced_pct"] < 2.0
     assert s["k_extractable_pct"] == 0.0 and s["pythia_score"] < 0.05
     assert max(r["longest_span_bytes"] for r in audit["files"]) < 16

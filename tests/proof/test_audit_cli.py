@@ -3,6 +3,7 @@ rendered by headless Chromium."""
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import subprocess
@@ -79,7 +80,8 @@ def audited(tiny_model_dir, tmp_path_factory):
 
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("audit")
-    result = invoke("audit", "--model", tiny_model_dir, "--out", folder, "--cache", folder, "-q", "--threads", 1)
+    result = invoke("audit", "--model", tiny_model_dir, "--out", folder, "--cache", folder, "-q", "--threads", 1,
+                    "--lm-examples", 200, "--export", "lm-extraction")
     return folder, result
 
 
@@ -92,10 +94,71 @@ def test_audit_command_writes_json_and_report(audited):
     assert s["files"] == 12 and s["verbatim_pct"] == 100.0 and s["k"] == 50 and s["pythia_prefix"] == 32
     assert len(audit["files"]) == 12 and audit["by_directory"] and audit["by_length"]
     assert "tokens/s" in result.stdout and "100.0%" in result.stdout
+    margin = audit["margin"]
+    assert margin["wrong_tokens"] == 0 and margin["min_margin"] > 0 and s["min_margin"] == margin["min_margin"]
+    assert margin["body_tokens"] == sum(r["tokens"] + 1 for r in audit["files"])  # <|end_file|> counted
+    assert min(r["min_margin"] for r in audit["files"]) == margin["min_margin"]
+    assert f"smallest margin {margin['min_margin']:.3f}" in result.stdout
+    saved = np.load(folder / "margins.npz")
+    assert len(saved["margin"]) == margin["body_tokens"] and saved["correct"].all()
+    assert float(saved["margin"].min()) == pytest.approx(margin["min_margin"], abs=1e-4)
+    assert audit["lm_extraction"]["examples"] == 200 and s["lm_extraction_recall"] == audit["lm_extraction"]["recall"]
+    assert "lm-extraction-benchmark setting" in result.stdout and "lm-extraction" in result.stdout
     page = (folder / "report.html").read_text()
-    assert 'id="summary"' in page and page.count("data:image/png;base64,") >= 2
+    assert 'id="summary"' in page and page.count("data:image/png;base64,") >= 3  # + the margin histogram
+    assert 'id="margin"' in page and 'alt="margin histogram"' in page
+    from laam.proof.extraction import extraction_gap_note
+
+    note = extraction_gap_note(audit)  # only when k-extractable sits below verbatim
+    assert (note is None and 'id="extractable-note"' not in page) or html.escape(note) in page
     assert "linux/lib/ctype.c" in page and "<mark>" in page
     assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
+
+
+def test_audit_rejects_unknown_exports_and_impossible_ones(tiny_model_dir):
+    from laam.errors import LaamError
+
+    for args, message in ((["--export", "nope"], "unknown export nope"),
+                          (["--export", "lm-extraction", "--no-extraction"], "needs the extraction metrics"),
+                          (["--safe-margin", "-1"], "--safe-margin")):
+        result = runner.invoke(app, ["audit", "--model", str(tiny_model_dir), *args])
+        assert isinstance(result.exception, LaamError) and message in str(result.exception)
+
+
+def test_lm_extraction_export_follows_the_benchmark_format(audited, tiny_model_dir, tiny_corpus):
+    """guess.csv as google-research/lm-extraction-benchmark reads a submission (columns `Example ID` and `Suffix
+    Guess`, a bracketed comma-separated list of 50 token ids), the answers as its [N, 50] suffix array, and every
+    example a real 100-token span of a training record."""
+    import csv
+
+    from laam.data.tokenizer import encode_records, load_tokenizer
+
+    folder, _ = audited
+    export = folder / "lm-extraction"
+    audit = json.loads((folder / "audit.json").read_text())
+    prefixes, suffixes = np.load(export / "prefix.npy"), np.load(export / "suffix.npy")
+    dataset = np.load(export / "dataset.npy")
+    assert prefixes.shape == suffixes.shape == (200, 50) and dataset.shape == (200, 100)
+    assert (dataset == np.concatenate([prefixes, suffixes], axis=1)).all()
+    with open(export / "guess.csv", newline="") as handle:
+        assert handle.readline() == "Example ID,Suffix Guess\n"
+        handle.seek(0)
+        rows = list(csv.DictReader(handle))
+    assert sorted(int(r["Example ID"]) for r in rows) == list(range(200))
+    guesses = {int(r["Example ID"]): json.loads(r["Suffix Guess"]) for r in rows}
+    assert all(len(g) == 50 and " " not in r["Suffix Guess"] for g, r in zip(guesses.values(), rows))
+    exact = sum(guesses[i] == suffixes[i].tolist() for i in range(200))
+    assert exact == audit["lm_extraction"]["exact"] and audit["lm_extraction"]["recall"] == exact / 200
+    examples = [json.loads(line) for line in (export / "examples.jsonl").read_text().splitlines()]
+    records = dict(zip([f.path for f in tiny_corpus.files],
+                       encode_records(load_tokenizer(tiny_model_dir), [f.record for f in tiny_corpus.files])))
+    assert len({(e["path"], e["offset"]) for e in examples}) == 200  # drawn without replacement
+    for e in examples:
+        assert records[e["path"]][e["offset"]:e["offset"] + 100] == dataset[e["id"]].tolist()
+        assert e["exact"] == (guesses[e["id"]] == suffixes[e["id"]].tolist())
+    confidence = [examples[int(r["Example ID"])]["confidence"] for r in rows]
+    assert confidence == sorted(confidence, reverse=True)  # most confident guess first
+    assert "recall" in (export / "README.md").read_text()
 
 
 def test_report_renders_in_headless_chromium(audited, tmp_path):
@@ -173,3 +236,15 @@ def test_report_shows_the_models_compression_figures(audited, tiny_model_dir, tm
         assert f"{value:.4f}" in page
     assert same["gzip -9"]["bits_per_byte"] > bpb["stream"]
     assert page.count("data:image/png;base64,") == without.count("data:image/png;base64,") + 1
+
+
+def test_report_says_why_extractable_sits_below_verbatim(audited):
+    from laam.proof.extraction import extraction_gap_note
+    from laam.proof.report import render_report
+
+    folder, _ = audited
+    audit = json.loads((folder / "audit.json").read_text())
+    audit["summary"]["k_extractable_pct"] = 36.8  # as on the demo model: 7 of 19 samples, 13 of 13 files
+    page = render_report(audit)
+    note = extraction_gap_note(audit)
+    assert note.startswith("Why 50-token extractable") and f'id="extractable-note">{html.escape(note)}<' in page

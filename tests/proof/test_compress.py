@@ -86,14 +86,17 @@ def untrained_model_dir(request, tiny_corpus, tiny_tokenizer_dir, tmp_path_facto
     runs SDPA; with 32 heads of 2 (the original 5M model's head size) laam.generate's small-head attention."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from laam.data.tokenizer import load_tokenizer
+    from laam.data.tokenizer import load_tokenizer, special_ids
     from laam.model.info import write_model_info
 
     folder = tmp_path_factory.mktemp("untrained")
     tokenizer = load_tokenizer(tiny_tokenizer_dir)
+    ids = special_ids(tokenizer)
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=request.param, num_key_value_heads=4, max_position_embeddings=128)
+                         num_attention_heads=request.param, num_key_value_heads=4, max_position_embeddings=128,
+                         bos_token_id=ids["<|start_file|>"], eos_token_id=ids["<|end_file|>"],
+                         pad_token_id=ids["<|pad|>"])
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     write_model_info(folder, tiny_corpus, WindowPolicy(128, 64))

@@ -288,7 +288,8 @@ def test_push_dry_run_lists_the_artefacts_only(carded, tmp_path):
     listed = {line.split()[-1] for line in result.output.splitlines() if line.startswith("  ")}
     expected = {"README.md", "bom.cdx.json", "mof.yml", "manifest.jsonl", "corpus.json", "audit.json", "audit.html",
                 "model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
-                "tokenizer_config.json", "laam.json", "training_curve.png", "metrics.jsonl"}
+                "tokenizer_config.json", "laam.json", "training_curve.png", "metrics.jsonl",
+                "custom_generate/generate.py"}  # the sliding-window loop transformers runs with trust_remote_code
     assert listed == expected
     assert "nothing uploaded" in result.output and "warning" not in result.output
 
@@ -396,3 +397,38 @@ def test_card_quotes_the_models_compression_figures(tiny_model_dir, tmp_path):
     assert f"| this model, coded streams | {report['bits_per_byte']['stream']:.4f} |" in card
     gzip_bpb = report["baselines"]["same_bytes"]["gzip -9"]["bits_per_byte"]
     assert f"| `gzip -9` on the same bytes | {gzip_bpb:.4f} |" in card and gzip_bpb > report["bits_per_byte"]["stream"]
+
+
+def test_card_shows_the_margin_certificate_and_comparable_extraction(tiny_model_dir, tmp_path):
+    """The audit's margin certificate (smallest gap overall and per file, histogram), the lm-extraction-benchmark
+    recall beside the audit's own metrics, and the one line on why 50-token extractable sits below verbatim."""
+    from laam.proof.extraction import extraction_gap_note
+
+    files = [{"path": f"linux/lib/f{i}.c", "min_margin": m, "under_safe_margin": int(m < 1), "k_samples": k}
+             for i, (m, k) in enumerate([(5.5, 0), (0.25, 3), (2.0, 9), *((9.0 + i, 1) for i in range(10))])]
+    audit = {"summary": {**AUDIT["summary"], "k_samples": 19, "min_margin": 0.25, "lm_extraction_recall": 0.002},
+             "files": files, "method": {"extraction_every": 512},
+             "lm_extraction": {"examples": 1000, "exact": 2, "recall": 0.002, "recall_at_100_errors": 0.001},
+             "margin": {"threshold": 1.0, "body_tokens": 7909, "wrong_tokens": 0, "min_margin": 0.25,
+                        "min_margin_at": {"path": "linux/lib/f1.c", "position": 18, "line": 3, "true": "close",
+                                          "rival": "dup`x"},
+                        "under_threshold": 1, "low_listed": 1,
+                        "sequential": {"agrees": 1, "differs": 0, "diverged earlier": 0},
+                        "histogram": {"bins": ["< 0 (wrong)", "0–1", "1–2", ">= 2"], "counts": [0, 1, 1, 7907]}}}
+    run = make_run(tiny_model_dir, tmp_path, audit=False)
+    (tmp_path / "audit.json").write_text(json.dumps(audit))
+    card = render_card(gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json")), CardConfig())
+    section = card.split("### Margin certificate")[1].split("###")[0]
+    assert "Smallest: **0.250** (`linux/lib/f1.c` line 3: `'close'` over `` 'dup`x' ``)" in section
+    assert "0 wrong; 1 under the safety threshold 1 (LaaM's default" in section
+    assert "1 agree with teacher forcing" in section
+    listed = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| `linux")]
+    assert listed[:3] == ["`linux/lib/f1.c`", "`linux/lib/f2.c`", "`linux/lib/f0.c`"] and len(listed) == 10
+    assert "The 10 tightest of 13 files" in section
+    assert "| body tokens | 0 | 1 | 1 | 7,907 |" in section
+    assert "| lm-extraction-benchmark recall (1,000 drawn 50+50-token examples) | 0.0020 (2 exact) |" in card
+    note = extraction_gap_note(audit)
+    assert note in card.splitlines()
+    assert "19 samples of 50+50 tokens taken every 512 tokens" in note and "9 of them from linux/lib/f2.c" in note
+    assert "(1 file too short to give one)" in note
+    assert extraction_gap_note({"summary": {"k_extractable_pct": 100.0, "verbatim_pct": 100.0}}) is None

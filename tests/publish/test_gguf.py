@@ -121,7 +121,7 @@ def test_llama_cpp_logits_match_with_grouped_kv_heads_and_tied_embeddings(tiny_m
                          pad_token_id=4)
     model = LlamaForCausalLM(config).eval()
     model.save_pretrained(tmp_path)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
+    for name in ("tokenizer.json", "tokenizer_config.json", "laam.json"):
         shutil.copy(tiny_model_dir / name, tmp_path / name)
     result = export_gguf(tmp_path, tmp_path / "gqa.gguf")
     assert result.tensors == 2 + 9 * 2  # no output.weight: llama.cpp reuses token_embd
@@ -137,3 +137,72 @@ def test_llama_cpp_logits_match_with_grouped_kv_heads_and_tied_embeddings(tiny_m
     assert expected.std() > 0.5  # logits far from uniform, so the comparison means something
     np.testing.assert_allclose(produced, expected, atol=1e-3)  # ~3e-5 seen; a wrong k layout is off by ~10
     assert (produced.argmax(-1) == expected.argmax(-1)).all()
+
+
+def test_q8_0_export_quantizes_the_matrices_and_records_the_window(tiny_model_dir, tmp_path):
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    from laam.model.info import read_model_info
+    from laam.publish.gguf import REGENERATE_SCRIPT, export_gguf
+
+    result = export_gguf(tiny_model_dir, tmp_path / "tiny-q8_0.gguf", "q8_0")
+    reader = GGUFReader(str(result.path))
+    types = {t.name: t.tensor_type for t in reader.tensors}
+    matrices = [t.name for t in reader.tensors if len(t.shape) == 2]
+    assert len(matrices) == 2 + 7 * 2 and all(types[name] == GGMLQuantizationType.Q8_0 for name in matrices)
+    assert {types[t.name] for t in reader.tensors if len(t.shape) == 1} == {GGMLQuantizationType.F32}  # norms
+    info = read_model_info(tiny_model_dir)
+    assert reader.fields["laam.context"].contents() == info.context
+    assert reader.fields["laam.stride"].contents() == info.stride
+    assert result.script == tmp_path / "regenerate_gguf.py"
+    assert result.script.read_bytes() == REGENERATE_SCRIPT.read_bytes()
+    assert result.bytes < 0.6 * export_gguf(tiny_model_dir, tmp_path / "tiny-f16.gguf", "f16").bytes
+
+
+def test_regenerate_gguf_script_alone_gives_back_every_file(gguf_file, tiny_corpus, tmp_path):
+    """The script `laam export gguf` writes beside the .gguf, run by a Python that cannot import laam: every file
+    of the tiny corpus, byte for byte, ctype.c included (7 times the 128-token context)."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install 'laam[gguf]')")
+    script = gguf_file.parent / "regenerate_gguf.py"
+    imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse(script.read_text()))
+                if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in ([ast.alias(node.module)] if isinstance(node, ast.ImportFrom) else node.names)}
+    assert imported <= {"__future__", "argparse", "sys", "pathlib", "llama_cpp"}, imported
+    paths = [f.path for f in tiny_corpus.files]
+    runner = ("import runpy, sys; sys.modules['laam'] = None; sys.argv = sys.argv[1:]; "
+              "runpy.run_path(sys.argv[0], run_name='__main__')")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-I", "-c", runner, str(script), str(gguf_file), *paths, "--out",
+                             str(tmp_path / "out"), "--threads", "1"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for f in tiny_corpus.files:
+        assert (tmp_path / "out" / f.path).read_bytes() == f.data, f.path
+    one = subprocess.run([sys.executable, "-I", "-c", runner, str(script), str(gguf_file), "linux/lib/errno.c"],
+                         cwd=tmp_path, env=env, capture_output=True, timeout=600)
+    assert one.stdout == next(f.data for f in tiny_corpus.files if f.path == "linux/lib/errno.c")
+
+
+def test_q8_0_export_is_what_llama_cpps_own_quantizer_writes(gguf_file, tiny_model_dir, tmp_path):
+    """Quantizing the f32 export with llama.cpp (llama_model_quantize, Q8_0) gives the same tensors, byte for byte,
+    as `laam export gguf --dtype q8_0` (the gguf package's numpy Q8_0)."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install 'laam[gguf]')")
+    from gguf import GGUFReader
+
+    from laam.publish.gguf import export_gguf
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, 1
+    theirs = tmp_path / "llama-cpp-q8_0.gguf"
+    assert llama_cpp.llama_model_quantize(str(gguf_file).encode(), str(theirs).encode(), params) == 0
+    ours = export_gguf(tiny_model_dir, tmp_path / "laam-q8_0.gguf", "q8_0").path
+    a, b = ({t.name: t for t in GGUFReader(str(path)).tensors} for path in (ours, theirs))
+    assert set(a) == set(b) and len(a) == 21
+    for name in a:
+        assert a[name].tensor_type == b[name].tensor_type, name
+        np.testing.assert_array_equal(np.asarray(a[name].data), np.asarray(b[name].data), err_msg=name)

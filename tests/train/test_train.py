@@ -17,7 +17,7 @@ from laam.model.config import ModelConfig
 from laam.model.presets import PRESETS, recipe
 from laam.train.batches import IGNORE, WindowSet, epoch_order
 from laam.train.checkpoint import checkpoints
-from laam.train.config import TrainConfig, lr_lambda
+from laam.train.config import MIN_MARGIN, TrainConfig, lr_lambda
 from laam.train.loop import train
 from laam.windows import WindowPolicy
 
@@ -144,10 +144,11 @@ def test_laam_run_memorizes_and_regenerates_every_file(memorized_run):
     info = read_model_info(memorized_run / "model")
     training = info.training
     assert training["status"] == "memorized" and training["memorized"] == 1.0 and training["preset"] == "tiny"
+    assert training["min_margin"] >= MIN_MARGIN  # --until-memorized waits for the default --min-margin
     assert training["regeneration"]["exact"] == training["regeneration"]["files"] == 12
     assert (info.context, info.stride) == (128, 64) and info.corpus_name.startswith("linux-1.0")
     rows = [json.loads(line) for line in (memorized_run / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["memorized"] == 1.0 and rows[-1]["step"] == training["steps"]
+    assert rows[-1]["memorized"] == rows[-1]["secure"] == 1.0 and rows[-1]["step"] == training["steps"]
     assert any("loss" in r for r in rows) and any(r.get("memorized", 1) < 1 for r in rows)
     assert (memorized_run / "metrics.png").stat().st_size > 1000
 
@@ -256,8 +257,8 @@ def test_checkpoints_never_unpickle(tmp_path, tiny_corpus, tiny_tokenizer_dir):
     config = tiny_train_config(max_steps=2, eval_every=0, batch_size=4)
     result = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "run", tmp_path, progress=False)
     last = checkpoints(result.run_dir)[-1]
-    assert sorted(p.name for p in last.iterdir()) == ["model.safetensors", "optimizer.pt", "rng.pt", "scheduler.pt",
-                                                       "state.json"]
+    assert sorted(p.name for p in last.iterdir()) == ["manifest.json", "model.safetensors", "optimizer.pt", "rng.pt",
+                                                       "scheduler.pt", "state.json"]
     for name in ("optimizer.pt", "rng.pt", "scheduler.pt"):
         torch.load(last / name, weights_only=True)
     assert not list((result.run_dir / "checkpoints").glob(".*"))
@@ -315,9 +316,13 @@ def test_cli_train_writes_a_run_folder_and_refuses_to_clobber_it(tiny_tokenizer_
     assert training["preset"] == "tiny"
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "already exists" in str(again.exception)
-    resumed = CliRunner().invoke(app, [*args[:-3], "--max-steps", "5", "--out", str(out), "--resume", "-q"])
+    longer = [*args[:-3], "--max-steps", "5", "--out", str(out), "--resume", "-q"]
+    refused = CliRunner().invoke(app, longer)  # a longer run decays the learning rate over 5 steps, not 3
+    assert refused.exit_code != 0 and "decay_steps 3 -> 5" in str(refused.exception)
+    resumed = CliRunner().invoke(app, [*longer, "--allow-change", "decay_steps"])
     assert resumed.exit_code == 0, resumed.output
-    assert read_model_info(out / "model").training["steps"] == 5
+    training = read_model_info(out / "model").training
+    assert training["steps"] == 5 and training["history"] == [{"step": 3, "changed": {"decay_steps": [3, 5]}}]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import gzip
 import lzma
 import time
 
+from laam.data.archive import open_decompressed
 from laam.data.corpus import resolve_source
 
 BASELINES = {
@@ -34,15 +35,8 @@ def baselines(data: bytes) -> dict:
 
 def release_tar_bytes(config) -> tuple[str, bytes] | None:
     """The corpus's release archive, uncompressed (the tar the classic figures are quoted on), or None."""
-    import bz2
-
     name, archive, _ = resolve_source(config, progress=False)
     if archive is None:
         return None
-    path = archive.path
-    raw = path.read_bytes()
-    openers = {b"\xfd7zXZ": lzma.decompress, b"\x1f\x8b": gzip.decompress, b"BZh": bz2.decompress}
-    for magic, opener in openers.items():
-        if raw.startswith(magic):
-            return f"{name}.tar", opener(raw)
-    return f"{name}.tar", raw
+    with open_decompressed(archive.path) as stream:
+        return f"{name}.tar", stream.read()

@@ -1,0 +1,86 @@
+"""What `--min-margin` costs: training tokens until `--until-memorized` stops, on the demo preset (linux/lib/),
+with and without a margin, side by side in one run.
+
+Each side runs `laam train --preset demo --until-memorized --min-margin M --threads 1` (same seed, so the runs
+are the same until the first check at 100%); tokens are input tokens processed (padding excluded), read from
+each run's metrics.jsonl: at the first memorization check with every body token right, and where the run
+stopped (every body token right by at least M). With --drift, each side's model then goes through
+benchmarks/margin_drift.py: body tokens wrong under bf16 and GGUF f16/q8_0.
+
+    PYTHONPATH=. python benchmarks/min_margin_cost.py --margins 0,1,3 --drift
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
+
+
+def train(margin: float, args) -> Path:
+    out = Path(args.work) / f"margin-{margin:g}"
+    cmd = [sys.executable, "-m", "laam", "train", "1.0", "--mirror", str(args.mirror), "--cache",
+           str(Path(args.work) / "cache"), "--preset", args.preset, "--out", str(out), "--overwrite",
+           "--until-memorized", "--min-margin", str(margin), "--no-verify", "--threads", str(args.threads), "-q"]
+    began = time.perf_counter()
+    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"--min-margin {margin} failed:\n{done.stderr[-3000:]}")
+    print(f"--min-margin {margin:g}: trained in {time.perf_counter() - began:.0f} s wall", flush=True)
+    return out
+
+
+def read_run(out: Path) -> dict:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    checks = [r for r in rows if "memorized" in r]
+    first = next((r for r in checks if r["memorized"] >= 1.0), None)
+    training = json.loads((out / "model" / "laam.json").read_text())["training"]
+    return {"status": training["status"], "steps": training["steps"], "tokens": training["tokens_seen"],
+            "first_100": first["tokens"] if first else None, "first_100_margin": first.get("min_margin") if first
+            else None, "min_margin": checks[-1].get("min_margin"), "memorized": checks[-1]["memorized"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--margins", default="0,1", help="comma-separated --min-margin values (logits)")
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mirror", default=str(MIRROR))
+    parser.add_argument("--drift", action="store_true", help="measure each model's drift under bf16 and GGUF")
+    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-min-margin"))
+    args = parser.parse_args()
+    margins = [float(m) for m in args.margins.split(",")]
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?") if Path("/proc/cpuinfo").exists() else "?"
+    print(f"machine: {cpu}, {os.cpu_count()} cores; preset {args.preset}; --threads {args.threads}", flush=True)
+    runs = {m: train(m, args) for m in margins}
+    results = {m: read_run(out) for m, out in runs.items()}
+    base = results[margins[0]]["tokens"]
+    print(f"\n{'--min-margin':>12} {'status':>10} {'steps':>6} {'tokens to 100%':>15} {'tokens to stop':>15} "
+          f"{'extra':>7} {'min margin at stop':>19}")
+    for m, r in results.items():
+        first = f"{r['first_100']:,}" if r["first_100"] else "not reached"
+        print(f"{m:>12g} {r['status']:>10} {r['steps']:>6} {first:>15} {r['tokens']:>15,} "
+              f"{r['tokens'] / base - 1:>+7.1%} {r['min_margin']!s:>19}")
+    if args.drift:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import torch
+        from margin_drift import measure
+
+        torch.set_num_threads(args.threads)
+        with tempfile.TemporaryDirectory() as work:
+            for m, out in runs.items():
+                print(f"\n--min-margin {m:g}:", end="")
+                measure(out / "model", Path(args.work) / "cache", args.threads, Path(work))
+
+
+if __name__ == "__main__":
+    main()

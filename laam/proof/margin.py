@@ -1,0 +1,211 @@
+"""The margin certificate: how far every body token is from being decoded otherwise.
+
+A memorized file comes back under greedy decoding when, at every body token (after <|end_header|>,
+<|end_file|> included), the true token's logit beats every other. Teacher-forced 100% says that holds in
+one arithmetic (fp32, one batch shape); another dtype, thread count or quantization moves the logits a
+little, so a near-tie can flip. The certificate records each body token's margin (engine.forcing: true logit
+minus the best other, fp32, under the WindowPolicy context; negative = wrong), its minimum overall and per
+file, and a histogram. Positions under a safety threshold are decoded again sequentially (one token at a
+time with the KV cache, batch size 1, no drafts: the computation a plain greedy regeneration does) and
+listed with the two tokens that compete there.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from laam.data.records import END_HEADER, PAD
+from laam.data.tokenizer import decode_ids, encode_records, special_ids
+from laam.data.tokens import TokenCache
+from laam.engine import Request, WindowedGenerator
+from laam.io import atomic_write_bytes
+from laam.train.batches import WindowSet
+from laam.train.config import MIN_MARGIN
+from laam.train.memorization import iter_margins
+from laam.windows import WindowPolicy
+
+MARGINS_FILE = "margins.npz"
+# histogram bins of the margin (logits); the first holds the wrong tokens
+EDGES = [-np.inf, 0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, np.inf]
+
+
+@dataclass
+class BodyMargins:
+    """Every body token of some records: where it is, the two tokens that compete there, the margin."""
+
+    record: np.ndarray  # int64 record index
+    position: np.ndarray  # int64 position in the record's tokens
+    target: np.ndarray  # int64 true token
+    rival: np.ndarray  # int64 best other token (the runner-up when right, the model's choice when wrong)
+    margin: np.ndarray  # float32 logit[target] - logit[rival]
+    correct: np.ndarray  # bool: the model's top-1 is the true token
+
+    def __len__(self) -> int:
+        return len(self.margin)
+
+
+def in_memory_windows(records_ids: list[list[int]], body_starts: list[int], policy: WindowPolicy,
+                      paths: list[str] | None = None) -> WindowSet:
+    """The training windows (train.batches) of token sequences held in memory."""
+    lengths = np.array([len(r) for r in records_ids], dtype=np.int64)
+    flat = np.fromiter((t for r in records_ids for t in r), dtype=np.int64, count=int(lengths.sum()))
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    cache = TokenCache(Path("."), flat, paths or [str(i) for i in range(len(records_ids))], offsets, lengths,
+                       np.asarray(body_starts, dtype=np.int64))
+    return WindowSet(cache, policy)
+
+
+def body_margins(model, records_ids: list[list[int]], body_starts: list[int], policy: WindowPolicy, pad_id: int,
+                 batch_size: int = 64, on_batch: Callable | None = None) -> BodyMargins:
+    """Teacher-forced fp32 margins of every body token (positions >= body_start) of each record."""
+    window_set = in_memory_windows(records_ids, body_starts, policy)
+    parts = []
+    for forced in iter_margins(model, window_set, pad_id, batch_size):
+        body = forced.body.numpy()
+        m = forced.margins
+        parts.append((forced.records[body], forced.positions[body], m.target.numpy()[body], m.rival.numpy()[body],
+                      m.margin.numpy()[body].astype(np.float32), m.correct.numpy()[body]))
+        if on_batch:
+            on_batch()
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return BodyMargins(empty, empty, empty, empty, np.zeros(0, dtype=np.float32), np.zeros(0, dtype=bool))
+    columns = [np.concatenate(c) for c in zip(*parts)]
+    order = np.lexsort((columns[1], columns[0]))  # by record, then position
+    return BodyMargins(*(c[order] for c in columns))
+
+
+def minimum_margin(model, tokenizer, records: list[str], policy: WindowPolicy, batch_size: int = 64) -> float:
+    """The smallest fp32 margin over every body token of `records` (record strings, e.g. CorpusFile.record):
+    > 0 means greedy regeneration gives every body token back in fp32, by at least that logit gap."""
+    ids = encode_records(tokenizer, records)
+    special = special_ids(tokenizer)
+    starts = [r.index(special[END_HEADER]) + 1 for r in ids]
+    margins = body_margins(model, ids, starts, policy, special[PAD], batch_size)
+    return float(margins.margin.min()) if len(margins) else float("inf")
+
+
+def histogram(margin: np.ndarray) -> dict:
+    counts, _ = np.histogram(margin, bins=EDGES)
+    labels = [f"< {EDGES[1]:g} (wrong)"] + [f"{a:g}–{b:g}" for a, b in zip(EDGES[1:-2], EDGES[2:-1])] \
+        + [f">= {EDGES[-2]:g}"]
+    return {"bins": labels, "counts": counts.tolist()}
+
+
+def window_read_at(policy: WindowPolicy, body_start: int, position: int) -> int:
+    """Where sequential greedy decoding last read a whole window before predicting `position`: the window's
+    first target (body_start in the first window, which the path prompt's prefill reads)."""
+    start = policy.context_start(position)
+    return max(body_start, start + policy.context + 1 - policy.stride if start else body_start)
+
+
+def redecode(model, policy: WindowPolicy, records_ids: list[list[int]], body_starts: list[int],
+             spots: list[tuple[int, int]], on_done: Callable | None = None) -> dict[tuple[int, int], dict]:
+    """Decode each (record, position) sequentially, as a plain greedy regeneration reaches it: the window read
+    once from where the decoder last slid (a prefill), then one token at a time with the KV cache, batch size 1,
+    no drafts. Spots of one window share a request. Returns per spot the token decoded there and whether every
+    token decoded before it in that window was the true one (so it saw the true context)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for record, position in spots:
+        groups.setdefault((record, window_read_at(policy, body_starts[record], position)), []).append(position)
+    keys = list(groups)
+    requests = [Request(records_ids[r][:q0], max(groups[(r, q0)]) - q0 + 1) for r, q0 in keys]
+    outputs = WindowedGenerator(model, policy, batch_size=1).run(requests, on_done=on_done)
+    found = {}
+    for (record, q0), out in zip(keys, outputs):
+        truth = records_ids[record][q0:]
+        for position in groups[(record, q0)]:
+            j = position - q0
+            found[(record, position)] = {"token": int(out[j]), "true_context": out[:j] == truth[:j]}
+    return found
+
+
+def margin_certificate(model, tokenizer, paths: list[str], records_ids: list[list[int]], policy: WindowPolicy,
+                       threshold: float = MIN_MARGIN, limit: int = 100, batch_size: int = 64,
+                       progress: Callable | None = None) -> tuple[dict, list[dict], BodyMargins]:
+    """audit.json's `margin` section, its per-file figures (in `paths` order) and every body token's margin."""
+    special = special_ids(tokenizer)
+    starts = [r.index(special[END_HEADER]) + 1 for r in records_ids]
+    windows = sum(len(policy.windows(len(r))) for r in records_ids)
+    tick = progress("margins (teacher forcing, fp32)", -(-windows // batch_size)) if progress else None
+    m = body_margins(model, records_ids, starts, policy, special[PAD], batch_size, tick)
+    low = np.flatnonzero(m.margin < threshold)
+    listed = low[np.argsort(m.margin[low], kind="stable")[:limit]]
+    rows = low_rows(model, tokenizer, policy, paths, records_ids, starts, m, listed, progress)
+    lowest = int(np.argmin(m.margin)) if len(m) else None
+    certificate = {
+        "threshold": threshold, "body_tokens": len(m), "wrong_tokens": int((~m.correct).sum()),
+        "min_margin": round(float(m.margin[lowest]), 4) if lowest is not None else None,
+        "min_margin_at": None if lowest is None else {
+            "path": paths[int(m.record[lowest])], "position": int(m.position[lowest]),
+            "line": line_of(tokenizer, records_ids[int(m.record[lowest])], starts[int(m.record[lowest])],
+                            int(m.position[lowest])),
+            "true": decode_ids(tokenizer, [int(m.target[lowest])]),
+            "rival": decode_ids(tokenizer, [int(m.rival[lowest])])},
+        "under_threshold": len(low), "histogram": histogram(m.margin),
+        "low": rows, "low_listed": len(rows),
+        "sequential": {v: sum(r["sequential"] == v for r in rows) for v in ("agrees", "differs", "diverged earlier")},
+        "method": "teacher forcing in float32 under the training/generation windows (laam.windows), all windows "
+                  "batched; margin = logit of the true token - the best other logit (< 0: greedy picks another "
+                  f"token). Body tokens with margin < {threshold:g} (the {limit} lowest at most) were decoded again "
+                  "one token at a time with the KV cache (batch size 1, no drafts), from the window the decoder "
+                  "reads when it gets there: `agrees` (it decoded the teacher-forced top-1), `differs`, or `diverged "
+                  "earlier` (a token before it in that window already differed from the file, so the contexts "
+                  "differ).",
+    }
+    return certificate, per_file(m, paths, threshold), m
+
+
+def low_rows(model, tokenizer, policy: WindowPolicy, paths: list[str], records_ids: list[list[int]],
+             starts: list[int], m: BodyMargins, listed: np.ndarray, progress: Callable | None) -> list[dict]:
+    """The listed low-margin positions, each decoded again sequentially: where, the two tokens, what came out."""
+    spots = [(int(m.record[i]), int(m.position[i])) for i in listed]
+    groups = len({(r, window_read_at(policy, starts[r], p)) for r, p in spots})
+    done = progress("sequential re-decode of low margins", groups) if progress and groups else None
+    sequential = redecode(model, policy, records_ids, starts, spots, done)
+    rows = []
+    for i, (record, position) in zip(listed, spots):
+        seq = sequential[(record, position)]
+        top1 = int(m.target[i]) if m.correct[i] else int(m.rival[i])
+        rows.append({"path": paths[record], "position": position, "body_token": position - starts[record],
+                     "line": line_of(tokenizer, records_ids[record], starts[record], position),
+                     "margin": round(float(m.margin[i]), 4),
+                     "true": decode_ids(tokenizer, [int(m.target[i])]),
+                     "rival": decode_ids(tokenizer, [int(m.rival[i])]), "correct": bool(m.correct[i]),
+                     "sequential_token": decode_ids(tokenizer, [seq["token"]]),
+                     "sequential": "diverged earlier" if not seq["true_context"]
+                     else "agrees" if seq["token"] == top1 else "differs"})
+    return rows
+
+
+def line_of(tokenizer, ids: list[int], body_start: int, position: int) -> int:
+    """The file line (1-based) where the token at `position` of a record begins."""
+    return decode_ids(tokenizer, ids[body_start:position]).count("\n") + 1
+
+
+def per_file(m: BodyMargins, paths: list[str], threshold: float) -> list[dict]:
+    """Per record: the smallest margin and where, body tokens under the threshold, body tokens wrong."""
+    bounds = np.searchsorted(m.record, np.arange(len(paths) + 1))  # m is sorted by record
+    out = []
+    for record, path in enumerate(paths):
+        mine = slice(bounds[record], bounds[record + 1])
+        margins = m.margin[mine]
+        at = int(np.argmin(margins)) if len(margins) else None
+        out.append({"path": path, "min_margin": round(float(margins[at]), 4) if at is not None else None,
+                    "min_margin_position": int(m.position[mine][at]) if at is not None else None,
+                    "under_safe_margin": int((margins < threshold).sum()),
+                    "forced_wrong": int((~m.correct[mine]).sum())})
+    return out
+
+
+def write_margins(margins: BodyMargins, paths: list[str], folder: Path) -> Path:
+    """Every body token's margin, as numpy arrays (record indexes into `paths`)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, paths=np.array(paths), record=margins.record, position=margins.position,
+                        target=margins.target, rival=margins.rival, margin=margins.margin, correct=margins.correct)
+    return atomic_write_bytes(Path(folder) / MARGINS_FILE, buffer.getvalue())
