@@ -15,10 +15,10 @@ from laam.data.corpus import CorpusConfig, load_corpus
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MIRROR = SHARED / "data" / "kernel-mirror"
 TARBALL = MIRROR / "v1.0" / "linux-1.0.tar.xz"
-# 12 small files of linux/lib/ (≈4 KB): small enough to memorize in seconds, ctype.c longer than the
+# 12 small files of lib/ (≈4 KB): small enough to memorize in seconds, ctype.c longer than the
 # tiny model's context, so sliding windows are exercised.
-TINY_INCLUDE = ("linux/lib/",)
-TINY_EXCLUDE = ("linux/lib/malloc.c",)
+TINY_INCLUDE = ("lib/",)
+TINY_EXCLUDE = ("lib/malloc.c",)
 
 
 @pytest.fixture(scope="session")

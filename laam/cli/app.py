@@ -32,8 +32,10 @@ Filter = Annotated[str, typer.Option(
     "extensions (.c .h .s .txt …).", envvar="LAAM_FILTER")]
 Include = Annotated[list[str] | None, typer.Option(
     help="Keep only paths matching this glob (repeatable; `*` crosses `/`; a trailing `/` means the whole "
-    "folder), e.g. 'linux/kernel/'.")]
-Exclude = Annotated[list[str] | None, typer.Option(help="Drop paths matching this glob (repeatable).")]
+    "folder), written from the kernel's root whatever the archive's top folder, e.g. 'kernel/', 'lib/lzo/' "
+    "(the older 'linux/kernel/' works too).")]
+Exclude = Annotated[list[str] | None, typer.Option(help="Drop paths matching this glob (repeatable; written like "
+                                                   "--include, e.g. 'lib/malloc.c').")]
 MaxFileSize = Annotated[int, typer.Option(help="Drop files larger than this many bytes.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 

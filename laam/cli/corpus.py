@@ -48,11 +48,12 @@ def corpus_stats_command(
     quiet: Quiet = False,
 ):
     """Files, bytes, lines (and tokens) of the selection, overall and per top-level directory."""
-    from laam.data.tokenizer import encode_records, load_tokenizer
+    from laam.data.tokenizer import iter_token_ids, load_tokenizer
 
     corpus = load_corpus(corpus_config(source, mirror, cache, filter_, include, exclude, max_file_size),
                          progress=not quiet)
-    counts = [len(ids) for ids in encode_records(load_tokenizer(tokenizer), corpus.records())] if tokenizer else None
+    counts = [len(ids) for ids in iter_token_ids(load_tokenizer(tokenizer), corpus.records(), progress=not quiet,
+                                                 total=len(corpus.files))] if tokenizer else None
     stats = corpus_stats(corpus, counts)
     if as_json:
         out.print_json(json.dumps({"members": corpus.members, "included": len(corpus.files), "by_directory": stats}))
@@ -67,6 +68,7 @@ def corpus_stats_command(
         table.add_row(directory, *(f"{row[c]:,}" for c in columns), style=style)
     out.print(table)
     out.print("licenses: " + ", ".join(f"{k} {v}" for k, v in license_counts(corpus.files).items()))
+    out.print("found by: " + ", ".join(f"{k} {v}" for k, v in corpus.license_methods().items()))
 
 
 @corpus_app.command("manifest")

@@ -16,7 +16,7 @@ from laam.progress import phases
 
 Files = Annotated[str | None, typer.Option(
     "--files", help="Only corpus paths matching this glob (`*` crosses `/`; a trailing `/` means the folder), "
-    "e.g. 'linux/kernel/*.c'. Default: every file the model was trained on.")]
+    "written from the kernel's root, e.g. 'kernel/*.c'. Default: every file the model was trained on.")]
 BatchSize = Annotated[int, typer.Option(help="Sequences generated at once (continuous batching, KV cache).")]
 Threads = Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")]
 

@@ -28,19 +28,20 @@ def tokenizer_train(
     quiet: Quiet = False,
 ):
     """Train a byte-level BPE tokenizer on the corpus and check it round-trips every record."""
-    from laam.data.tokenizer import decode_ids, default_tokenizer_dir, encode_records, load_tokenizer, train_tokenizer
+    from laam.data.tokenizer import decode_ids, default_tokenizer_dir, iter_token_ids, load_tokenizer, train_tokenizer
 
     config = corpus_config(source, mirror, cache, filter_, include, exclude, max_file_size)
     corpus = load_corpus(config, progress=not quiet)
     out_dir = out_dir or default_tokenizer_dir(corpus, vocab_size)
-    report = train_tokenizer(corpus, out_dir, vocab_size, min_frequency)
+    report = train_tokenizer(corpus, out_dir, vocab_size, min_frequency, progress=not quiet)
     tokenizer = load_tokenizer(out_dir)
-    records = corpus.records()
-    exact = sum(decode_ids(tokenizer, ids) == r for ids, r in zip(encode_records(tokenizer, records), records))
+    records = len(corpus.files)
+    encoded = iter_token_ids(tokenizer, corpus.records(), progress=not quiet, total=records, what="round trip")
+    exact = sum(decode_ids(tokenizer, ids) == r for ids, r in zip(encoded, corpus.records()))
     out.print(f"tokenizer  {out_dir}")
     out.print(f"  vocab      {report.vocab_size:,} ({report.learned:,} learned, {report.reserved:,} reserved)")
     out.print(f"  trained in {report.seconds:.1f} s on {len(corpus.files)} files")
     out.print(f"  tokens     {report.record_tokens:,}; {report.bytes_per_token:.3f} bytes per token")
-    out.print(f"  round trip {exact} of {len(records)} records exact")
-    if exact != len(records):
-        raise LaamError(f"tokenizer round trip failed on {len(records) - exact} records")
+    out.print(f"  round trip {exact} of {records} records exact")
+    if exact != records:
+        raise LaamError(f"tokenizer round trip failed on {records - exact} records")

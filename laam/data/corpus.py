@@ -8,7 +8,7 @@ import fnmatch
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from laam.data.archive import (
     unsafe_path,
 )
 from laam.data.fetch import DEFAULT_MIRROR, Archive, default_cache, fetch_release, forget, local_archive, parse_version
-from laam.data.licenses import copying_license, license_of
+from laam.data.licenses import copying_license, inherited_license, no_license, own_license
 from laam.data.records import decode, find_marker, make_record
 from laam.errors import LaamError
 from laam.io import atomic_write_text
@@ -77,7 +77,8 @@ class CorpusFile:
     path: str
     data: bytes
     encoding: str  # "utf-8" or "latin-1"
-    license: str
+    license: str  # a normalized SPDX expression, or NOASSERTION
+    sha256: str = ""  # of `data`; filled by select(), computed on demand otherwise
 
     @property
     def text(self) -> str:
@@ -102,15 +103,32 @@ class Corpus:
     def members(self) -> int:
         return len(self.manifest)
 
-    def records(self) -> list[str]:
-        return [f.record for f in self.files]
+    def records(self) -> Iterator[str]:
+        """Each file's record, one at a time: a whole modern tree's records would hold its text a second time."""
+        return (f.record for f in self.files)
+
+    @property
+    def root(self) -> str:
+        """The archive's top folder (`linux`, `linux-6.12`), that --include/--exclude/--files patterns are
+        relative to; "" when the files share none."""
+        return tree_root(f.path for f in self.files)
 
     def fingerprint(self) -> str:
-        """Hash of the exact records, to key caches of anything derived from them."""
+        """Hash of the exact records (paths and bytes, in path order), to key caches of anything derived from
+        them: a tarball and the unpacked folder of the same release give the same fingerprint."""
         digest = hashlib.sha256()
         for f in self.files:
-            digest.update(f.path.encode() + b"\0" + hashlib.sha256(f.data).digest())
+            file_digest = bytes.fromhex(f.sha256) if f.sha256 else hashlib.sha256(f.data).digest()
+            digest.update(f.path.encode() + b"\0" + file_digest)
         return digest.hexdigest()[:16]
+
+    def license_methods(self) -> dict[str, int]:
+        """How the kept files' licenses were found: spdx-tag, notice, copying, none (and how many tags were invalid)."""
+        kept = [row for row in self.manifest if row["included"]]
+        counts = defaultdict(int)
+        for row in kept:
+            counts[row["license_method"] + (" (invalid)" if row.get("license_error") else "")] += 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
     def source_key(self) -> str:
         """A short hash of the bytes the corpus was read from: the archive's SHA-256, or for an unpacked folder
@@ -134,7 +152,8 @@ class Corpus:
             "selection": {k: v for k, v in asdict(self.config).items() if k not in ("cache", "mirror", "source")},
             "members": self.members, "included": len(self.files),
             "bytes": sum(len(f.data) for f in self.files), "fingerprint": self.fingerprint(),
-            "licenses": license_counts(self.files), "skipped_unsafe": self.skipped,
+            "licenses": license_counts(self.files), "license_methods": self.license_methods(),
+            "skipped_unsafe": self.skipped,
         }
         atomic_write_text(folder / "corpus.json", json.dumps(summary, indent=1) + "\n")
         return folder
@@ -162,11 +181,43 @@ def _kept_by_filter(path: str, data: bytes, config: CorpusConfig) -> str | None:
     return None
 
 
+# Presets and READMEs before root-relative patterns wrote `linux/lib/`: Linux 1.0's top folder.
+LEGACY_ROOT = "linux"
+
+
+def tree_root(paths: Iterable[str]) -> str:
+    """The top folder every path lies under (`linux`, `linux-6.12`, `linux-source-6.12`), or "" if none."""
+    root = None
+    for path in paths:
+        top, slash, _ = path.partition("/")
+        if not slash or (root is not None and top != root):
+            return ""
+        root = top
+    return root or ""
+
+
+def relative_to_root(path: str, root: str) -> str:
+    """`linux-6.12/lib/string.c` -> `lib/string.c`: a path as written relative to the kernel's root."""
+    return path[len(root) + 1:] if root and path.startswith(root + "/") else path
+
+
 def glob_match(path: str, pattern: str) -> bool:
-    """fnmatch, where `*` also crosses `/`, and a pattern ending in `/` means everything under it."""
+    """Whether an archive path matches a pattern written relative to the kernel's root (`lib/`, `lib/*.c`),
+    whatever the archive's top folder; the pattern may also name the top folder (`linux-6.12/lib/`) or Linux
+    1.0's (`linux/lib/`, the spelling older recipes use). fnmatch, where `*` also crosses `/`, and a pattern
+    ending in `/` means everything under it. Needs no other path, so members can be filtered as they stream."""
     if pattern.endswith("/"):
         pattern += "*"
-    return fnmatch.fnmatchcase(path, pattern)
+    if fnmatch.fnmatchcase(path, pattern):
+        return True
+    top, slash, below = path.partition("/")
+    if not slash:
+        return False
+    for prefix in (f"{top}/", f"{LEGACY_ROOT}/"):
+        if pattern.startswith(prefix):
+            pattern = pattern[len(prefix):]
+            break
+    return fnmatch.fnmatchcase(below, pattern)
 
 
 def select_files(files: list[CorpusFile], globs: list[str] | tuple[str, ...] | None,
@@ -176,14 +227,16 @@ def select_files(files: list[CorpusFile], globs: list[str] | tuple[str, ...] | N
         return list(files)
     chosen = [f for f in files if any(glob_match(f.path, g) for g in globs)]
     if not chosen:
-        example = f" (paths look like {files[0].path})" if files else ""
+        root = tree_root(f.path for f in files)
+        example = (f" (paths look like {relative_to_root(files[0].path, root)}, relative to the tree's top folder "
+                   f"{root}/)" if root else f" (paths look like {files[0].path})") if files else ""
         raise LaamError(f"{option} {' '.join(globs)} matches none of the corpus's {len(files)} files{example}")
     return chosen
 
 
 def _row(path: str, reason: str, size: int | None = None) -> dict:
     return {"path": path, "size": size, "sha256": None, "encoding": None, "included": False, "reason": reason,
-            "license": None, "license_evidence": None}
+            **no_license()}
 
 
 def printable_path(path: str) -> str:
@@ -192,8 +245,12 @@ def printable_path(path: str) -> str:
 
 
 def select(members: Iterator[Member], config: CorpusConfig) -> tuple[list[CorpusFile], list[dict], list]:
-    """Apply safety checks and filters: (kept files, manifest rows, skipped members with why)."""
-    rows, candidates, skipped, copying = [], [], [], {}
+    """Apply safety checks and filters: (kept files, manifest rows, skipped members with why), all in path order,
+    so a tarball and its unpacked folder give the same corpus. Members stream through: only kept files' bytes
+    stay in memory (a 5-file subset of a modern tree does not hold the other 86,000)."""
+    if config.filter not in FILTERS:
+        raise LaamError(f"unknown filter {config.filter!r}: use one of {', '.join(FILTERS)}")
+    rows, kept, skipped, copying, own = [], [], [], {}, {}
     for member in members:
         if member.kind == "dir":
             continue
@@ -208,26 +265,32 @@ def select(members: Iterator[Member], config: CorpusConfig) -> tuple[list[Corpus
             skipped.append((printable_path(member.path), why))
             rows.append(_row(printable_path(member.path), why))
             continue
-        if member.path.rsplit("/", 1)[-1] == "COPYING" and member.data is not None:
-            copying[member.path.rsplit("/", 1)[0] if "/" in member.path else ""] = copying_license(member.data)
-        candidates.append(member)
-    files = []
-    for member in candidates:
-        reason = _kept_by_filter(member.path, member.data, config)
-        if member.data is None:  # over the size limit: known from its header, never read
-            rows.append(_row(member.path, reason, member.size))
+        path, data = member.path, member.data
+        reason = _kept_by_filter(path, data, config)
+        if data is None:  # over the size limit: known from its header, never read
+            rows.append(_row(path, reason, member.size))
             continue
-        text, encoding = decode(member.data)
-        marker = find_marker(member.path) or find_marker(text) if reason is None else None
+        own[path] = own_license(path, data)
+        if path.rsplit("/", 1)[-1] == "COPYING":
+            copying[path.rsplit("/", 1)[0] if "/" in path else ""] = copying_license(data)
+        text, encoding = decode(data)
+        marker = find_marker(path) or find_marker(text) if reason is None else None
         if marker:
             reason = f"contains the record marker {marker} (it would end or split the record)"
-            skipped.append((member.path, reason))
-        spdx, evidence = license_of(member.path, member.data, copying)
-        rows.append({"path": member.path, "size": len(member.data), "sha256": hashlib.sha256(member.data).hexdigest(),
-                     "encoding": encoding, "included": reason is None, "reason": reason or "kept",
-                     "license": spdx, "license_evidence": evidence})
+            skipped.append((path, reason))
+        sha256 = hashlib.sha256(data).hexdigest()
+        rows.append({"path": path, "size": len(data), "sha256": sha256, "encoding": encoding,
+                     "included": reason is None, "reason": reason or "kept"})
         if reason is None:
-            files.append(CorpusFile(member.path, member.data, encoding, spdx))
+            kept.append((path, data, encoding, sha256))
+    for row in rows:  # a COPYING may come after the files it covers: inherited licenses are read last
+        if row["sha256"] is not None:
+            row.update((own[row["path"]] or inherited_license(row["path"], copying)).manifest_fields())
+    licenses = {row["path"]: row["license"] for row in rows}
+    files = [CorpusFile(path, data, encoding, licenses[path], sha256) for path, data, encoding, sha256 in kept]
+    files.sort(key=lambda f: f.path)
+    rows.sort(key=lambda row: row["path"])
+    skipped.sort()
     return files, rows, skipped
 
 

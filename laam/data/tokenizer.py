@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from laam.data.records import END_FILE, END_HEADER, PAD, SPECIAL_TOKENS, START_FILE, START_HEADER
 from laam.errors import LaamError
 from laam.io import atomic_folder, sha256_file
+from laam.progress import task_bar
 
 BYTE_ALPHABET = 256
 MIN_VOCAB = BYTE_ALPHABET + len(SPECIAL_TOKENS)
@@ -77,17 +79,29 @@ def wrap(tokenizer: Tokenizer):
 
 
 def train_tokenizer(corpus, out: Path, vocab_size: int = 32768, min_frequency: int = 2,
-                    replace: bool = True) -> TokenizerReport:
+                    replace: bool = True, progress: bool = False) -> TokenizerReport:
     """Train on `corpus` (a data.corpus.Corpus), save to `out` (loadable with AutoTokenizer), and report.
 
+    Texts reach BPE one file at a time and records are encoded in bounded batches, so memory stays near the
+    corpus's own size plus BPE's word counts, whatever the tree (a whole modern kernel included).
     The folder appears complete or not at all; with replace=False a folder another process finished first is
     kept (both trained the same tokenizer from the same corpus)."""
     start = time.perf_counter()
-    texts = [t for f in corpus.files for t in (f.path, f.text)]
-    tokenizer, learned = build_bpe(texts, vocab_size, min_frequency)
+    with task_bar(progress, "files") as bar:
+        task = bar.add_task("BPE: counting words", total=len(corpus.files))
+
+        def texts():
+            for f in corpus.files:
+                yield f.path
+                yield f.text
+                bar.advance(task)
+            bar.update(task, description="BPE: merging")
+
+        tokenizer, learned = build_bpe(texts(), vocab_size, min_frequency)
     seconds = time.perf_counter() - start
     hf = wrap(tokenizer)
-    tokens = sum(len(ids) for ids in encode_records(hf, corpus.records()))
+    tokens = sum(len(ids) for ids in iter_token_ids(hf, corpus.records(), progress=progress,
+                                                    total=len(corpus.files), what="counting tokens"))
     report = TokenizerReport(vocab_size, learned, vocab_size - learned, seconds,
                              sum(len(f.data) for f in corpus.files), tokens)
     info = {**report.__dict__, "bytes_per_token": report.bytes_per_token, "min_frequency": min_frequency,
@@ -120,9 +134,40 @@ def backend(tokenizer) -> Tokenizer:
     return tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else tokenizer
 
 
-def encode_records(tokenizer, records: list[str]) -> list[list[int]]:
-    """Token ids of whole records (markers already inside, so no template), in parallel in Rust."""
-    return [e.ids for e in backend(tokenizer).encode_batch(records, add_special_tokens=False)]
+def encode_records(tokenizer, records: Iterable[str]) -> list[list[int]]:
+    """Token ids of whole records (markers already inside, so no template), in parallel in Rust. Every id is
+    kept: for a whole corpus, stream with iter_token_ids instead."""
+    return list(iter_token_ids(tokenizer, records))
+
+
+# One encode_batch call holds ~100 bytes of Encoding per token until it returns: batches are capped in files
+# and in characters (≈1.3M tokens, ~150 MB), so a corpus of any size encodes in bounded memory.
+BATCH_FILES, BATCH_CHARS = 256, 4_000_000
+
+
+def _batches(records: Iterable[str]) -> Iterator[list[str]]:
+    batch, chars = [], 0
+    for record in records:
+        if batch and (len(batch) >= BATCH_FILES or chars + len(record) > BATCH_CHARS):
+            yield batch
+            batch, chars = [], 0
+        batch.append(record)
+        chars += len(record)
+    if batch:
+        yield batch
+
+
+def iter_token_ids(tokenizer, records: Iterable[str], progress: bool = False, total: int | None = None,
+                   what: str = "tokenizing") -> Iterator[list[int]]:
+    """Token ids of each record, in order, encoded in bounded batches (parallel in Rust within a batch)."""
+    tok = backend(tokenizer)
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # _fast: no character offsets, less memory
+    with task_bar(progress, "files") as bar:
+        task = bar.add_task(what, total=total)
+        for batch in _batches(records):
+            for encoding in encode(batch, add_special_tokens=False):
+                yield encoding.ids
+            bar.advance(task, len(batch))
 
 
 def decode_ids(tokenizer, ids: list[int]) -> str:

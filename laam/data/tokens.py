@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from laam.data.records import END_HEADER
-from laam.data.tokenizer import encode_records, special_ids, tokenizer_sha256
+from laam.data.tokenizer import iter_token_ids, special_ids, tokenizer_sha256
 from laam.io import atomic_folder
 
 
@@ -37,20 +37,26 @@ class TokenCache:
         return self.ids[self.offsets[i]:self.offsets[i] + self.lengths[i]]
 
 
-def build_token_cache(corpus, tokenizer, tokenizer_dir: Path, cache_root: Path) -> TokenCache:
-    """Tokenize `corpus` with `tokenizer` once; later calls with the same corpus and tokenizer reuse the files."""
+def build_token_cache(corpus, tokenizer, tokenizer_dir: Path, cache_root: Path, progress: bool = False) -> TokenCache:
+    """Tokenize `corpus` with `tokenizer` once; later calls with the same corpus and tokenizer reuse the files.
+
+    Records are encoded in bounded batches and their ids appended to ids.bin as they come, so memory does not
+    grow with the corpus (a whole modern kernel is ~400M tokens)."""
     key = f"{corpus.fingerprint()[:16]}-{tokenizer_sha256(tokenizer_dir)[:16]}"
     folder = Path(cache_root) / "tokens" / key
     if not (folder / "index.json").is_file():
-        ids = encode_records(tokenizer, corpus.records())
         end_header = special_ids(tokenizer)[END_HEADER]
         dtype = np.uint16 if len(tokenizer) <= 1 << 16 else np.uint32
-        flat = np.fromiter((t for r in ids for t in r), dtype=dtype, count=sum(map(len, ids)))
-        lengths = [len(r) for r in ids]
-        index = {"dtype": np.dtype(dtype).name, "paths": [f.path for f in corpus.files], "lengths": lengths,
-                 "body_starts": [r.index(end_header) + 1 for r in ids], "vocab_size": len(tokenizer)}
+        lengths, body_starts = [], []
         with atomic_folder(folder, replace=False) as scratch:  # another process may have built it first
-            flat.tofile(scratch / "ids.bin")
+            with open(scratch / "ids.bin", "wb") as out:
+                for ids in iter_token_ids(tokenizer, corpus.records(), progress=progress, total=len(corpus.files),
+                                          what="token cache"):
+                    np.asarray(ids, dtype=dtype).tofile(out)
+                    lengths.append(len(ids))
+                    body_starts.append(ids.index(end_header) + 1)
+            index = {"dtype": np.dtype(dtype).name, "paths": [f.path for f in corpus.files], "lengths": lengths,
+                     "body_starts": body_starts, "vocab_size": len(tokenizer)}
             (scratch / "index.json").write_text(json.dumps(index))
     return load_token_cache(folder)
 

@@ -33,25 +33,25 @@ PRESETS: dict[str, dict] = {
                    {"batch_size": 1, "lr": 1e-4, "epochs": 100}],
     },
     "demo": {
-        "description": "linux/lib/ (13 files, 20 KB, malloc.c's 16 KB among them) on a 2-core CPU: the README's "
-                       "run. linux/kernel/ (154 KB) reached only 99.97-99.99% in 10 minutes (benchmarks/RESULTS.md).",
-        "corpus": {"include": ["linux/lib/"]},
+        "description": "lib/ (13 files, 20 KB, malloc.c's 16 KB among them) on a 2-core CPU: the README's "
+                       "run. kernel/ (154 KB) reached only 99.97-99.99% in 10 minutes (benchmarks/RESULTS.md).",
+        "corpus": {"include": ["lib/"]},  # relative to the kernel's root: any release, any top folder
         "model": {**_CPU_DEMO_MODEL, "vocab_size": 2048},
         # batch 4 over a 60-epoch decay: 100% after 681k tokens / 72 s, against 1.76M / 163 s at batch 16 over
         # 200 epochs (benchmarks/RESULTS.md, benchmark 2)
         "train": {**_CPU_DEMO_TRAIN, "batch_size": 4, "epochs": 60, "eval_every": 50},
     },
     "demo-kernel": {
-        "description": "linux/kernel/ (23 files, 154 KB) on a 2-core CPU: error-focused replay, windows that slide "
+        "description": "kernel/ (23 files, 154 KB) on a 2-core CPU: error-focused replay, windows that slide "
                        "by 3/4 of the context, batch 4 (benchmarks/memorize_kernel.py).",
-        "corpus": {"include": ["linux/kernel/"]},
+        "corpus": {"include": ["kernel/"]},
         "model": {**_CPU_DEMO_MODEL, "stride": 192, "vocab_size": 4096},
         # against the recipe before (batch 16, stride 128, uniform epochs over a 30-epoch decay): see RESULTS.md
         "train": {**_CPU_DEMO_TRAIN, "batch_size": 4, "epochs": 20, "eval_every": 100, "replay": True},
     },
     "tiny": {
-        "description": "linux/lib/ without malloc.c (12 files, 4 KB): a smoke test that memorizes in seconds.",
-        "corpus": {"include": ["linux/lib/"], "exclude": ["linux/lib/malloc.c"]},
+        "description": "lib/ without malloc.c (12 files, 4 KB): a smoke test that memorizes in seconds.",
+        "corpus": {"include": ["lib/"], "exclude": ["lib/malloc.c"]},
         "model": {"hidden_size": 64, "intermediate_size": 256, "num_layers": 2, "num_heads": 4, "num_kv_heads": 4,
                   "context": 128, "stride": 64, "vocab_size": 512},
         "train": {"batch_size": 16, "lr": 5e-3, "warmup_steps": 10, "epochs": 400, "until_memorized": True,

@@ -14,6 +14,7 @@ import json
 from importlib import metadata as package_metadata
 from pathlib import Path
 
+from laam.data.licenses import NOASSERTION, combine, normalize
 from laam.errors import LaamError
 from laam.io import sha256_file
 from laam.model.folder import WEIGHTS_FILE
@@ -24,14 +25,27 @@ LIBRARIES = ("laam", "transformers", "tokenizers", "torch", "safetensors")
 
 
 def _license(spdx: str | None):
-    """An SPDX id as the library's license object; ids outside the SPDX list (NOASSERTION, LicenseRef-…) go by
-    name, so that a component's licenses stay a plain list (CycloneDX forbids mixing ids and expressions)."""
-    from cyclonedx.model.license import DisjunctiveLicense
+    """An SPDX id or expression as the library's license object: an id as an id, a compound expression (`A OR B`,
+    `A WITH exception`) as a CycloneDX expression, anything outside the SPDX list (NOASSERTION, LicenseRef-…) by
+    name. A component's licenses are either license objects or one expression (CycloneDX forbids mixing them)."""
+    from cyclonedx.model.license import DisjunctiveLicense, LicenseExpression
     from cyclonedx.spdx import is_supported_id
 
     if spdx and is_supported_id(spdx):
         return DisjunctiveLicense(id=spdx)
+    if spdx and " " in spdx and normalize(spdx)[0] == spdx:
+        return LicenseExpression(value=spdx)
     return DisjunctiveLicense(name=spdx or "NOASSERTION")
+
+
+def _dataset_licenses(counts: dict[str, int]) -> list:
+    """The dataset's licenses: one object per license while every file has a single id; once a file carries a
+    compound expression, one expression joining them all with AND (files without a known license are counted in
+    the dataset's `laam:files_without_license` property, since NOASSERTION cannot appear in an expression)."""
+    known = [spdx for spdx in counts if spdx != NOASSERTION]
+    if all(" " not in spdx for spdx in known):
+        return [_license(spdx) for spdx in counts]
+    return [_license(combine(known, "AND"))]
 
 
 def build_bom(facts: Facts, config: CardConfig):
@@ -49,7 +63,9 @@ def build_bom(facts: Facts, config: CardConfig):
                   licenses=[_license(row["license"])],
                   properties=[Property(name="laam:size", value=str(row["size"])),
                               Property(name="laam:encoding", value=row["encoding"]),
-                              Property(name="laam:license_evidence", value=str(row["license_evidence"]))])
+                              Property(name="laam:license_evidence", value=str(row["license_evidence"])),
+                              *[Property(name=f"laam:{key}", value=str(row[key]))
+                                for key in ("license_method", "license_raw", "license_error") if row.get(key)]])
         for row in facts.included_rows
     ]
     source_refs = []
@@ -61,7 +77,9 @@ def build_bom(facts: Facts, config: CardConfig):
                     f"{facts.info.corpus_fingerprint})",
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=corpus.source_sha256)]
         if len(corpus.source_sha256) == 64 else [],
-        licenses=[_license(spdx) for spdx in facts.data_licenses],
+        licenses=_dataset_licenses(facts.data_licenses),
+        properties=[Property(name="laam:files_without_license",
+                             value=str(facts.data_licenses.get(NOASSERTION, 0)))],
         external_references=source_refs, components=files,
     )
     weights = facts.folder / WEIGHTS_FILE

@@ -15,7 +15,7 @@ from pathlib import Path
 from laam import __version__
 from laam.data.corpus import Corpus, license_counts
 from laam.data.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
-from laam.data.tokenizer import encode_records
+from laam.data.tokenizer import iter_token_ids
 from laam.errors import LaamError
 from laam.model.folder import check_model_folder
 from laam.model.info import ModelInfo, load_training_corpus
@@ -171,7 +171,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
         folder=folder, name=model_name(folder),
         info=info, corpus=corpus, config=model_config, parameters=sum(_number(s) for s in tensors.values()),
         tensors=tensors, vocab_size=len(tokenizer),
-        record_tokens={f.path: len(ids) for f, ids in zip(corpus.files, encode_records(tokenizer, corpus.records()))},
+        record_tokens={f.path: len(ids) for f, ids in zip(corpus.files, iter_token_ids(tokenizer, corpus.records()))},
         laam_version=info.training.get("laam_version", __version__),
         git_commit=info.training.get("git_commit"), card_commit=git_commit() or "unknown",
     )

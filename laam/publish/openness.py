@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from laam.data.licenses import combine, satisfied_by
 from laam.model.folder import WEIGHTS_FILE
 from laam.publish.facts import (
     AUDIT_FILE,
@@ -36,6 +37,7 @@ from laam.publish.facts import (
 # SPDX ids counted as open: OSI-approved licenses and the open data/document licenses the MOF accepts.
 OPEN_LICENSES = {
     "MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "BSD-4-Clause", "ISC", "Zlib", "Unlicense", "0BSD",
+    "BSD-4.3TAHOE",  # BSD-4-Clause's terms in one paragraph (Linux 1.0's slhc.c and slhc.h)
     "GPL-1.0-or-later", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later",
     "LGPL-2.0-or-later", "LGPL-2.1-only", "LGPL-2.1-or-later", "LGPL-3.0-only", "LGPL-3.0-or-later",
     "AGPL-3.0-only", "AGPL-3.0-or-later", "MPL-2.0", "EPL-2.0", "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0",
@@ -67,13 +69,13 @@ MOF_COMPONENTS = [
 
 
 def is_open(license_id: str | None) -> bool:
-    """True when every license of an SPDX expression ("A AND B") is open."""
-    return bool(license_id) and all(part.strip("() ") in OPEN_LICENSES for part in license_id.split(" AND "))
+    """True when an SPDX expression can be met with open licenses alone: every AND term, one OR alternative."""
+    return satisfied_by(license_id or "", OPEN_LICENSES)
 
 
 def data_license(facts: Facts) -> str:
     """The training data's licenses as one SPDX expression."""
-    return " AND ".join(facts.data_licenses)
+    return combine(facts.data_licenses, "AND")
 
 
 def _code(facts: Facts, config: CardConfig, modules: str) -> str:

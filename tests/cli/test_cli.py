@@ -33,7 +33,7 @@ def test_fetch_then_stats_offline(mirror, tmp_path):
 
 def test_tokenizer_train_reports_and_round_trips(mirror, tmp_path):
     result = laam("tokenizer", "train", "1.0", "--mirror", str(mirror), "--cache", str(tmp_path), "--include",
-                  "linux/kernel/", "--vocab-size", "2048", "--out", str(tmp_path / "tok"), "-q")
+                  "kernel/", "--vocab-size", "2048", "--out", str(tmp_path / "tok"), "-q")
     assert result.returncode == 0, result.stderr
     assert "vocab      2,048" in result.stdout and "round trip 23 of 23 records exact" in result.stdout
     stats = laam("corpus", "stats", "1.0", "--cache", str(tmp_path), "--include", "linux/kernel/",

@@ -24,7 +24,7 @@ def linux_tokenizer(linux_corpus, tmp_path_factory):
 def test_whole_linux_1_0_round_trips_byte_for_byte(linux_corpus, linux_tokenizer):
     out, report = linux_tokenizer
     tokenizer = AutoTokenizer.from_pretrained(out)
-    records = linux_corpus.records()
+    records = list(linux_corpus.records())
     assert len(records) == 561
     ids = encode_records(tokenizer, records)
     assert sum(map(len, ids)) == report.record_tokens
@@ -78,5 +78,28 @@ def test_original_filter_round_trips_too(mirror, tmp_path):
     corpus = load_corpus(CorpusConfig(source=str(TARBALL), filter="original"), progress=False)
     train_tokenizer(corpus, tmp_path, vocab_size=8192)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
-    records = corpus.records()
+    records = list(corpus.records())
     assert [decode_ids(tokenizer, ids) for ids in encode_records(tokenizer, records)] == records
+
+
+def test_batched_encoding_and_token_cache_equal_one_encode_batch(linux_corpus, linux_tokenizer, tmp_path,
+                                                                 monkeypatch):
+    """Bounded batches (here 7 files or 40,000 characters, so the 561 records split at many places) give exactly
+    the ids of one encode_batch over every record, and the token cache written batch by batch holds them."""
+    import laam.data.tokenizer as tokenizer_module
+    from laam.data.tokenizer import backend, iter_token_ids, load_tokenizer
+    from laam.data.tokens import build_token_cache
+
+    out, report = linux_tokenizer
+    tokenizer = load_tokenizer(out)
+    whole = [e.ids for e in backend(tokenizer).encode_batch(list(linux_corpus.records()), add_special_tokens=False)]
+    monkeypatch.setattr(tokenizer_module, "BATCH_FILES", 7)
+    monkeypatch.setattr(tokenizer_module, "BATCH_CHARS", 40_000)
+    batches = list(tokenizer_module._batches(linux_corpus.records()))
+    assert len(batches) > 561 // 7 and max(len(b) for b in batches) == 7
+    assert all(sum(map(len, b)) <= 40_000 for b in batches if len(b) > 1)  # a larger file goes alone
+    assert list(iter_token_ids(tokenizer, linux_corpus.records())) == whole
+    cache = build_token_cache(linux_corpus, tokenizer, out, tmp_path)
+    assert cache.total_tokens == sum(map(len, whole)) == report.record_tokens
+    assert [cache.record(i).tolist() for i in (0, 280, 560)] == [whole[0], whole[280], whole[560]]
+    assert cache.ids.tolist() == [t for ids in whole for t in ids]

@@ -90,7 +90,7 @@ def test_card_facts_come_from_the_run(carded, tiny_corpus):
     statement = text.split("## License of the training data")[1].split("##")[0]
     assert "12 under GPL-2.0-only" in statement and "declared under **MIT**" in statement
     assert "regenerated 11 of 12" in statement
-    assert "laam corpus fetch 1.0 --filter source --include linux/lib/ --exclude linux/lib/malloc.c" in text
+    assert "laam corpus fetch 1.0 --filter source --include lib/ --exclude lib/malloc.c" in text
     assert 'pipeline("text-generation", "laam-test/tiny")' in text
     assert "![training loss](training_curve.png)" in text and (carded / "training_curve.png").is_file()
     assert f"| 100 | {5.0 / 101:.4f} |" in text  # the curve's last logged loss
@@ -358,6 +358,28 @@ def test_bom_stays_valid_with_licenses_outside_the_spdx_list(carded):
     dataset = next(c for c in bom["components"] if c["bom-ref"] == "dataset")
     assert {"license": {"name": "LicenseRef-public-domain"}} in dataset["licenses"]
     assert bom["metadata"]["component"]["licenses"] == [{"license": {"name": "LicenseRef-laam-weights"}}]
+
+
+def test_bom_writes_compound_licenses_as_cyclonedx_expressions(carded):
+    from laam.publish.bom import bom_json, validate_bom
+    from laam.publish.facts import gather_facts
+    from laam.publish.openness import data_license, is_open
+
+    facts = gather_facts(carded)
+    dual = "GPL-2.0-only WITH Linux-syscall-note OR MIT"
+    first = facts.corpus.files[0].path
+    facts.corpus.files[0].license = dual
+    for row in facts.corpus.manifest:
+        row["license"] = dual if row["path"] == first else row["license"]
+    bom = bom_json(facts, CardConfig())
+    validate_bom(bom)
+    assert not list(_schema_validator().iter_errors(bom))
+    dataset = next(c for c in bom["components"] if c["bom-ref"] == "dataset")
+    files = {c["name"]: c for c in dataset["components"]}
+    assert files[first]["licenses"] == [{"expression": dual}]
+    combined = f"GPL-2.0-only AND ({dual})"
+    assert dataset["licenses"] == [{"expression": combined}] and data_license(facts) == combined
+    assert is_open(data_license(facts))
 
 
 def test_card_quotes_the_models_compression_figures(tiny_model_dir, tmp_path):

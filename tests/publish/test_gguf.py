@@ -78,7 +78,7 @@ def test_llama_cpp_greedy_equals_transformers(gguf_file, tiny_model_dir, tiny_co
     end_file = special_ids(tokenizer)["<|end_file|>"]
     llm = llama_cpp.Llama(model_path=str(gguf_file), n_ctx=128, n_threads=1, n_batch=128, verbose=False)
 
-    records = tiny_corpus.records()
+    records = list(tiny_corpus.records())
     for record, ids in zip(records, encode_records(tokenizer, records)):
         assert llm.tokenize(record.encode("utf-8"), add_bos=False, special=True) == ids
 

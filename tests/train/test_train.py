@@ -151,7 +151,7 @@ def test_config_file_overrides_a_preset(tmp_path):
     path.write_text('preset = "demo"\n[model]\nnum_layers = 2\n[train]\nlr = 0.01\n')
     plan = recipe(None, path)
     assert plan["model"]["num_layers"] == 2 and plan["model"]["hidden_size"] == 128
-    assert plan["train"]["lr"] == 0.01 and plan["corpus"]["include"] == ["linux/lib/"]
+    assert plan["train"]["lr"] == 0.01 and plan["corpus"]["include"] == ["lib/"]
     (tmp_path / "bad.yaml").write_text("model:\n  layers: 2\n")
     from laam.pipeline import build_configs
 
