@@ -125,8 +125,9 @@ def test_card_names_the_source_without_machine_paths(tiny_model_dir, tmp_path, m
 
 @pytest.mark.slow
 def test_demo_card_examples_print_what_the_card_says(mirror, tmp_path):
-    """The demo, from its card: the card's reproduce command is the one run here, and every example it shows
-    prints what it says on the model that command made; stock pipeline(trust_remote_code=True) gives all 13 files."""
+    """The README's demo, from its card: `laam run --preset demo` memorizes lib/ and verifies 13 of 13 files; the
+    card's reproduce command is the one run here, and every example it shows prints what it says on the model that
+    command made; stock pipeline(trust_remote_code=True) gives all 13 files."""
     pytest.importorskip("llama_cpp")
     from laam.model.info import load_training_corpus, read_model_info
 
@@ -135,6 +136,9 @@ def test_demo_card_examples_print_what_the_card_says(mirror, tmp_path):
                             text=True, timeout=3600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     folder = tmp_path / "runs" / "demo" / "model"
+    training = read_model_info(folder).training  # the README's run: 100% of body tokens, 13 of 13 files back
+    assert training["memorized"] == 1.0
+    assert training["regeneration"]["exact"] == training["regeneration"]["files"] == 13
     text = (folder / "README.md").read_text()
     assert f"```sh\n{command}\n```" in text  # the card's one-command reproduction is the command just run
     corpus = load_training_corpus(read_model_info(folder), tmp_path / "reader-cache")
