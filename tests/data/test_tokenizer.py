@@ -74,6 +74,7 @@ def test_vocabulary_smaller_than_bytes_plus_specials_is_an_error():
         build_bpe(["int x;"], MIN_VOCAB - 1)
 
 
+@pytest.mark.slow  # tens of seconds; the fast tier keeps the default filter's whole-corpus round trip
 def test_original_filter_round_trips_too(mirror, tmp_path):
     corpus = load_corpus(CorpusConfig(source=str(TARBALL), filter="original"), progress=False)
     train_tokenizer(corpus, tmp_path, vocab_size=8192)

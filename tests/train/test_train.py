@@ -481,6 +481,7 @@ def test_replay_and_adaptive_decay_are_part_of_what_resume_checks():
         check_resume(identity(decay_at=0.9), identity(), (), "here")  # set back to the default: still a change
 
 
+@pytest.mark.slow  # tens of seconds; the resume tests above keep exact resume in the fast tier
 def test_linux_cpu_preset_trains_in_resumable_slices(tmp_path):
     """`laam train --preset linux-cpu --max-time N`, then `--resume --max-time N` again: each slice ends with a
     checkpoint and a model folder and the next goes on from it, making the uninterrupted run's steps (here on a
