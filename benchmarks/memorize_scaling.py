@@ -46,7 +46,7 @@ SLICES = {
     "kmi": ["linux/kernel/", "linux/mm/", "linux/ipc/"],
     "fs": ["linux/fs/"],
 }
-SIZES = {  # model shapes (context 256 / stride 128 throughout, so windows and attention cost stay the same)
+SIZES = {  # model shapes; context and stride are the preset's throughout, so windows and attention cost stay the same
     "s": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 4, "num_heads": 4, "num_kv_heads": 4},
     "m": {"hidden_size": 192, "intermediate_size": 768, "num_layers": 4, "num_heads": 6, "num_kv_heads": 6},
     "l": {"hidden_size": 256, "intermediate_size": 1024, "num_layers": 6, "num_heads": 8, "num_kv_heads": 8},
