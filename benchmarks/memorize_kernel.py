@@ -61,30 +61,20 @@ eval_every = 100
 verify = true
 """
 
-REPLAY = """# demo-kernel as issue 12 first retuned it (error-focused replay, stride 192, 20 epochs at batch 4)
-[corpus]
-include = ["linux/kernel/"]
-[model]
-hidden_size = 128
-intermediate_size = 512
-num_layers = 4
-num_heads = 4
-num_kv_heads = 4
-context = 256
-stride = 192
-vocab_size = 4096
-[train]
-batch_size = 4
-lr = 3e-3
-warmup_steps = 50
-min_lr_ratio = 0.005
-epochs = 20
-until_memorized = true
-replay = true
-save_every = 200
-eval_every = 100
-verify = true
-"""
+def variant(recipe: str, comment: str, **changes: str) -> str:
+    """`recipe` with the given `key = value` lines changed (or added to [train])."""
+    lines = [comment] + recipe.splitlines()[1:]
+    for key, value in changes.items():
+        found = [i for i, line in enumerate(lines) if line.split(" = ")[0] == key]
+        if found:
+            lines[found[0]] = f"{key} = {value}"
+        else:
+            lines.insert(lines.index("[train]") + 1, f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+REPLAY = variant(BEFORE, "# demo-kernel as issue 12 first retuned it (replay, stride 192, 20 epochs at batch 4)",
+                 stride="192", batch_size="4", epochs="20", replay="true")
 MILESTONES = (500_000, 1_000_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000, 3_500_000)
 
 
