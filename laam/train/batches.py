@@ -83,14 +83,14 @@ class WindowSampler:
         self.weights = np.ones(n)
         self._rounds: list[np.ndarray] = []  # rounds of the current plan generated so far
         self._ends: list[int] = []  # cumulative draws at the end of each round
+        self._epoch: tuple[int, np.ndarray | None] = (-1, None)  # (epoch, its order) of the last uniform step
 
     def indices(self, step: int) -> np.ndarray:
         """The global batch of optimizer step `step` (0-based): `batch_size` window indices."""
         if self.plan_step < 0:
             stream = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
             epochs = stream // self.n
-            return np.concatenate([epoch_order(self.n, self.seed, e)[stream[epochs == e] % self.n]
-                                   for e in np.unique(epochs)])
+            return np.concatenate([self._epoch_order(int(e))[stream[epochs == e] % self.n] for e in np.unique(epochs)])
         first = (step - self.plan_step) * self.batch_size
         while not self._ends or self._ends[-1] < first + self.batch_size:
             self._rounds.append(self._round(len(self._rounds)))
@@ -98,6 +98,13 @@ class WindowSampler:
         r = int(np.searchsorted(self._ends, first, side="right"))  # the round holding draw `first`
         offset = first - (self._ends[r - 1] if r else 0)
         return np.concatenate(self._rounds[r:])[offset:offset + self.batch_size]
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        """epoch_order, kept for the epoch in progress: a step needs a few windows of it, not a new shuffle of all
+        of them (on a whole modern tree that is millions of windows every step)."""
+        if self._epoch[0] != epoch:
+            self._epoch = (epoch, epoch_order(self.n, self.seed, epoch))
+        return self._epoch[1]
 
     def _round(self, number: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.plan_step, number])
