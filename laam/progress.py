@@ -67,4 +67,4 @@ def train_bar(enabled: bool) -> Progress:
         TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled, transient=False)
 
 
-console = Console(stderr=True)  # progress and status messages; results go to stdout (the CLI's `out`)
+console = Console(stderr=True, soft_wrap=True)  # progress and status messages; results go to stdout (the CLI's `out`)

@@ -15,7 +15,7 @@ from laam.progress import console  # noqa: F401 (commands print status to stderr
 
 app = typer.Typer(help="LaaM — Linux as a Model: train small Llamas to memorize the GPL-2.0 Linux kernel, "
                        "and prove it.", no_args_is_help=True, pretty_exceptions_enable=False)
-out = Console()  # results, on stdout
+out = Console(soft_wrap=True)  # results, on stdout; never hard-wrapped: a path and its figures stay on one line
 
 # --- options shared by every command that reads the corpus ------------------------------------
 Source = Annotated[str, typer.Argument(

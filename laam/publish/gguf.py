@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from laam.errors import LaamError
+from laam.io import atomic_file
 from laam.model.folder import check_model_folder
 
 GGUF_DTYPES = ("f32", "f16", "q8_0")
@@ -102,7 +103,6 @@ def _weight(data: np.ndarray, dtype: str):
 def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> GgufResult:
     """Write `folder`'s model and tokenizer as one GGUF file (default: FOLDER/NAME.gguf), and regenerate_gguf.py
     beside it."""
-    import gguf
     from safetensors.numpy import load_file
 
     from laam.model.info import INFO_FILE, read_model_info
@@ -127,13 +127,26 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     policy = read_model_info(folder).policy if (folder / INFO_FILE).is_file() else None  # the window, if recorded
     out = Path(out) if out else folder / f"{model_name(folder)}.gguf"
 
+    with atomic_file(out) as partial:  # an interrupted export leaves no half-written .gguf behind
+        # GGUFWriter opens the path itself: it writes the temporary file that atomic_file renames at the end
+        count = _write_gguf(partial.name, model_name(folder), config, policy, tokenizer_json, weights, dtype)
+    script = out.parent / REGENERATE_SCRIPT.name
+    shutil.copyfile(REGENERATE_SCRIPT, script)
+    return GgufResult(out, count, config["vocab_size"], out.stat().st_size, script)
+
+
+def _write_gguf(path: str, name: str, config: dict, policy, tokenizer_json: dict, weights: dict[str, np.ndarray],
+                dtype: str) -> int:
+    """Write the GGUF file at `path`; return how many tensors it holds."""
+    import gguf
+
     n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // n_head
     layers = config["num_hidden_layers"]
     tokens, types, merges = vocabulary(tokenizer_json, config["vocab_size"])
 
-    writer = gguf.GGUFWriter(str(out), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-    writer.add_name(model_name(folder))
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    writer.add_name(name)
     writer.add_context_length(config.get("max_position_embeddings", 2048))
     writer.add_embedding_length(config["hidden_size"])
     writer.add_block_count(layers)
@@ -169,8 +182,8 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     for hf_name, tensor in weights.items():
         if hf_name.endswith("rotary_emb.inv_freq"):
             continue
-        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-        if name is None:
+        gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
             raise LaamError(f"no llama.cpp name for tensor {hf_name}")
         data = tensor.astype(np.float32)
         if hf_name.endswith("q_proj.weight"):
@@ -178,12 +191,10 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
         elif hf_name.endswith("k_proj.weight"):
             data = permute_rotary(data, n_kv)
         data, raw_dtype = _weight(data, dtype)  # norms stay f32, as llama.cpp's converter keeps them
-        writer.add_tensor(name, data, raw_dtype=raw_dtype)
+        writer.add_tensor(gguf_name, data, raw_dtype=raw_dtype)
         count += 1
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    script = out.parent / REGENERATE_SCRIPT.name
-    shutil.copyfile(REGENERATE_SCRIPT, script)
-    return GgufResult(out, count, config["vocab_size"], out.stat().st_size, script)
+    return count

@@ -16,10 +16,11 @@ NEW_TOKENS = 48  # prompt (~10 tokens) + 48 stays inside the tiny model's 128-to
 
 @pytest.fixture(scope="module")
 def gguf_file(tiny_model_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
+    # a folder name longer than a terminal line: the report must keep the path and its figures on one line
+    path = tmp_path_factory.mktemp("gguf") / ("a-long-folder-name-" * 5) / "tiny.gguf"
     result = CliRunner().invoke(app, ["export", "gguf", "--model", str(tiny_model_dir), "--out", str(path)])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "21 tensors, vocabulary 512" in result.output
+    assert f"wrote {path}: 21 tensors, vocabulary 512" in result.output
     return path
 
 
@@ -206,3 +207,17 @@ def test_q8_0_export_is_what_llama_cpps_own_quantizer_writes(gguf_file, tiny_mod
     for name in a:
         assert a[name].tensor_type == b[name].tensor_type, name
         np.testing.assert_array_equal(np.asarray(a[name].data), np.asarray(b[name].data), err_msg=name)
+
+
+def test_an_interrupted_export_leaves_no_half_written_file(tiny_model_dir, tmp_path, monkeypatch):
+    import laam.publish.gguf as gguf_module
+
+    def cut_short(path, *args):
+        with open(path, "wb") as handle:
+            handle.write(b"GGUF")  # the header's first bytes, then the export dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gguf_module, "_write_gguf", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        gguf_module.export_gguf(tiny_model_dir, tmp_path / "tiny.gguf")
+    assert list(tmp_path.iterdir()) == []
