@@ -10,6 +10,15 @@ from pathlib import Path
 
 import pytest
 
+# The fast suite runs in two worker processes (pytest-xdist, `-n 2` in pyproject's addopts). Each keeps to one
+# CPU thread, and so do the subprocesses its tests start: two processes of two threads each on a 2-core machine
+# collapse (cpu-training-facts.md), one thread each nearly halves the suite's time.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 from laam.data.corpus import CorpusConfig, load_corpus
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
