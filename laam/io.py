@@ -28,6 +28,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (os.umask can only set it, which would
+    race with another thread creating a file)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration):
+        mask = os.umask(0o22)
+        os.umask(mask)
+        return mask
+
+
 @contextmanager
 def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator:
     """Yield a binary file handle in `path`'s folder; when the block ends without error the file becomes `path`.
@@ -40,6 +52,7 @@ def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator:
     try:
         with handle:
             yield handle
+        os.chmod(handle.name, 0o666 & ~_umask())  # tempfile makes it 0600; a published file is as open() makes it
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
@@ -70,6 +83,7 @@ def atomic_folder(final: Path, replace: bool = True) -> Iterator[Path]:
     scratch = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-tmp-"))
     try:
         yield scratch
+        os.chmod(scratch, 0o777 & ~_umask())  # mkdtemp makes it 0700; a model folder is as mkdir() makes it
         for _ in range(3):  # another process writing the same folder may rename its copy in between our steps
             if final.exists():
                 if not replace:
