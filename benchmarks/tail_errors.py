@@ -53,6 +53,10 @@ def main():
     print(describe())
     torch.set_num_threads(args.threads)
     folder = args.run / "model"
+    if not (folder / "config.json").is_file():
+        raise SystemExit(f"no model in {folder}: a run stopped by a signal writes none. `laam train` with the run's "
+                         "settings and `--resume --max-steps STEP` (STEP: its newest checkpoint's) writes it without "
+                         "training further; then pass --checkpoint for an older one.")
     loaded = load_model(folder, threads=args.threads)
     model, tokenizer, info = loaded.model, loaded.tokenizer, loaded.info
     if args.checkpoint:
