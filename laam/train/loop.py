@@ -374,8 +374,10 @@ class Trainer:
             report = verify_records(self.model, self.window_set.cache, self.model_config.policy,
                                     self.tokenizer, self.config.eval_batch_size)
         self.model.train()
+        first = ", ".join(f"{path} (token {at})" for path, at in list(report.wrong.items())[:5])
+        more = f" and {len(report.wrong) - 5} more files" if len(report.wrong) > 5 else ""
         self.bar.console.print(f"greedy regeneration from each path prompt: {report.exact} of {report.files} files "
-                               f"exact" + (f"; first errors at {report.wrong}" if report.wrong else ""))
+                               f"exact" + (f"; first wrong token at {first}{more}" if report.wrong else ""))
         return {"files": report.files, "exact": report.exact, "tokens": report.tokens, "wrong": report.wrong}
 
 
