@@ -40,8 +40,10 @@ MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
 TARBALL = MIRROR / "v1.0" / "linux-1.0.tar.xz"
 H200_TOKENS_PER_S = 596_000  # benchmarks/RESULTS.md, section 4: linux-gpu preset, bf16, H200
 
-SLICES = {
+SLICES = {  # growing slices; ipc/ (45 KB) and mm/ (79 KB) lie between lib/ (20 KB) and kernel/ (154 KB)
     "lib": ["linux/lib/"],
+    "ipc": ["linux/ipc/"],
+    "mm": ["linux/mm/"],
     "kernel": ["linux/kernel/"],
     "kmi": ["linux/kernel/", "linux/mm/", "linux/ipc/"],
     "fs": ["linux/fs/"],
@@ -129,6 +131,17 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
     return math.exp(my - b * mx), b
+
+
+def save(store: Path, key: str, value: dict) -> dict:
+    """Add one entry to scaling.json and return the whole table; read again just before writing, so runs of
+    other sizes in parallel processes (one per core) keep theirs."""
+    from laam.io import atomic_write_text
+
+    table = json.loads(store.read_text()) if store.is_file() else {}
+    table[key] = value
+    atomic_write_text(store, json.dumps(table, indent=1))
+    return table
 
 
 def hours(seconds: float) -> str:
@@ -223,9 +236,9 @@ def main():
     for adopted in args.adopt:
         name, _, folder = adopted.partition("=")
         slice_name, size = name.rsplit("-", 1)
-        table[f"{name}-v{args.vocab}"] = {**read_run(Path(folder)), **slice_facts(args, SLICES[slice_name]),
-                                          "slice": slice_name, "size": size, "include": SLICES[slice_name],
-                                          "adopted": folder}
+        table = save(store, f"{name}-v{args.vocab}", {**read_run(Path(folder)), **slice_facts(args, SLICES[slice_name]),
+                                                      "slice": slice_name, "size": size,
+                                                      "include": SLICES[slice_name], "adopted": folder})
     if not args.report_only:
         for name in args.slices.split(","):
             for size in args.sizes.split(","):
@@ -234,14 +247,15 @@ def main():
                     continue
                 include = SLICES[name]
                 result = train_run(args, name, include, size)
-                table[key] = {**result, **slice_facts(args, include), "slice": name, "size": size,
-                              "include": include}
-                store.write_text(json.dumps(table, indent=1))
+                table = save(store, key, {**result, **slice_facts(args, include), "slice": name, "size": size,
+                                          "include": include})
                 r = table[key]
                 print(f"{key}: {'100%' if r['reached'] else 'not reached'} after {r['tokens']:,} tokens, "
                       f"{r['seconds']:.0f} s", flush=True)
-    whole = table.setdefault(f"_whole-v{args.vocab}", slice_facts(args, []))
-    store.write_text(json.dumps(table, indent=1))
+    whole_key = f"_whole-v{args.vocab}"
+    if whole_key not in table:
+        table = save(store, whole_key, slice_facts(args, []))
+    whole = table[whole_key]
     report(args, {k: v for k, v in table.items() if not k.startswith("_") and k.endswith(f"-v{args.vocab}")},
            whole["corpus_tokens"], whole["xz_bits"])
 
