@@ -28,3 +28,26 @@ def test_save_keeps_what_another_process_wrote_in_between(tmp_path):
     table = save(store, "ipc-s-v4096", {"tokens": 3})
     assert set(table) == {"lib-s-v4096", "lib-m-v4096", "ipc-s-v4096"}
     assert json.loads(store.read_text()) == table
+
+
+def test_report_fits_each_threshold_that_two_slices_reached_and_draws_the_plot(tmp_path, capsys):
+    from argparse import Namespace
+
+    from memorize_scaling import report
+
+    def run(slice_name, corpus_tokens, to, tokens, memorized):
+        return {"slice": slice_name, "size": "s", "parameters": 2_000_000, "corpus_tokens": corpus_tokens,
+                "xz_bits": 40 * corpus_tokens, "to": to, "tokens": tokens, "reached": memorized == 1.0,
+                "memorized": memorized, "seconds": tokens / 3000, "train_tokens_per_s": 3000.0, "exact": 13,
+                "files": 13}
+
+    table = {"lib-s": run("lib", 8_000, {"0.99": 300_000, "0.999": 500_000, "1.0": 680_000}, 680_000, 1.0),
+             "ipc-s": run("ipc", 16_000, {"0.99": 600_000, "0.999": 1_000_000, "1.0": 1_360_000}, 1_360_000, 1.0),
+             "mm-s": run("mm", 32_000, {"0.99": 1_200_000, "0.999": 2_000_000, "1.0": None}, 3_000_000, 0.9995)}
+    args = Namespace(vocab=4096, cpu_tokens_per_s=0, gpu_tokens_per_s=600_000, work=str(tmp_path))
+    report(args, table, whole_tokens=64_000, whole_bits=10**8)
+    out = capsys.readouterr().out
+    assert "to 99%: tokens = 37.5 * N^1.000 over 3 slices; whole kernel: 2M tokens" in out
+    assert "to 100%: tokens = 85 * N^1.000 over 2 slices; whole kernel: 5M tokens" in out
+    assert "(100% not reached: 99.950% after 3,000,000)" in out
+    assert (tmp_path / "scaling.png").stat().st_size > 10_000
