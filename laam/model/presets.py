@@ -42,12 +42,13 @@ PRESETS: dict[str, dict] = {
         "train": {**_CPU_DEMO_TRAIN, "batch_size": 4, "epochs": 60, "eval_every": 50},
     },
     "demo-kernel": {
-        "description": "kernel/ (23 files, 154 KB) on a 2-core CPU: 99.98% of body tokens after 3.7M tokens, not "
-                       "100% (benchmarks/memorize_kernel.py; RESULTS.md section 8).",
+        "description": "kernel/ (23 files, 154 KB) on a 2-core CPU: 99.9964% of body tokens (2 wrong, in mktime.c's "
+                       "month table) after 6.5M tokens, not 100% (benchmarks/memorize_kernel.py; RESULTS.md sections "
+                       "9 and 10).",
         "corpus": {"include": ["kernel/"]},
         "model": {**_CPU_DEMO_MODEL, "vocab_size": 4096},
         # error-focused replay with windows sliding by 192 at batch 4 was ahead until 1.5M tokens, then stuck at
-        # 94.8% once the LR reached its floor; this recipe passed it at 2.5M (RESULTS.md, section 8)
+        # 94.8% once the LR reached its floor; this recipe passed it at 2.5M (RESULTS.md, section 9)
         "train": {**_CPU_DEMO_TRAIN, "epochs": 30, "eval_every": 100},
     },
     "tiny": {
@@ -79,7 +80,7 @@ PRESETS: dict[str, dict] = {
                   "context": 1024, "stride": 768, "vocab_size": 8192},
         # the H200 run of the previous recipe (stride 512, a 300-epoch decay) stood at 99.47% after 400 s with its
         # LR still at 1.7e-3: decay over 60 epochs instead. Error-focused replay (--replay) is left off: on kernel/
-        # on CPU it did not help (RESULTS.md, section 8); not yet measured on a GPU
+        # on CPU it did not help (RESULTS.md, section 9); not yet measured on a GPU
         "train": {"batch_size": 64, "lr": 2e-3, "warmup_steps": 200, "epochs": 60, "min_lr_ratio": 0.005,
                   "until_memorized": True, "eval_every": 100, "save_every": 1000,
                   "eval_batch_size": 128},
