@@ -24,6 +24,8 @@ from laam.engine.forcing import Margins, forced_margins
 from laam.train.batches import IGNORE, WindowSet
 from laam.windows import WindowPolicy
 
+NO_WRONG = np.iinfo(np.int64).max  # measure_memorization's first_wrong for a file with every body token right
+
 
 @dataclass
 class ForcedBatch:
@@ -62,12 +64,13 @@ def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: 
     """Teacher-forced greedy next-token accuracy over every window (each target seen exactly as greedy
     generation sees it, see laam.windows). Body = tokens after <|end_header|>, which a path prompt must bring
     back; header tokens (which file comes next) are not predictable. Returns this process's counts (body tokens
-    right by at least `min_margin` in `body_secure`), its smallest body margin, per file 1 where this process
-    saw a wrong body token, and per window (0 for windows another process measured) its wrong body tokens and
-    smallest body margin (+inf without body targets): the error-focused sampler's input (WindowSampler)."""
+    right by at least `min_margin` in `body_secure`), its smallest body margin, per file the record position of
+    the first wrong body token this process saw (NO_WRONG if none), and per window (0 for windows another
+    process measured) its wrong body tokens and smallest body margin (+inf without body targets): the
+    error-focused sampler's input (WindowSampler)."""
     counts = torch.zeros(5, dtype=torch.long)
     lowest = float("inf")
-    wrong_records: set[int] = set()
+    first_wrong = np.full(len(window_set.cache.paths), NO_WRONG, dtype=np.int64)
     window_wrong = np.zeros(len(window_set), dtype=np.int64)
     window_margin = np.zeros(len(window_set))
     window_margin[np.arange(rank, len(window_set), world)] = np.inf
@@ -78,16 +81,15 @@ def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: 
                                 int(secure[body].sum())])
         if body.any():
             lowest = min(lowest, float(margin[body].min()))
-        wrong_records.update(forced.records[(~correct & body).numpy()].tolist())
+        missed = (~correct & body).numpy()
+        np.minimum.at(first_wrong, forced.records[missed], forced.positions[missed])
         in_body = body.numpy()
         np.add.at(window_wrong, forced.windows[in_body], (~correct[body]).numpy().astype(np.int64))
         np.minimum.at(window_margin, forced.windows[in_body], margin[body].double().numpy())
     model.train()
-    wrong_files = torch.zeros(len(window_set.cache.paths), dtype=torch.long)
-    wrong_files[sorted(wrong_records)] = 1
     return {"body_correct": int(counts[0]), "body_total": int(counts[1]), "all_correct": int(counts[2]),
             "all_total": int(counts[3]), "body_secure": int(counts[4]), "min_margin": lowest,
-            "wrong_by_file": wrong_files, "window_wrong": torch.from_numpy(window_wrong),
+            "first_wrong": torch.from_numpy(first_wrong), "window_wrong": torch.from_numpy(window_wrong),
             "window_margin": torch.from_numpy(window_margin)}
 
 
@@ -112,28 +114,38 @@ class RegenerationReport:
     exact: int
     tokens: int  # body tokens checked
     wrong: dict[str, int] = field(default_factory=dict)  # path -> first wrong position in its record
+    not_regenerated: int = 0  # files of `wrong` taken from a memorization check instead of regenerated
 
     @property
     def all_exact(self) -> bool:
         return self.exact == self.files
 
 
-def verify_records(model, cache, policy: WindowPolicy, tokenizer, batch_size: int = 64) -> RegenerationReport:
+def verify_records(model, cache, policy: WindowPolicy, tokenizer, batch_size: int = 64,
+                   known_wrong: dict[str, int] | None = None) -> RegenerationReport:
     """Regenerate every record of a token cache (data.tokens) from its header and compare, token for token.
 
     Each request stops at its first token that differs from the record (Request.until_divergence), so a file
-    that is not memorized costs little more than one that is."""
+    that is not memorized costs little more than one that is. known_wrong: files a memorization check of these
+    same weights found a wrong body token in (path -> its position), reported wrong without regenerating them:
+    greedy decoding repeats the check's context up to that token, so it cannot come out exact (barring a
+    float near-tie; the count is then conservative). On a run stopped early that skips most of the work."""
+    known_wrong = known_wrong or {}
     stop = special_ids(tokenizer)[END_FILE]
     records = [cache.record(i).tolist() for i in range(len(cache.paths))]
     starts = [int(b) for b in cache.body_starts]
-    requests = [Request(ids[:start], len(ids) - start, stop, ids[start:], until_divergence=True)
-                for ids, start in zip(records, starts)]
-    outputs = WindowedGenerator(model, policy, batch_size).run(requests)
+    todo = [i for i, path in enumerate(cache.paths) if path not in known_wrong]
+    requests = [Request(records[i][:starts[i]], len(records[i]) - starts[i], stop, records[i][starts[i]:],
+                        until_divergence=True) for i in todo]
+    outputs = dict(zip(todo, WindowedGenerator(model, policy, batch_size).run(requests)))
     wrong = {}
-    for path, ids, start, out in zip(cache.paths, records, starts, outputs):
-        truth = ids[start:]
+    for i, (path, ids, start) in enumerate(zip(cache.paths, records, starts)):
+        if path in known_wrong:
+            wrong[path] = known_wrong[path]
+            continue
+        out, truth = outputs[i], ids[start:]
         if out != truth:
             differs = next((j for j, (a, b) in enumerate(zip(out, truth)) if a != b), min(len(out), len(truth)))
             wrong[path] = start + differs
     return RegenerationReport(len(records), len(records) - len(wrong), sum(len(r) - s for r, s in zip(records, starts)),
-                              wrong)
+                              wrong, len(records) - len(todo))

@@ -377,6 +377,30 @@ def test_checkpoints_never_unpickle(tmp_path, tiny_corpus, tiny_tokenizer_dir):
     assert not list((result.run_dir / "checkpoints").glob(".*"))
 
 
+@pytest.mark.parametrize("steps", [160])
+def test_verify_short_of_memorized_takes_the_checks_wrong_files_and_agrees_with_regenerating_them(
+        steps, tiny_corpus, tiny_tokenizer_dir, token_cache, tmp_path):
+    """A run stopped short of 100% regenerates only the files its final check found no wrong body token in; the
+    others are reported at the check's first wrong token, which is where greedy regeneration goes wrong too."""
+    from transformers import AutoModelForCausalLM
+
+    from laam.data.tokenizer import load_tokenizer
+    from laam.train.memorization import verify_records
+
+    # 130 steps leave some files exact and some not (100 leave none exact, 160 all; one thread, seed 0)
+    config = tiny_train_config(max_steps=130, until_memorized=False, eval_every=0, verify=True)
+    result = train(TINY_MODEL, config, tiny_corpus, tiny_tokenizer_dir, tmp_path / "run", tmp_path, progress=False)
+    regen = result.regeneration
+    assert 0 < regen["not_regenerated"] == result.memorization["wrong_files"] < regen["files"] == 12
+    assert regen["exact"] == regen["files"] - len(regen["wrong"])
+    model = AutoModelForCausalLM.from_pretrained(result.model_dir).eval()
+    full = verify_records(model, token_cache, TINY_MODEL.policy, load_tokenizer(tiny_tokenizer_dir))
+    assert full.not_regenerated == 0
+    assert full.wrong == regen["wrong"]  # same files, same first wrong token
+    laam_json = json.loads((result.model_dir / "laam.json").read_text())
+    assert laam_json["training"]["regeneration"]["not_regenerated"] == regen["not_regenerated"]
+
+
 def test_two_processes_match_one(tiny_corpus, tiny_tokenizer_dir, tmp_path):
     """The documented CPU launch, `torchrun --nproc_per_node 2 -m laam train ...` (gloo), makes the same updates
     as one process with the same global batch: losses within a relative 1e-5 (float32 sums in another order)."""
