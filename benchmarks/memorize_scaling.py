@@ -173,7 +173,7 @@ def reached_at(r: dict, threshold: float) -> int | None:
 
 
 def report(args, table: dict, whole_tokens: int, whole_bits: int) -> None:
-    print(f"\n{'slice':<8}{'size':<6}{'params':>10}{'corpus tok':>12}{'xz bits':>11}{'bits/param':>11}"
+    print(f"\n{'slice':<8}{'size':<6}{'params':>10}{'corpus tok':>12}{'xz bits':>11}{'bits/param':>11}{'coded':>8}"
           + "".join(f"{f'to {100 * t:g}%':>12}" for t in THRESHOLDS)
           + f"{'epochs*':>9}{'seconds':>9}{'tok/s':>8}  regenerated")
     for r in sorted(table.values(), key=lambda r: (r["size"], r["corpus_tokens"])):
@@ -181,10 +181,13 @@ def report(args, table: dict, whole_tokens: int, whole_bits: int) -> None:
         regen = f"{r['exact']}/{r['files']}" if r.get("files") else "-"
         tps = f"{r['train_tokens_per_s']:,.0f}" if r.get("train_tokens_per_s") else "-"
         cells = "".join(f"{reached_at(r, t):>12,}" if reached_at(r, t) else f"{'-':>12}" for t in THRESHOLDS)
+        coded = f"{r['laam_bits']:>8,}" if r.get("laam_bits") else f"{'-':>8}"
         print(f"{r['slice']:<8}{r['size']:<6}{r['parameters']:>10,}{r['corpus_tokens']:>12,}{r['xz_bits']:>11,}"
-              f"{r['xz_bits'] / r['parameters']:>11.3f}{cells}{r['tokens'] / r['corpus_tokens']:>9.1f}"
+              f"{r['xz_bits'] / r['parameters']:>11.3f}{coded}{cells}{r['tokens'] / r['corpus_tokens']:>9.1f}"
               f"{r['seconds']:>9.0f}{tps:>8}  {regen}{mark}")
-    print("(* training tokens of the run / corpus tokens: input tokens per window are about twice its targets)")
+    print("(bits/param: the slice's xz -9e bits per model parameter; coded: bits of `laam compress`'s stream under "
+          "the trained model, with --compress; * training tokens of the run / corpus tokens: input tokens per "
+          "window are about twice its targets)")
     print(f"\nall of Linux 1.0: {whole_tokens:,} tokens at vocab {args.vocab}, xz -9e {whole_bits:,} bits")
     for size in sorted({r["size"] for r in table.values()}):
         rows = [r for r in table.values() if r["size"] == size]
