@@ -237,7 +237,8 @@ def plot(args, table: dict, whole_tokens: int) -> None:
         bounds = [r for r in rows if not r["reached"]]
         ax.plot([r["corpus_tokens"] for r in bounds], [r["tokens"] for r in bounds], "^", color=color)
     ax.axvline(whole_tokens, color="grey", lw=0.8)
-    ax.text(whole_tokens, ax.get_ylim()[0], " all of Linux 1.0", rotation=90, va="bottom", color="grey")
+    ax.text(whole_tokens, 0.02, " all of Linux 1.0", rotation=90, va="bottom", ha="right", color="grey",
+            transform=ax.get_xaxis_transform())  # x in data, y in axes units: stays inside whatever the y range
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(f"corpus tokens (vocab {args.vocab})")
