@@ -167,9 +167,7 @@ def hours(seconds: float) -> str:
 
 def reached_at(r: dict, threshold: float) -> int | None:
     """Training tokens at which run r first reached a share of body tokens (None: not within the run)."""
-    if "to" in r:
-        return r["to"].get(str(threshold))
-    return r["tokens"] if threshold == 1.0 and r["reached"] else None  # a run recorded before thresholds
+    return r["to"].get(str(threshold))
 
 
 def report(args, table: dict, whole_tokens: int, whole_bits: int) -> None:
