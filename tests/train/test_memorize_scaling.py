@@ -30,7 +30,7 @@ def test_save_keeps_what_another_process_wrote_in_between(tmp_path):
     assert json.loads(store.read_text()) == table
 
 
-def test_report_fits_each_threshold_that_two_slices_reached_and_draws_the_plot(tmp_path, capsys):
+def test_report_fits_each_threshold_over_the_runs_that_reached_100_and_draws_the_plot(tmp_path, capsys):
     from argparse import Namespace
 
     from memorize_scaling import report
@@ -47,7 +47,8 @@ def test_report_fits_each_threshold_that_two_slices_reached_and_draws_the_plot(t
     args = Namespace(vocab=4096, cpu_tokens_per_s=0, gpu_tokens_per_s=600_000, work=str(tmp_path))
     report(args, table, whole_tokens=64_000, whole_bits=10**8)
     out = capsys.readouterr().out
-    assert "to 99%: tokens = 37.5 * N^1.000 over 3 slices; whole kernel: 2M tokens" in out
+    # mm reached 99% but not 100%: its recipe did not suit it, so it is in the table and in no law
+    assert "to 99%: tokens = 37.5 * N^1.000 over 2 slices; whole kernel: 2M tokens" in out
     assert "to 100%: tokens = 85 * N^1.000 over 2 slices; whole kernel: 5M tokens" in out
     assert "(100% not reached: 99.950% after 3,000,000)" in out
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
