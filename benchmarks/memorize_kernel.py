@@ -26,7 +26,6 @@ Token counts do not depend on the machine's load (`--threads 1`: one thread, det
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 
 from machine import describe
+from runs import check_rows, first_at, metrics_rows, training_record
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
@@ -97,11 +97,10 @@ def run(name: str, recipe: list[str], args) -> dict:
 
 
 def read_run(out: Path) -> dict:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    checks = [r for r in rows if "memorized" in r]
-    hit = next((r for r in checks if r["memorized"] >= 1.0), None)
+    checks = check_rows(metrics_rows(out))
+    hit = first_at(checks, 1.0)
     last = hit or checks[-1]
-    training = json.loads((out / "model" / "laam.json").read_text())["training"]
+    training = training_record(out)
     regen = training.get("regeneration") or {}
     at = {m: [r["memorized"] for r in checks if r["tokens"] <= m][-1] for m in MILESTONES
           if checks[-1]["tokens"] >= m and checks[0]["tokens"] <= m}  # the last check at or before m tokens

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from machine import describe
+from runs import check_rows, first_at, metrics_rows, training_record
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
@@ -123,15 +124,15 @@ def train_run(args, name: str, include: list[str], size: str, corpus_tokens: int
 
 
 def read_run(out: Path) -> dict:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    checks = [r for r in rows if "memorized" in r]
-    hit = next((r for r in checks if r["memorized"] >= 1.0), None)
+    rows = metrics_rows(out)
+    checks = check_rows(rows)
+    hit = first_at(checks, 1.0)
     last = hit or checks[-1]
     # tokens at the first check at or past each share of body tokens: the 100% point hangs on a few hard tokens
     # (kernel/mktime.c's month table, RESULTS.md section 10); 99% and 99.9% follow the bulk of the corpus
-    to = {str(t): next((r["tokens"] for r in checks if r["memorized"] >= t), None) for t in THRESHOLDS}
+    to = {str(t): (first_at(checks, t) or {}).get("tokens") for t in THRESHOLDS}
     train_rows = [r for r in rows if "loss" in r and r["step"] <= last["step"]]
-    training = json.loads((out / "model" / "laam.json").read_text())["training"]
+    training = training_record(out)
     regen = training.get("regeneration") or {}
     step_seconds = train_rows[-1]["train_seconds"] if train_rows else 0.0
     return {"reached": hit is not None, "tokens": last["tokens"], "seconds": last["elapsed"],
