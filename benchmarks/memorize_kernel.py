@@ -118,9 +118,9 @@ def main():
     parser.add_argument("--budget", type=float, default=0, help="seconds per recipe before giving up (0: none)")
     parser.add_argument("--mirror", default=str(MIRROR))
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-kernel"))
-    parser.add_argument("--sides", default="before,now", help="recipes to run (before, replay, previous, "
-                        "now); any other "
-                        "side whose folder is under --work, as an earlier run left it, is read back and shown too")
+    parser.add_argument("--sides", default="before,now", help="recipes to run (before, replay, previous, now); "
+                        "any other side whose folder is under --work, as an earlier run left it, is read back and "
+                        "shown too")
     args = parser.parse_args()
     args.include = args.include or ["linux/kernel/"]
     Path(args.work).mkdir(parents=True, exist_ok=True)

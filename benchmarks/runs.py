@@ -16,9 +16,9 @@ def check_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if "memorized" in r]
 
 
-def first_at(check_rows: list[dict], share: float) -> dict | None:
+def first_at(checks: list[dict], share: float) -> dict | None:
     """The first check with at least `share` of body tokens right; None if none got there."""
-    return next((r for r in check_rows if r["memorized"] >= share), None)
+    return next((r for r in checks if r["memorized"] >= share), None)
 
 
 def training_record(out: Path) -> dict:
