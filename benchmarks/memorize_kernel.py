@@ -5,7 +5,8 @@ yesterday's, in one run.
   cosine over 30 epochs to 0.5% of the peak, then at most 30 more epochs at that floor; uniform epochs; a check
   every 100 steps), written out below so that it stays reproducible whatever the preset becomes;
 - "replay": the `demo-kernel` preset as issue 12 first retuned it (batch 4, windows sliding by 192, cosine over
-  20 epochs, error-focused replay), written out below: fast at first, then stuck near 95% (RESULTS.md, section 8);
+  20 epochs, error-focused replay), written out below: fast at first, then stuck near 95% at its 0.5% LR floor
+  (RESULTS.md, section 9);
 - "previous": the `demo-kernel` preset that first reached 100% (batch 4, stride 128, cosine over 60 epochs, a
   check every 220 steps), written out below;
 - "now": the `demo-kernel` preset of this checkout.
