@@ -37,3 +37,33 @@ def environment(device: str = "cpu", attention: str | None = None, packages: tup
     if device.startswith("cuda"):
         env["device_name"] = torch.cuda.get_device_name(torch.device(device))
     return env
+
+
+# instruction sets that change CPU training speed: bf16 is emulated without AVX512-BF16 or AMX
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
+
+def cpu_description() -> dict:
+    """The CPU a computation ran on: model name and the speed-relevant flags from /proc/cpuinfo, and the CPUs this
+    process may use (a run resumed on another machine kind trains at another speed: every slice records it)."""
+    import os
+    import platform
+
+    model, flags = platform.processor() or "unknown CPU", []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            present = set(value.split())
+            flags = [f for f in CPU_FLAGS if f in present]
+            break
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return {"cpu": model, "cpu_flags": flags, "cpus": cpus}

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from laam.errors import LaamError
 from laam.model.config import ModelConfig, build_model, count_parameters
 from laam.model.folder import WEIGHTS_FILE, check_model_folder, save_model_folder, weights_fingerprint
 from laam.progress import console, train_bar
-from laam.provenance import git_commit
+from laam.provenance import cpu_description, git_commit
 from laam.train.ambiguity import ambiguous_positions, describe
 from laam.train.batches import IGNORE, WindowSampler, WindowSet
 from laam.train.checkpoint import load_checkpoint, save_checkpoint
@@ -182,6 +183,12 @@ class Trainer:
             f"files, {cache.total_tokens:,} tokens, {len(self.window_set):,} windows of {self.model_config.context}; "
             f"{self.world} process(es) on {accelerator.device}, {self.tuner or torch.get_num_threads()} thread(s) each")
         self.started = time.perf_counter()  # --max-time counts this invocation's time
+        # a run is trained in slices, possibly on different machines: each slice says where and what it ran on
+        self.metrics.log({"step": self.state["step"], "event": "start", "tokens": self.state["tokens"],
+                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumed": resumed,
+                          **cpu_description(), "device": str(accelerator.device), "processes": self.world,
+                          "torch": torch.__version__, "laam_commit": git_commit(), "compile": config.compile,
+                          "precision": self.model_config.precision})
         self.start_wall = self.started - self.state["seconds"]
         if self.ambiguous:
             accelerator.print(f"warning: {describe(self.ambiguous, self.model_config.policy)}")
@@ -223,6 +230,10 @@ class Trainer:
                     status = "max-time"
                     break
         self.state["seconds"] = time.perf_counter() - self.start_wall
+        self.metrics.log({"step": self.state["step"], "event": "stop", "status": status,
+                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          "tokens": self.state["tokens"], "train_seconds": round(self.state["train_seconds"], 3),
+                          "slice_seconds": round(time.perf_counter() - self.started, 3)})
         if status == "interrupted":
             accelerator.end_training()
             s = self.state

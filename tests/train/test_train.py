@@ -19,6 +19,7 @@ from laam.train.batches import IGNORE, WindowSampler, WindowSet, epoch_order
 from laam.train.checkpoint import checkpoints
 from laam.train.config import MIN_MARGIN, TrainConfig, lr_lambda
 from laam.train.loop import train
+from laam.train.metrics import read_metrics
 from laam.windows import WindowPolicy
 
 TINY_MODEL = ModelConfig(**PRESETS["tiny"]["model"])
@@ -343,6 +344,13 @@ def test_max_time_slices_resume_exactly(tiny_corpus, tiny_tokenizer_dir, tmp_pat
 
     a, b = load_file(whole.model_dir / "model.safetensors"), load_file(last.model_dir / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    # every slice records where it ran and where it stopped, so the run's history survives machine changes
+    events = [r for r in read_metrics(run / "metrics.jsonl") if "event" in r]
+    assert [(r["event"], r["step"]) for r in events] == [("start", 0), ("stop", 1), ("start", 1), ("stop", 2),
+                                                          ("start", 2), ("stop", 3), ("start", 3), ("stop", 7)]
+    assert [r["status"] for r in events if r["event"] == "stop"] == ["max-time"] * 3 + ["finished"]
+    assert [r["resumed"] for r in events if r["event"] == "start"] == [False, True, True, True]
+    assert all(r["cpu"] and r["cpus"] >= 1 and r["torch"] == torch.__version__ for r in events if r["event"] == "start")
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tiny_corpus, tiny_tokenizer_dir, tmp_path,
