@@ -1,0 +1,102 @@
+"""The whole-kernel training run's history, as data: its slices (machine, steps, tokens, time) and its checks.
+
+A run of all of Linux 1.0 on a CPU goes in `--resume --max-time` slices over several sessions and machines.
+`laam train` logs a `start` and a `stop` event per slice in RUN/metrics.jsonl (machine, laam commit, step,
+tokens, seconds); slices from before those events existed come from `--prior` (a JSON list of slices with the
+source they were read from). The memorization checks come from the same file. The JSON written here is what the
+results table is rebuilt from.
+
+    PYTHONPATH=. python benchmarks/whole_kernel_run.py --run /work/runs/linux-cpu/run \\
+        --prior benchmarks/results/linux-1.0-prior-slices.json --json benchmarks/results/linux-1.0-run.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def read_rows(run: Path) -> list[dict]:
+    rows = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a killed run
+            continue
+    return rows
+
+
+def slices(rows: list[dict]) -> list[dict]:
+    """One entry per start event, closed by the next stop event (a slice killed without one has no stop)."""
+    out, current = [], None
+    for row in rows:
+        if row.get("event") == "start":
+            current = {"start_step": row["step"], "start_tokens": row["tokens"], "started": row["time"],
+                       "cpu": row["cpu"], "cpu_flags": row["cpu_flags"], "cpus": row["cpus"],
+                       "device": row["device"], "torch": row["torch"], "laam_commit": row["laam_commit"],
+                       "compile": row.get("compile"), "precision": row.get("precision"), "source": "metrics.jsonl"}
+            out.append(current)
+        elif row.get("event") == "stop" and current is not None:
+            current.update(stop_step=row["step"], stop_tokens=row["tokens"], stopped=row["time"],
+                           status=row["status"], seconds=row["slice_seconds"])
+            current = None
+    for entry in out:
+        trained = [r for r in rows if "loss" in r and entry["start_step"] < r["step"] <= entry.get("stop_step", 1e18)]
+        rates = [r["tokens_per_s"] for r in trained if r.get("tokens_per_s")]
+        entry["threads_used"] = sorted({r["threads"] for r in trained if "threads" in r})
+        entry["median_tokens_per_s"] = sorted(rates)[len(rates) // 2] if rates else None
+    return out
+
+
+def checks(rows: list[dict]) -> list[dict]:
+    return [{"step": r["step"], "tokens": r["tokens"], "memorized": r["memorized"], "body_correct": r["body_correct"],
+             "body_total": r["body_total"], "wrong_files": r["wrong_files"], "min_margin": r.get("min_margin")}
+            for r in rows if "memorized" in r]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="the run folder (holds metrics.jsonl)")
+    parser.add_argument("--prior", type=Path, help="JSON list of slices logged before slice events existed")
+    parser.add_argument("--files", type=int, default=561, help="files in the corpus (files exact = files - wrong)")
+    parser.add_argument("--json", type=Path, help="write the history here")
+    args = parser.parse_args()
+
+    rows = read_rows(args.run)
+    history = (json.loads(args.prior.read_text()) if args.prior else []) + slices(rows)
+    found = checks(rows)
+    print("| slice | machine | steps | input tokens | seconds | status | tokens/s (median) |")
+    print("|---|---|---|---|---|---|---|")
+    for i, s in enumerate(history, 1):
+        known = lambda key, fmt="{:,}": fmt.format(s[key]) if s.get(key) is not None else "?"  # noqa: E731
+        tokens = (f"{s['stop_tokens'] - s['start_tokens']:,}"
+                  if s.get("stop_tokens") is not None and s.get("start_tokens") is not None else "?")
+        print(f"| {i} | {s['cpu']} ({s['cpus']} CPUs) | {known('start_step')} → {known('stop_step')} | {tokens} | "
+              f"{known('seconds', '{:.0f}')} | {s.get('status', 'no stop logged')} | "
+              f"{known('median_tokens_per_s', '{:.0f}')} |")
+    print()
+    print("| step | input tokens | body tokens right | files exact | smallest margin |")
+    print("|---|---|---|---|---|")
+    for c in found:
+        right = f"{100 * c['body_correct'] / c['body_total']:.4f}".rstrip("0").rstrip(".")
+        print(f"| {c['step']:,} | {c['tokens']:,} | {right}% ({c['body_total'] - c['body_correct']:,} wrong) | "
+              f"{args.files - c['wrong_files']} | {c['min_margin']} |")
+    if args.json:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        record = {"benchmark": "whole_kernel_run", "command": " ".join(["python", *sys.argv]), "commit": commit,
+                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "run": str(args.run),
+                  "files": args.files, "slices": history, "checks": found}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
