@@ -40,7 +40,7 @@ def slices(rows: list[dict]) -> list[dict]:
             current = {"start_step": row["step"], "start_tokens": row["tokens"], "started": row["time"],
                        "cpu": row["cpu"], "cpu_flags": row["cpu_flags"], "cpus": row["cpus"],
                        "device": row["device"], "torch": row["torch"], "laam_commit": row["laam_commit"],
-                       "compile": row.get("compile"), "precision": row.get("precision"), "source": "metrics.jsonl"}
+                       "step_mode": row.get("step_mode"), "precision": row.get("precision"), "source": "metrics.jsonl"}
             out.append(current)
         elif row.get("event") == "stop" and current is not None:
             current.update(stop_step=row["step"], stop_tokens=row["tokens"], stopped=row["time"],
@@ -74,7 +74,9 @@ def main() -> None:
     print("| slice | machine | steps | input tokens | seconds | status | tokens/s (median) |")
     print("|---|---|---|---|---|---|---|")
     for i, s in enumerate(history, 1):
-        known = lambda key, fmt="{:,}": fmt.format(s[key]) if s.get(key) is not None else "?"  # noqa: E731
+        def known(key, fmt="{:,}", s=s):
+            return fmt.format(s[key]) if s.get(key) is not None else "?"
+
         tokens = (f"{s['stop_tokens'] - s['start_tokens']:,}"
                   if s.get("stop_tokens") is not None and s.get("start_tokens") is not None else "?")
         print(f"| {i} | {s['cpu']} ({s['cpus']} CPUs) | {known('start_step')} → {known('stop_step')} | {tokens} | "

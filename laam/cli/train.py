@@ -71,8 +71,10 @@ def train_command(
     tie_embeddings: Annotated[bool | None, typer.Option("--tie-embeddings/--untie-embeddings",
                                                         help="Share input and output embeddings.")] = None,
     vocab_size: Annotated[int | None, typer.Option(help="Vocabulary size (tokenizer and model).")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto (float32 on CPU, bf16 autocast on CUDA), float32 "
-                                                  "or bf16.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (bf16 autocast on CUDA; on CPU float32, or bf16 "
+                                                  "autocast for the training step where the CPU has native bf16 and "
+                                                  "it measured faster, checks staying float32), float32 or bf16."
+                                                  )] = None,
     batch_size: Annotated[int | None, typer.Option(help="Windows per optimizer step, all processes together.")] = None,
     micro_batch_size: Annotated[int | None, typer.Option(help="Windows per forward pass per process (gradient "
                                                          "accumulation below the batch size).")] = None,
@@ -116,7 +118,9 @@ def train_command(
     loss_chunk: Annotated[int | None, typer.Option(help="Rows per chunk of the fused LM head + loss (0: about 4M "
                                                    "logits a chunk on CPU, torch's choice on CUDA).")] = None,
     keep_checkpoints: Annotated[int | None, typer.Option(help="Checkpoints kept.")] = None,
-    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,
+    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model (default: "
+                                                       "chosen by measured step times when the run is long enough).")
+                        ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads per process (0: cores / processes).")] = None,
     verify: Annotated[bool | None, typer.Option("--verify/--no-verify", help="Regenerate every file greedily "
                                                 "from its path after training and compare.")] = None,

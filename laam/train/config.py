@@ -53,7 +53,8 @@ class TrainConfig:
     log_every: int = 10
     save_every: int = 500  # steps between checkpoints (0: only at the end and on interruption)
     keep_checkpoints: int = 2
-    compile: bool = False  # torch.compile the loss module
+    # torch.compile the loss module; None: chosen with bf16 autocast from measured step times (train.step_mode)
+    compile: bool | None = None
     threads: int = 0  # CPU threads per process; 0: all cores / processes (overrides accelerate's OMP_NUM_THREADS=1)
     loss_chunk: int = 0  # batch_chunk_size of linear_cross_entropy; 0: cpu_loss_chunk on CPU, torch's choice on CUDA
     final_check: bool = True  # run the memorization check when training ends (benchmarks of speed skip it)

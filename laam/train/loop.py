@@ -42,6 +42,7 @@ from laam.train.memorization import NO_WRONG, measure_memorization, reached, sum
 from laam.train.metrics import TRACKERS, Metrics, plot_metrics
 from laam.train.resume import resume_from, run_identity
 from laam.train.signals import StopSignal
+from laam.train.step_mode import StepMode, candidates, choose_step_mode, probe_step, worth_probing
 from laam.train.threads import set_threads
 
 
@@ -131,6 +132,8 @@ class Trainer:
             # the LR decays over --epochs; a run that is not memorized by then goes on at the final LR, for at most
             # as many steps again (the last few wrong tokens typically need a little more time at a low LR)
             self.total_steps *= 2
+        # the step's mode: what the user fixed, else measured in run() when the run is long enough (train.step_mode)
+        self.mode, self.mode_times = StepMode(bool(config.compile), False), {}
         if config.compile:
             self.loss_module = torch.compile(self.loss_module)
         self.loss_module, self.optimizer, scheduler = accelerator.prepare(self.loss_module, self.optimizer, scheduler)
@@ -176,18 +179,22 @@ class Trainer:
             accelerator.init_trackers("laam", config={k: v if isinstance(v, int | float | str | bool) else str(v)
                                                       for k, v in settings.items()})
         self.parameters = count_parameters(self.model)
+        self.choose_mode()
         cache = self.window_set.cache
         accelerator.print(
             f"model: {self.parameters:,} parameters ({self.model_config.num_layers} layers, hidden "
             f"{self.model_config.hidden_size}, {self.model_config.num_heads} heads); corpus: {len(cache.paths)} "
             f"files, {cache.total_tokens:,} tokens, {len(self.window_set):,} windows of {self.model_config.context}; "
-            f"{self.world} process(es) on {accelerator.device}, {self.tuner or torch.get_num_threads()} thread(s) each")
+            f"{self.world} process(es) on {accelerator.device}, {self.tuner or torch.get_num_threads()} thread(s) "
+            f"each, {self.mode} steps" + (" (" + ", ".join(f"{m} {1e3 * t:.0f} ms" for m, t in self.mode_times.items())
+                                    + " per step measured)" if self.mode_times else ""))
         self.started = time.perf_counter()  # --max-time counts this invocation's time
         # a run is trained in slices, possibly on different machines: each slice says where and what it ran on
         self.metrics.log({"step": self.state["step"], "event": "start", "tokens": self.state["tokens"],
                           "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumed": resumed,
                           **cpu_description(), "device": str(accelerator.device), "processes": self.world,
-                          "torch": torch.__version__, "laam_commit": git_commit(), "compile": config.compile,
+                          "torch": torch.__version__, "laam_commit": git_commit(), "step_mode": str(self.mode),
+                          "step_mode_seconds": {str(m): round(t, 5) for m, t in self.mode_times.items()},
                           "precision": self.model_config.precision})
         self.start_wall = self.started - self.state["seconds"]
         if self.ambiguous:
@@ -240,6 +247,27 @@ class Trainer:
             return TrainResult(self.run_dir, None, status, s["step"], s["tokens"], s["seconds"], self.memo)
         return self.finish(status)
 
+    def choose_mode(self) -> None:
+        """Measure eager/compiled x float32/bf16 steps when the mode is left open and the run is long enough."""
+        config, device_type = self.config, self.accelerator.device.type
+        modes = candidates(config.compile, self.model_config.precision, device_type)
+        if not worth_probing(modes, self.total_steps - self.state["step"], self.world):
+            return
+        size = min(config.batch_size, len(self.window_set))
+
+        def batches(i: int):
+            batch = self.window_set.batch(np.arange(i * size, (i + 1) * size) % len(self.window_set), self.pad_id)
+            return (batch["input_ids"].to(self.accelerator.device), batch["labels"].to(self.accelerator.device))
+
+        if self.progress:
+            console.print(f"measuring training steps: {', '.join(map(str, modes))} (about a minute)",
+                          highlight=False, soft_wrap=True)
+        make_step = probe_step(self.model, lambda model: WindowLoss(model, config.loss_chunk), batches,
+                               device_type, config.grad_clip)
+        self.mode, self.mode_times = choose_step_mode(modes, make_step)
+        if self.mode.compile:
+            self.loss_module = torch.compile(self.loss_module)
+
     @property
     def epoch(self) -> float:
         return self.state["step"] * self.config.batch_size / len(self.window_set)
@@ -268,7 +296,8 @@ class Trainer:
             y = labels[m:m + micro].to(accelerator.device)
             last = m + micro >= per_rank
             with accelerator.no_sync(self.loss_module) if not last and world > 1 else contextlib.nullcontext():
-                loss = self.loss_module(x, y)
+                with self.mode.autocast(accelerator.device.type):
+                    loss = self.loss_module(x, y)
                 # DDP averages gradients over processes: scale so the result is sum / global count
                 accelerator.backward(loss * (world / scored_total))
             loss_sum += loss.detach().float()
