@@ -11,8 +11,6 @@ matrix as Markdown, then the files that differ.
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -20,15 +18,8 @@ import torch
 
 from laam.data.corpus import select_files
 from laam.model.info import load_training_corpus, read_model_info
+from laam.provenance import cpu_description
 from laam.publish.equivalence import DECODERS, equivalence, matrix_markdown
-
-
-def cpu_name() -> str:
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -47,7 +38,8 @@ def main() -> None:
     info = read_model_info(args.model)
     files = select_files(load_training_corpus(info, args.cache).files, args.files)
     decoders = [d.strip() for d in args.decoders.split(",")] if args.decoders else list(DECODERS)
-    print(f"model {args.model} (context {info.context}, stride {info.stride}), {len(files)} files; {cpu_name()}, "
+    cpu = cpu_description()["cpu"]
+    print(f"model {args.model} (context {info.context}, stride {info.stride}), {len(files)} files; {cpu}, "
           f"{args.threads} thread(s); torch {torch.__version__}, transformers {transformers.__version__}, "
           f"llama-cpp-python {llama_cpp.__version__}", flush=True)
     with tempfile.TemporaryDirectory() as workdir:

@@ -1,47 +1,48 @@
-"""The machine a benchmark ran on, in one line: every figure in RESULTS.md carries it.
+"""The machine a benchmark ran on, and the header every benchmark's JSON carries.
 
-CPU model (lscpu's "Model name"), the instruction sets that change CPU training speed (AVX2/FMA, AVX-512,
-AMX: bf16 is emulated without AVX512-BF16/AMX), the CPUs this process may use, the load average when
-the benchmark started, and torch's version and GPU if any.
+`describe()` is one line: CPU model and the instruction sets that change CPU training speed (laam.provenance:
+bf16 is emulated without AVX512-BF16/AMX), the CPUs this process may use, the load average when the benchmark
+started, torch's version and GPU if any. `header(name)` is what makes a figure reproducible: the command, the
+laam commit, the date and the machine, written at the top of each benchmark's JSON.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
-FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+from laam.provenance import cpu_description
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_model_and_flags() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or "unknown CPU", []
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "Model name":
-            model = value.strip()
-        elif key.strip() == "Flags":
-            present = set(value.split())
-            flags = [f for f in FLAGS if f in present]
-    return model, flags
+    cpu = cpu_description()
+    return cpu["cpu"], cpu["cpu_flags"]
 
 
 def describe() -> str:
     import torch
 
-    model, flags = cpu_model_and_flags()
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
+    cpu = cpu_description()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"machine: {model} ({', '.join(flags) or 'no AVX2/AVX-512/AMX'}), {cpus} CPUs usable, load average "
-            f"{load} at start; torch {torch.__version__}{gpu}")
+    return (f"machine: {cpu['cpu']} ({', '.join(cpu['cpu_flags']) or 'no AVX2/AVX-512/AMX'}), {cpu['cpus']} CPUs "
+            f"usable, load average {load} at start; torch {torch.__version__}{gpu}")
+
+
+def header(benchmark: str) -> dict:
+    """Command, commit (with a dirty flag), date and machine of a benchmark's figures."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                capture_output=True, text=True).stdout.strip())
+    return {"benchmark": benchmark, "command": " ".join(["python", *sys.argv]), "commit": commit, "dirty": dirty,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": describe(),
+            **cpu_description()}
 
 
 if __name__ == "__main__":

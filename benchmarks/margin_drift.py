@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +31,7 @@ from laam.data.tokenizer import encode_records, special_ids
 from laam.engine.forcing import token_margins, window_logits
 from laam.model.folder import load_model
 from laam.model.info import load_training_corpus
+from laam.provenance import cpu_description
 
 
 def torch_logits(model, records, starts, policy, context=contextlib.nullcontext) -> np.ndarray:
@@ -126,8 +126,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if os.path.exists("/proc/cpuinfo") else "?"
+    cpu = cpu_description()["cpu"]
     print(f"machine: {cpu}, {os.cpu_count()} cores; torch {torch.__version__}; {args.threads} thread(s)")
     largest = 0.0
     with tempfile.TemporaryDirectory() as work:

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from laam.provenance import cpu_description
+
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
 
@@ -58,8 +60,7 @@ def main():
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-min-margin"))
     args = parser.parse_args()
     margins = [float(m) for m in args.margins.split(",")]
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?") if Path("/proc/cpuinfo").exists() else "?"
+    cpu = cpu_description()["cpu"]
     print(f"machine: {cpu}, {os.cpu_count()} cores; preset {args.preset}; --threads {args.threads}", flush=True)
     runs = {m: train(m, args) for m in margins}
     results = {m: read_run(out) for m, out in runs.items()}

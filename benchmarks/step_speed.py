@@ -18,14 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from machine import cpu_model_and_flags, describe
+from machine import describe, header
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("eager-fp32", "eager-bf16", "compile-fp32", "compile-bf16")
@@ -142,13 +139,8 @@ def main() -> None:
               f"{sides[0]}  {row['gflops']:6.1f} GFLOP/s = {100 * row['of_fp32_gemm']:.0f}% of fp32 GEMM, "
               f"{100 * row['of_bf16_gemm']:.0f}% of bf16 GEMM  (warm-up {row['warmup_s']:.0f} s)")
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-        cpu, cpu_flags = cpu_model_and_flags()
-        record = {"benchmark": "step_speed", "command": " ".join(["python", *sys.argv]), "commit": commit,
-                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": describe(),
-                  "cpu": cpu, "cpu_flags": cpu_flags, "threads": threads, "preset": args.preset,
-                  "gemm_shape": [m, k, n], "gemm_flops": gemm_speed, "step_flops": flops, "sides": rows}
+        record = {**header("step_speed"), "threads": threads, "preset": args.preset, "gemm_shape": [m, k, n],
+                  "gemm_flops": gemm_speed, "step_flops": flops, "sides": rows}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=1) + "\n")
         print(f"wrote {args.json}")

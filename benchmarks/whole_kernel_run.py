@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
+
+from machine import header
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,11 +89,8 @@ def main() -> None:
         print(f"| {c['step']:,} | {c['tokens']:,} | {right}% ({c['body_total'] - c['body_correct']:,} wrong) | "
               f"{args.files - c['wrong_files']} | {c['min_margin']} |")
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-        record = {"benchmark": "whole_kernel_run", "command": " ".join(["python", *sys.argv]), "commit": commit,
-                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "run": str(args.run),
-                  "files": args.files, "slices": history, "checks": found}
+        record = {**header("whole_kernel_run"), "run": str(args.run), "files": args.files, "slices": history,
+                  "checks": found}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=1) + "\n")
         print(f"wrote {args.json}")
