@@ -63,7 +63,7 @@ def read_run(out: Path, preset: str) -> dict:
                 if row["memorized"] >= 1.0 and reached is None:
                     reached = {"tokens": tokens + row["tokens"], "seconds": seconds + row["elapsed"],
                                "stage": stage.name}
-        last = rows[-1]
+        last = [r for r in rows if "event" not in r][-1]  # a slice's stop event carries no elapsed time
         tokens += last["tokens"]
         seconds += last["elapsed"]
     return {"preset": preset, "reached": reached, "tokens": tokens, "seconds": seconds, "best": best, "wall": None,
