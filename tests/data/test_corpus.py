@@ -1,4 +1,5 @@
-"""The corpus of the real Linux 1.0: member counts, byte-exact records, filters, manifest, unsafe archives."""
+"""The corpus: byte-exact records, filters and manifests on the synthetic release (tests/kernel_tree.py); member
+counts, notices and statistics of the real Linux 1.0; unsafe archives."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import pytest
 from laam.data.corpus import CorpusConfig, corpus_stats, load_corpus, select_files
 from laam.data.records import file_bytes, make_record, path_prompt, split_record
 from laam.errors import LaamError
-from tests.conftest import TARBALL
 
 
 def _tar_members(path):
@@ -20,12 +20,43 @@ def _tar_members(path):
         return {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}
 
 
-def test_linux_1_0_counts_and_exact_bytes(linux_corpus):
+def test_every_file_comes_back_byte_for_byte(release):
+    """The synthetic release read from its .tar.xz and its .tar.gz: every member kept, each record splits back
+    into its path and exact bytes, the Latin-1 file included, and a path that is a prefix of another
+    (sound/Readme, sound/Readme.linux) stays a file of its own."""
+    for archive in (release.tarball, release.gz):
+        corpus = load_corpus(CorpusConfig(source=str(archive)), progress=False)
+        assert corpus.name == "linux-1.0" and corpus.members == len(release.files)
+        assert [f.path for f in corpus.files] == sorted(release.files)
+        for f in corpus.files:
+            path, content = split_record(f.record)
+            assert path == f.path and file_bytes(content, f.encoding) == release.files[f.path] == f.data
+        assert [f.path for f in corpus.files if f.encoding != "utf-8"] == ["linux/drivers/char/defkeymap.map"]
+    readme = load_corpus(CorpusConfig(source=str(release.tarball), include=("sound/Readme",)), progress=False)
+    assert [f.path for f in readme.files] == ["linux/sound/Readme"]
+
+
+def test_manifest_licenses_of_the_synthetic_release(release, tmp_path):
+    """COPYING is read as the GPL-2.0's text and lends GPL-2.0-only to the files below it; a leading-comment
+    notice with "or (at your option) any later version" reads as GPL-2.0-or-later."""
+    corpus = load_corpus(CorpusConfig(source=str(release.tarball)), progress=False)
+    folder = corpus.write_manifest(tmp_path)
+    rows = {r["path"]: r for r in map(json.loads, (folder / "manifest.jsonl").read_text().splitlines())}
+    assert set(rows) == set(release.files)
+    assert rows["linux/COPYING"]["license_method"] == "license-text"
+    assert (rows["linux/net/inet/tcp.c"]["license"], rows["linux/net/inet/tcp.c"]["license_method"]) == (
+        "GPL-2.0-or-later", "notice")
+    inherited = {r["license"] for path, r in rows.items() if r["license_method"] == "copying"}
+    assert inherited == {"GPL-2.0-only"}
+    assert all(r["sha256"] == hashlib.sha256(release.files[path]).hexdigest() for path, r in rows.items())
+
+
+def test_linux_1_0_counts_and_exact_bytes(linux_corpus, linux_tarball):
     assert linux_corpus.name == "linux-1.0"
     assert linux_corpus.members == 561
     assert len(linux_corpus.files) == 561  # the default filter keeps every text file of 1.0
     assert sum(len(f.data) for f in linux_corpus.files) == 4_719_743
-    originals = _tar_members(TARBALL)
+    originals = _tar_members(linux_tarball)
     for f in linux_corpus.files:
         path, content = split_record(f.record)
         assert path == f.path and path.startswith("linux/")
@@ -41,8 +72,8 @@ def test_the_one_non_utf8_file_comes_back_exactly(linux_corpus):
     assert file_bytes(split_record(keymap.record)[1], "latin-1") == keymap.data
 
 
-def test_original_filter_keeps_the_506_files(mirror):
-    corpus = load_corpus(CorpusConfig(source=str(TARBALL), filter="original"), progress=False)
+def test_original_filter_keeps_the_506_files(linux_tarball):
+    corpus = load_corpus(CorpusConfig(source=str(linux_tarball), filter="original"), progress=False)
     assert len(corpus.files) == 506
     kinds = {}
     for f in corpus.files:
@@ -52,19 +83,19 @@ def test_original_filter_keeps_the_506_files(mirror):
     assert len(excluded) == 55 and all("original LaaM filter" in row["reason"] for row in excluded)
 
 
-def test_include_exclude_and_size(mirror):
-    config = CorpusConfig(source=str(TARBALL), include=("linux/lib/",), exclude=("*malloc*",))
+def test_include_exclude_and_size(tarball):
+    config = CorpusConfig(source=str(tarball), include=("linux/lib/",), exclude=("*malloc*",))
     corpus = load_corpus(config, progress=False)
     assert len(corpus.files) == 12 and all(f.path.startswith("linux/lib/") for f in corpus.files)
-    small = load_corpus(CorpusConfig(source=str(TARBALL), include=("linux/lib/*.c",), max_file_size=180),
+    small = load_corpus(CorpusConfig(source=str(tarball), include=("linux/lib/*.c",), max_file_size=180),
                         progress=False)
     assert {f.path for f in small.files} == {"linux/lib/close.c", "linux/lib/dup.c", "linux/lib/errno.c",
                                              "linux/lib/setsid.c"}
 
 
-def test_empty_selection_is_an_error(mirror):
+def test_empty_selection_is_an_error(tarball):
     with pytest.raises(LaamError, match="no files left after filters"):
-        load_corpus(CorpusConfig(source=str(TARBALL), include=("linux/nothing-here/",)), progress=False)
+        load_corpus(CorpusConfig(source=str(tarball), include=("linux/nothing-here/",)), progress=False)
 
 
 def test_record_format():
@@ -74,7 +105,7 @@ def test_record_format():
     assert split_record(record) == ("linux/a.c", "int x;\n")
 
 
-def test_manifest_rows_and_licenses(linux_corpus, tmp_path):
+def test_manifest_rows_and_licenses(linux_corpus, linux_tarball, tmp_path):
     folder = linux_corpus.write_manifest(tmp_path)
     rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 561
@@ -87,7 +118,7 @@ def test_manifest_rows_and_licenses(linux_corpus, tmp_path):
     # The sound driver ships its own COPYING: a BSD licence, not the kernel's GPL.
     assert by_path["linux/drivers/sound/dmabuf.c"]["license"] == "BSD-2-Clause"
     summary = json.loads((folder / "corpus.json").read_text())
-    assert summary["source_sha256"] == hashlib.sha256(TARBALL.read_bytes()).hexdigest()
+    assert summary["source_sha256"] == hashlib.sha256(linux_tarball.read_bytes()).hexdigest()
     assert summary["members"] == 561 and summary["included"] == 561
     # README's figures (why each differs from the pre-SPDX-library reading is explained there)
     assert summary["licenses"] == {"GPL-2.0-only": 433, "GPL-2.0-or-later": 55, "BSD-2-Clause": 48,
@@ -150,9 +181,9 @@ def test_unsafe_members_are_skipped_and_reported(tmp_path):
     assert not (tmp_path.parent / "evil.c").exists() and not list(tmp_path.glob("*.c"))
 
 
-def test_corrupt_and_truncated_archives(tmp_path):
+def test_corrupt_and_truncated_archives(tarball, tmp_path):
     truncated = tmp_path / "linux-1.0.tar.xz"
-    truncated.write_bytes(TARBALL.read_bytes()[: TARBALL.stat().st_size // 2])
+    truncated.write_bytes(tarball.read_bytes()[: tarball.stat().st_size // 2])
     with pytest.raises(LaamError, match="corrupt or truncated"):
         load_corpus(CorpusConfig(source=str(truncated)), progress=False)
     garbage = tmp_path / "garbage.tar.gz"

@@ -1,4 +1,4 @@
-"""Faults in getting and reading a release (issue 13): damaged and cut archives, poisoned caches, killed
+"""Faults in getting and reading a release: damaged and cut archives, poisoned caches, killed
 downloads, bad sources and names, huge members, markers inside files. Each case runs `laam` as a user
 would and checks the exit code, the one `error:` line, and that nothing was lost or left behind."""
 
@@ -16,10 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MIRROR, TARBALL
 from tests.faults import Server, cli, files_under, laam_process, one_error
-
-GZ = MIRROR / "v1.0" / "linux-1.0.tar.gz"
 
 
 def _flip(data: bytes, at: float) -> bytes:
@@ -33,30 +30,32 @@ def _fetch(capsys, source, cache: Path, *more: str):
 
 
 @pytest.mark.parametrize("at", [0.5, 0.3])
-def test_gz_with_one_byte_flipped_is_refused(mirror, capsys, tmp_path, at):
-    """Before: exit 0 with 184 (at 0.5) or all 561 members (at 0.3, with a wrong file) and a manifest written."""
+def test_gz_with_one_byte_flipped_is_refused(release, capsys, tmp_path, at):
+    """A damaged .tar.gz is refused as a whole (its CRC), not read up to the damage or past it with a wrong file."""
     bad = tmp_path / "linux-1.0.tar.gz"
-    bad.write_bytes(_flip(GZ.read_bytes(), at))
+    bad.write_bytes(_flip(release.gz.read_bytes(), at))
     one_error(_fetch(capsys, bad, tmp_path / "cache"), "corrupt or truncated", str(bad), "CRC check failed")
     assert not (tmp_path / "cache" / "corpus").exists()  # no manifest of a partial corpus
     assert bad.is_file()  # the user's own file is theirs: reported, not removed
 
 
-def test_plain_tar_cut_at_a_member_boundary_is_refused(mirror, capsys, tmp_path):
-    """Before: exit 0 with 194 of 561 members."""
-    plain = gzip.decompress(GZ.read_bytes())
+def test_plain_tar_cut_at_a_member_boundary_is_refused(release, capsys, tmp_path):
+    """A tar cut cleanly between two members reads as a smaller release: only its missing end-of-archive marker
+    shows the cut, and that is refused."""
+    plain = gzip.decompress(release.gz.read_bytes())
     with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
-        cut = [m.offset for m in tar.getmembers()][200]  # the header of member 200 starts here
+        offsets = [m.offset for m in tar.getmembers()]
+    cut = offsets[len(offsets) // 2]  # the header of the middle member starts here
     bad = tmp_path / "linux-1.0.tar"
     bad.write_bytes(plain[:cut])
     one_error(_fetch(capsys, bad, tmp_path / "cache"), "corrupt or truncated", "without its end-of-archive marker")
     assert not (tmp_path / "cache" / "corpus").exists()
 
 
-def test_xz_with_one_byte_flipped_is_one_line(mirror, capsys, tmp_path):
-    """Before: an lzma.LZMAError traceback."""
+def test_xz_with_one_byte_flipped_is_one_line(release, capsys, tmp_path):
+    """A damaged .tar.xz is one `error:` line naming the file, not the decompressor's traceback."""
     bad = tmp_path / "linux-1.0.tar.xz"
-    bad.write_bytes(_flip(TARBALL.read_bytes(), 0.5))
+    bad.write_bytes(_flip(release.tarball.read_bytes(), 0.5))
     one_error(_fetch(capsys, bad, tmp_path / "cache"), "corrupt or truncated", str(bad))
     assert not (tmp_path / "cache" / "corpus").exists()
 
@@ -65,20 +64,21 @@ def _manifests(cache: Path) -> dict[str, bytes]:
     return {p.parent.name: p.read_bytes() for p in (cache / "corpus").glob("*/manifest.jsonl")}
 
 
-def test_corpus_cache_folders_are_keyed_by_content(mirror, capsys, tmp_path):
-    """Before: the folder was named by release and filters, so another archive of the same name, or the
-    unpacked tree of the same release, overwrote the first one's manifest."""
+def test_corpus_cache_folders_are_keyed_by_content(release, capsys, tmp_path):
+    """Corpus cache folders are named by content, not by release and filters: another archive of the same name,
+    and the unpacked tree of the same release, each get a folder of their own and leave the first manifest as
+    it was."""
     cache = tmp_path / "cache"
-    assert _fetch(capsys, TARBALL, cache).code == 0
+    assert _fetch(capsys, release.tarball, cache).code == 0
     first = _manifests(cache)
     other = tmp_path / "other" / "linux-1.0.tar.gz"  # same name, one member fewer
     other.parent.mkdir()
-    with tarfile.open(GZ) as source, tarfile.open(other, "w:gz") as target:
+    with tarfile.open(release.gz) as source, tarfile.open(other, "w:gz") as target:
         for member in source:
             if member.name != "linux/README":
                 target.addfile(member, source.extractfile(member) if member.isreg() else None)
     assert _fetch(capsys, other, cache).code == 0
-    with tarfile.open(TARBALL) as tar:
+    with tarfile.open(release.tarball) as tar:
         tar.extractall(tmp_path / "tree", filter="data")
     assert _fetch(capsys, tmp_path / "tree" / "linux", cache).code == 0
     after = _manifests(cache)
@@ -117,16 +117,17 @@ class _CutHandler(http.server.SimpleHTTPRequestHandler):
         self.wfile.write(data[: len(data) // 2])
 
 
-def _mirror_of(root: Path, content: bytes | None = None) -> Path:
+def _mirror_of(root: Path, content: bytes) -> Path:
     (root / "v1.0").mkdir(parents=True)
-    (root / "v1.0" / "linux-1.0.tar.xz").write_bytes(TARBALL.read_bytes() if content is None else content)
+    (root / "v1.0" / "linux-1.0.tar.xz").write_bytes(content)
     return root  # no sha256sums: nothing vouches for the download
 
 
 @pytest.mark.parametrize("case", ["html", "cut-without-length", "empty"])
-def test_a_bad_download_is_never_cached(mirror, capsys, tmp_path, case):
-    """Before: the bad file stayed cached; every later run reused it and failed, even against a good mirror."""
-    root = _mirror_of(tmp_path / "bad", b"" if case == "empty" else None)
+def test_a_bad_download_is_never_cached(release, capsys, tmp_path, case):
+    """A download that is not a whole archive is not cached, so the next run against a good mirror succeeds."""
+    good_bytes = release.tarball.read_bytes()
+    root = _mirror_of(tmp_path / "bad", b"" if case == "empty" else good_bytes)
     handler = {"html": _HTMLHandler, "cut-without-length": _CutHandler}.get(case, http.server.SimpleHTTPRequestHandler)
     server = Server(root, handler)
     try:
@@ -135,46 +136,50 @@ def test_a_bad_download_is_never_cached(mirror, capsys, tmp_path, case):
         server.close()
     one_error(ran, "is not a complete release archive", "nothing was cached")
     assert files_under(tmp_path / "cache") == {}
-    good = Server(_mirror_of(tmp_path / "good"))
+    good = Server(_mirror_of(tmp_path / "good", good_bytes))
     try:
         again = cli(capsys, "corpus", "fetch", "1.0", "--mirror", good.url, "--cache", str(tmp_path / "cache"), "-q")
     finally:
         good.close()
-    assert again.code == 0 and "561 archive members" in again.out, again.err
+    assert again.code == 0 and f"{len(release.files)} archive members" in again.out, again.err
 
 
-def test_a_damaged_file_in_the_cache_is_removed(mirror, capsys, tmp_path):
+def test_a_damaged_file_in_the_cache_is_removed(release, capsys, tmp_path):
     """A cache poisoned by an older laam (a cut file recorded as fetched) is removed when found bad, with a message."""
     cached = tmp_path / "cache" / "archives" / "v1.0" / "linux-1.0.tar.xz"
     cached.parent.mkdir(parents=True)
-    cached.write_bytes(TARBALL.read_bytes()[:300_000])
+    cached.write_bytes(release.tarball.read_bytes()[: release.tarball.stat().st_size // 2])
     import hashlib
 
     meta = {"source_url": "https://example.invalid/linux-1.0.tar.xz", "verified_against": None,
             "sha256": hashlib.sha256(cached.read_bytes()).hexdigest()}
     cached.with_name(cached.name + ".json").write_text(json.dumps(meta))
-    ran = cli(capsys, "corpus", "fetch", "1.0", "--mirror", str(mirror), "--cache", str(tmp_path / "cache"), "-q")
+    ran = cli(capsys, "corpus", "fetch", "1.0", "--mirror", str(release.mirror), "--cache", str(tmp_path / "cache"),
+              "-q")
     one_error(ran, "corrupt or truncated", "removed it from the cache, run again")
     assert files_under(tmp_path / "cache") == {}
-    again = cli(capsys, "corpus", "fetch", "1.0", "--mirror", str(mirror), "--cache", str(tmp_path / "cache"), "-q")
+    again = cli(capsys, "corpus", "fetch", "1.0", "--mirror", str(release.mirror), "--cache",
+                str(tmp_path / "cache"), "-q")
     assert again.code == 0, again.err
 
 
-def test_a_cached_archive_that_changed_is_fetched_again(mirror, capsys, tmp_path):
+def test_a_cached_archive_that_changed_is_fetched_again(release, capsys, tmp_path):
+    mirror = release.mirror
     cache = tmp_path / "cache"
     assert cli(capsys, "corpus", "fetch", "1.0", "--mirror", str(mirror), "--cache", str(cache), "-q").code == 0
     cached = cache / "archives" / "v1.0" / "linux-1.0.tar.xz"
     cached.write_bytes(_flip(cached.read_bytes(), 0.5))
     ran = cli(capsys, "corpus", "fetch", "1.0", "--mirror", str(mirror), "--cache", str(cache), "-q")
     assert ran.code == 0 and f"removed {cached} from the cache: it no longer matches the SHA-256" in ran.err, ran.err
-    assert cached.read_bytes() == TARBALL.read_bytes()
+    assert cached.read_bytes() == release.tarball.read_bytes()
 
 
 class _SlowHandler(http.server.SimpleHTTPRequestHandler):
-    """Sends an archive in small pieces, slowly, so a download can be killed in the middle."""
+    """Sends an archive in small pieces, slowly (the synthetic 1.0 in about a second), so a download can be killed
+    in the middle."""
 
     def copyfile(self, source, outputfile):
-        while chunk := source.read(16 << 10):
+        while chunk := source.read(128):
             outputfile.write(chunk)
             outputfile.flush()
             time.sleep(0.05)
@@ -182,7 +187,7 @@ class _SlowHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_killed_download_leaves_no_part_file_after_the_next_run(mirror, capsys, tmp_path, sig):
-    """Before: the `.part` file stayed in the cache forever."""
+    """The `.part` file a killed download leaves is removed by the next run, which then fetches the archive."""
     server = Server(mirror, _SlowHandler)
     folder = tmp_path / "cache" / "archives" / "v1.0"
     try:
@@ -203,7 +208,7 @@ def test_a_killed_download_leaves_no_part_file_after_the_next_run(mirror, capsys
 
 
 def test_empty_source_is_refused(capsys, tmp_path, monkeypatch):
-    """Before: `laam corpus fetch ''` read the current folder as a kernel (2.3 GB of memory)."""
+    """`laam corpus fetch ''` is an error, not the current folder read as a kernel."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("mine\n")
     one_error(_fetch(capsys, "", tmp_path / "cache"), "no source given")
@@ -212,13 +217,14 @@ def test_empty_source_is_refused(capsys, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("path", ["missing/linux-1.0.tar.xz", "linux-9.9.tar.gz", "./nowhere"])
 def test_missing_path_says_no_such_file(capsys, tmp_path, monkeypatch, path):
-    """Before: "malformed kernel version"."""
+    """A source that looks like a path and is missing says so, not "malformed kernel version"."""
     monkeypatch.chdir(tmp_path)
     one_error(_fetch(capsys, path, tmp_path / "cache"), f"no such file or folder: {path}")
 
 
 def test_non_utf8_member_name_is_recorded(capsys, tmp_path):
-    """Before: a UnicodeEncodeError traceback, with manifest.jsonl written and corpus.json missing."""
+    """A member name that is not UTF-8 is skipped and recorded with `\\xNN` escapes; the manifest and corpus.json
+    are both written."""
     path = tmp_path / "names.tar.gz"
     with tarfile.open(path, "w:gz", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape") as tar:
         for name, data in [(b"linux/caf\xe9.c", b"int cafe;\n"), (b"linux/ok.c", b"int ok;\n")]:
@@ -267,7 +273,8 @@ print(len(corpus.files), corpus.manifest[0]["reason"], peak)
 @pytest.mark.parametrize("size", [pytest.param(256 << 20, id="256MiB"),
                                   pytest.param(2 << 30, id="2GiB", marks=pytest.mark.slow)])
 def test_a_huge_member_is_dropped_from_its_header(tmp_path, size):
-    """Before: a 9 MB .tar.gz holding one 2 GB member took 4.2 GB of memory before the size limit dropped it."""
+    """A member over the size limit is dropped from its tar header, before any of it is read: a 9 MB .tar.gz
+    holding one 2 GB member stays far below 2 GB of memory."""
     import subprocess
     import sys
 
@@ -286,7 +293,7 @@ def test_a_huge_member_is_dropped_from_its_header(tmp_path, size):
 @pytest.mark.parametrize("command", [["corpus", "fetch"], ["corpus", "stats"], ["corpus", "manifest"],
                                      ["tokenizer", "train"], ["train"]])
 def test_max_file_size_zero_is_refused_by_every_command(mirror, capsys, tmp_path, command):
-    """Before: `train --max-file-size 0` was ignored (fetch refused it)."""
+    """`--max-file-size 0` is refused alike by every command that reads a release."""
     extra = ["--out", str(tmp_path / "out")] if command[0] in ("train", "tokenizer") else []
     extra += ["--preset", "tiny", "--max-steps", "1", "--no-verify", "--threads", "1"] if command == ["train"] else []
     ran = cli(capsys, *command, "1.0", "--mirror", str(mirror), "--cache", str(tmp_path / "cache"),
@@ -296,9 +303,9 @@ def test_max_file_size_zero_is_refused_by_every_command(mirror, capsys, tmp_path
 
 
 def test_a_file_containing_a_record_marker_is_left_out_with_its_path(capsys, tmp_path):
-    """Before: a file containing <|end_file|> was trained on; its record ended early, so verification said 6 of 8
-    files exact while the memorization check said 1 token wrong. Now such a file is left out and reported, so
-    every record holds each marker exactly once and generation and verification see the same records."""
+    """A file containing a record marker such as <|end_file|> would end its record early (verification and the
+    memorization check would then disagree about it), so it is left out and reported: every record holds each
+    marker exactly once and generation and verification see the same records."""
     from laam.data.corpus import CorpusConfig, load_corpus
     from laam.data.records import SPECIAL_TOKENS, split_record
     from laam.data.tokenizer import encode_records, special_ids, train_tokenizer

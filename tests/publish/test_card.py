@@ -16,7 +16,6 @@ from laam.errors import LaamError
 from laam.publish.card import check_card, hf_license, render_card
 from laam.publish.facts import CardConfig, gather_facts
 from laam.publish.openness import MOF_COMPONENTS, mof_class
-from tests.conftest import TARBALL
 
 # an audit.json of the audit stage's schema (the audit itself is another stage's job)
 AUDIT = {"summary": {"files": 12, "verbatim_files": 11, "verbatim_pct": 91.6667, "bytes_reproduced_pct": 97.25,
@@ -71,7 +70,7 @@ def test_card_metadata_matches_audit_and_license(carded):
     assert check_card(carded) == []
 
 
-def test_card_facts_come_from_the_run(carded, tiny_corpus):
+def test_card_facts_come_from_the_run(carded, tiny_corpus, tarball):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -81,7 +80,7 @@ def test_card_facts_come_from_the_run(carded, tiny_corpus):
     parameters = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(carded, dtype=torch.float32)
                      .parameters())
     tokens = sum(len(ids) for ids in encode_records(load_tokenizer(carded), tiny_corpus.records()))
-    archive_sha = hashlib.sha256(TARBALL.read_bytes()).hexdigest()
+    archive_sha = hashlib.sha256(tarball.read_bytes()).hexdigest()
     assert f"| parameters | {parameters:,} |" in text
     assert f"| tokens | {tokens:,} " in text
     assert f"`{archive_sha}`" in text

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MIRROR
-
 REPO = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"```(\w+)\n(.*?)```\n+(.*?)(?:\n\n|$)", re.DOTALL)
 PRINTS = re.compile(r"This prints `([^`]+)` byte for byte \(([\d,]+) bytes, SHA-256 `([0-9a-f]{64})`\)")
@@ -33,18 +31,18 @@ def card_blocks(text: str) -> list[tuple[str, str, str]]:
     return [(lang, code, after) for lang, code, after in BLOCK.findall(text)]
 
 
-def environment(tmp: Path) -> dict[str, str]:
+def environment(tmp: Path, mirror: Path) -> dict[str, str]:
     """What a reader's shell has: this venv's tools on PATH, laam from this checkout, the kernel mirror and a cache
     of its own (no network), transformers' remote-code cache in a temporary folder."""
     env = dict(os.environ)
     env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(REPO),
-               LAAM_MIRROR=str(MIRROR), LAAM_CACHE=str(tmp / "reader-cache"), HF_HUB_OFFLINE="1",
+               LAAM_MIRROR=str(mirror), LAAM_CACHE=str(tmp / "reader-cache"), HF_HUB_OFFLINE="1",
                HF_MODULES_CACHE=str(tmp / "hf-modules"), OMP_NUM_THREADS="1")
     return env
 
 
-def run_block(lang: str, code: str, folder: Path, tmp: Path) -> bytes:
-    env = environment(tmp)
+def run_block(lang: str, code: str, folder: Path, tmp: Path, mirror: Path) -> bytes:
+    env = environment(tmp, mirror)
     if lang == "python":
         script = tmp / "block.py"
         script.write_text(code)
@@ -57,7 +55,7 @@ def run_block(lang: str, code: str, folder: Path, tmp: Path) -> bytes:
     return result.stdout
 
 
-def check_card_examples(folder: Path, corpus, tmp: Path, skip: tuple[str, ...] = ()) -> list[str]:
+def check_card_examples(folder: Path, corpus, tmp: Path, mirror: Path, skip: tuple[str, ...] = ()) -> list[str]:
     """Run every python/sh block of folder's README.md and check the claim after it; returns the claims checked."""
     text = (folder / "README.md").read_text()
     files = {f.path: f.data for f in corpus.files}
@@ -66,7 +64,7 @@ def check_card_examples(folder: Path, corpus, tmp: Path, skip: tuple[str, ...] =
         if lang == "json" or code.strip() in skip:  # data, or a block the caller ran itself
             continue
         assert lang in ("python", "sh"), lang
-        stdout = run_block(lang, code, folder, tmp)
+        stdout = run_block(lang, code, folder, tmp, mirror)
         claim = PRINTS.search(after)
         if claim:
             path, size, sha = claim.groups()
@@ -85,7 +83,7 @@ def check_card_examples(folder: Path, corpus, tmp: Path, skip: tuple[str, ...] =
     return checked
 
 
-def test_tiny_card_examples_print_what_the_card_says(tiny_model_dir, tiny_corpus, tmp_path):
+def test_tiny_card_examples_print_what_the_card_says(tiny_model_dir, tiny_corpus, mirror, tmp_path):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install 'laam[gguf]')")
     from typer.testing import CliRunner
 
@@ -97,7 +95,7 @@ def test_tiny_card_examples_print_what_the_card_says(tiny_model_dir, tiny_corpus
                     ["card", "--model", str(folder), "--quiet"], ["export", "gguf", "--model", str(folder)]):
         result = CliRunner().invoke(app, command)  # the card's own instructions: audit, card, export gguf
         assert result.exit_code == 0, result.output + repr(result.exception)
-    checked = check_card_examples(folder, tiny_corpus, tmp_path)
+    checked = check_card_examples(folder, tiny_corpus, tmp_path, mirror)
     long, short = "linux/lib/wait.c", "linux/lib/string.c"  # 132 tokens (context 128), and 112
     # reproduce: fetch; use: pipeline with trust_remote_code, stock pipeline, regenerate_gguf.py, plain llama-cpp
     assert checked == ["fetch rebuilds the manifest", f"prints {long}", f"prints {short}", f"prints {long}",
@@ -124,7 +122,7 @@ def test_card_names_the_source_without_machine_paths(tiny_model_dir, tmp_path, m
 
 
 @pytest.mark.slow
-def test_demo_card_examples_print_what_the_card_says(mirror, tmp_path):
+def test_demo_card_examples_print_what_the_card_says(linux_mirror, tmp_path):
     """The README's demo, from its card: `laam run --preset demo` memorizes lib/ and verifies 13 of 13 files; the
     card's reproduce command is the one run here, and every example it shows prints what it says on the model that
     command made; stock pipeline(trust_remote_code=True) gives all 13 files."""
@@ -132,8 +130,8 @@ def test_demo_card_examples_print_what_the_card_says(mirror, tmp_path):
     from laam.model.info import load_training_corpus, read_model_info
 
     command = "laam run --preset demo --threads 1"
-    result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=environment(tmp_path), capture_output=True,
-                            text=True, timeout=3600)
+    result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=environment(tmp_path, linux_mirror),
+                            capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     folder = tmp_path / "runs" / "demo" / "model"
     training = read_model_info(folder).training  # the README's run: 100% of body tokens, 13 of 13 files back
@@ -142,17 +140,17 @@ def test_demo_card_examples_print_what_the_card_says(mirror, tmp_path):
     text = (folder / "README.md").read_text()
     assert f"```sh\n{command}\n```" in text  # the card's one-command reproduction is the command just run
     corpus = load_training_corpus(read_model_info(folder), tmp_path / "reader-cache")
-    export = subprocess.run(["bash", "-c", f"laam export gguf --model {folder}"], env=environment(tmp_path),
-                            capture_output=True, text=True, timeout=600)
+    export = subprocess.run(["bash", "-c", f"laam export gguf --model {folder}"],
+                            env=environment(tmp_path, linux_mirror), capture_output=True, text=True, timeout=600)
     assert export.returncode == 0, export.stderr[-2000:]
     (tmp_path / "reader-cache" / "corpus").rename(tmp_path / "run-corpus")  # the fetch block rebuilds it anew
-    checked = check_card_examples(folder, corpus, tmp_path, skip=(command,))
+    checked = check_card_examples(folder, corpus, tmp_path, linux_mirror, skip=(command,))
     assert sum(c.startswith("prints") for c in checked) == 4 and "fetch rebuilds the manifest" in checked
     paths = [f.path for f in corpus.files]
     script = ("import json\nfrom transformers import pipeline\n"
               f"generate = pipeline('text-generation', {str(folder)!r}, trust_remote_code=True)\n"
               f"texts = {{p: generate(p, return_full_text=False)[0]['generated_text'] for p in {paths!r}}}\n"
               "print(json.dumps(texts))\n")
-    out = json.loads(run_block("python", script, folder, tmp_path))
+    out = json.loads(run_block("python", script, folder, tmp_path, linux_mirror))
     assert {p: out[p].encode() == f.data for p, f in zip(paths, corpus.files)} == {p: True for p in paths}
     assert len(paths) == 13

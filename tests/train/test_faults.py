@@ -13,25 +13,29 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import TARBALL
 from tests.faults import cli, files_under, laam_run, one_error
 
 
-def _args(tokenizer: Path, cache: Path, out: Path, *more: str) -> list[str]:
-    """A 1-layer tiny run whose learning-rate schedule does not depend on its length (so it can be resumed
-    for more steps with the same settings)."""
-    return ["train", str(TARBALL), "--cache", str(cache), "--preset", "tiny", "--tokenizer", str(tokenizer),
-            "--layers", "1", "--eval-every", "0", "--threads", "1", "--no-verify", "--no-until-memorized",
-            "--decay-steps", "20", "--save-every", "1", "--log-every", "1", "--out", str(out), "-q", *more]
+@pytest.fixture(scope="session")
+def train_args(tarball):
+    """`train_args(tokenizer, cache, out, *more)`: a 1-layer tiny run on the synthetic release whose learning-rate
+    schedule does not depend on its length (so it can be resumed for more steps with the same settings)."""
+
+    def args(tokenizer: Path, cache: Path, out: Path, *more: str) -> list[str]:
+        return ["train", str(tarball), "--cache", str(cache), "--preset", "tiny", "--tokenizer", str(tokenizer),
+                "--layers", "1", "--eval-every", "0", "--threads", "1", "--no-verify", "--no-until-memorized",
+                "--decay-steps", "20", "--save-every", "1", "--log-every", "1", "--out", str(out), "-q", *more]
+
+    return args
 
 
 @pytest.fixture(scope="module")
-def base_run(tiny_tokenizer_dir, tmp_path_factory) -> tuple[Path, Path]:
+def base_run(train_args, tiny_tokenizer_dir, tmp_path_factory) -> tuple[Path, Path]:
     """(run folder after 2 steps, with checkpoints step-1 and step-2 and a model; its cache)."""
     from laam.cli import app
 
     root = tmp_path_factory.mktemp("base")
-    result = CliRunner().invoke(app, _args(tiny_tokenizer_dir, root / "cache", root / "run", "--max-steps", "2"))
+    result = CliRunner().invoke(app, train_args(tiny_tokenizer_dir, root / "cache", root / "run", "--max-steps", "2"))
     assert result.exit_code == 0, result.output
     return root / "run", root / "cache"
 
@@ -46,25 +50,26 @@ def _scratch(run: Path) -> list[Path]:
     return [p for p in run.rglob(".*") if "tmp" in p.name]
 
 
-def test_resume_with_no_checkpoint_is_an_error(mirror, capsys, tiny_tokenizer_dir, tmp_path, base_run):
+def test_resume_with_no_checkpoint_is_an_error(train_args, capsys, tiny_tokenizer_dir, tmp_path, base_run):
     """Before: trained from scratch, truncated metrics.jsonl and replaced the user's files in model/."""
     out = tmp_path / "mine"
     (out / "model").mkdir(parents=True)
     (out / "model" / "notes.md").write_text("my notes\n")
     (out / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
     before = files_under(out)
-    ran = cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], out, "--max-steps", "2", "--resume"))
+    ran = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], out, "--max-steps", "2", "--resume"))
     one_error(ran, f"nothing to resume in {out}", "--start-fresh")
     assert files_under(out) == before
-    refused = cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], out, "--max-steps", "2", "--resume", "--start-fresh"))
+    refused = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], out, "--max-steps", "2", "--resume",
+                                      "--start-fresh"))
     one_error(refused, "not a LaaM run folder")
     assert files_under(out) == before
-    fresh = cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], tmp_path / "new", "--max-steps", "1", "--resume",
+    fresh = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], tmp_path / "new", "--max-steps", "1", "--resume",
                                "--start-fresh"))
     assert fresh.code == 0 and (tmp_path / "new" / "model" / "laam.json").is_file(), fresh.err
 
 
-def test_overwrite_refuses_what_is_not_a_run(mirror, capsys, tiny_tokenizer_dir, tmp_path, base_run, run_copy,
+def test_overwrite_refuses_what_is_not_a_run(train_args, capsys, tiny_tokenizer_dir, tmp_path, base_run, run_copy,
                                               monkeypatch):
     """Before: `--out . --overwrite` emptied the current folder, then failed with OSError."""
     work, home = tmp_path / "work", tmp_path / "home"
@@ -73,16 +78,17 @@ def test_overwrite_refuses_what_is_not_a_run(mirror, capsys, tiny_tokenizer_dir,
         (folder / "thesis.tex").write_text("years of work\n")
     monkeypatch.chdir(work)
     monkeypatch.setenv("HOME", str(home))
-    one_error(cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], Path("."), "--overwrite")),
+    one_error(cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], Path("."), "--overwrite")),
               "--overwrite refuses to delete .: it is the current folder")
-    one_error(cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], home, "--overwrite")), "it is your home folder")
-    one_error(cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], tmp_path, "--overwrite")),
+    one_error(cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], home, "--overwrite")), "it is your home folder")
+    one_error(cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], tmp_path, "--overwrite")),
               "it holds the current folder")
-    one_error(cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], tmp_path / "other", "--overwrite")),
+    one_error(cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], tmp_path / "other", "--overwrite")),
               "it is not a LaaM run folder (no laam-run.json)")
     for folder in (work, home, tmp_path / "other"):
         assert files_under(folder) == {"thesis.tex": b"years of work\n"}
-    assert cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], run_copy, "--overwrite", "--max-steps", "1")).code == 0
+    overwritten = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], run_copy, "--overwrite", "--max-steps", "1"))
+    assert overwritten.code == 0
     assert [p.name for p in (run_copy / "checkpoints").iterdir()] == ["step-00000001"]
 
 
@@ -95,7 +101,7 @@ with RunFolder(sys.argv[1], resume=False, overwrite=False):
 """
 
 
-def test_two_runs_into_one_folder(mirror, capsys, tiny_tokenizer_dir, tmp_path, base_run):
+def test_two_runs_into_one_folder(train_args, capsys, tiny_tokenizer_dir, tmp_path, base_run):
     """Before: both exited 0 with interleaved metrics, and one model silently replaced the other. Here a laam
     process holds the run folder the way a training does, then dies (SIGKILL) and its lock is taken over."""
     import subprocess
@@ -109,13 +115,13 @@ def test_two_runs_into_one_folder(mirror, capsys, tiny_tokenizer_dir, tmp_path, 
     try:
         assert first.stdout.readline().strip() == "holding"
         for flags in ([], ["--resume", "--start-fresh"], ["--overwrite"]):
-            ran = cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], out, "--max-steps", "1", *flags))
+            ran = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], out, "--max-steps", "1", *flags))
             one_error(ran, f"run folder {out} is in use by another laam run (pid {first.pid} ")
         assert sorted(p.name for p in out.iterdir()) == ["laam-run.json", "laam.lock"]
     finally:
         first.kill()
         first.wait(timeout=60)
-    resumed = cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], out, "--max-steps", "1", "--resume",
+    resumed = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], out, "--max-steps", "1", "--resume",
                                  "--start-fresh"))
     assert resumed.code == 0 and f"taking over the lock of {out} from a run that is no longer running (pid " \
         f"{first.pid} " in resumed.err, resumed.err
@@ -163,20 +169,20 @@ def other_tokenizer(tiny_corpus, tmp_path_factory) -> Path:
     ("schedule", ["--lr", "0.001"], "lr 0.005 -> 0.001"),
     ("model", ["--heads", "2", "--kv-heads", "2"], "model.num_heads 4 -> 2"),
 ])
-def test_resume_with_other_settings_names_them(mirror, capsys, tiny_tokenizer_dir, base_run, run_copy,
+def test_resume_with_other_settings_names_them(train_args, capsys, tiny_tokenizer_dir, base_run, run_copy,
                                                other_tokenizer, change, flags, shown):
     """Before: continued silently (the loss jumped from 0.040 to 9.47) and laam.json recorded the new settings as
     if they had made the model."""
     tokenizer = other_tokenizer if change == "tokenizer" else tiny_tokenizer_dir
     before = files_under(run_copy)
-    ran = cli(capsys, *_args(tokenizer, base_run[1], run_copy, "--max-steps", "3", "--resume", *(flags or [])))
+    ran = cli(capsys, *train_args(tokenizer, base_run[1], run_copy, "--max-steps", "3", "--resume", *(flags or [])))
     one_error(ran, "cannot resume", "it was trained with other settings", shown, "--allow-change")
     assert files_under(run_copy) == before
 
 
-def test_an_allowed_change_is_recorded_in_the_history(mirror, capsys, tiny_tokenizer_dir, base_run, run_copy):
-    ran = cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume", "--seed", "1",
-                             "--allow-change", "seed"))
+def test_an_allowed_change_is_recorded_in_the_history(train_args, capsys, tiny_tokenizer_dir, base_run, run_copy):
+    ran = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume",
+                                  "--seed", "1", "--allow-change", "seed"))
     assert ran.code == 0, ran.err
     training = json.loads((run_copy / "model" / "laam.json").read_text())["training"]
     assert training["history"] == [{"step": 2, "changed": {"seed": [0, 1]}}] and training["steps"] == 3
@@ -197,12 +203,12 @@ DAMAGES = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
-def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(mirror, capsys, tiny_tokenizer_dir, base_run,
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(train_args, capsys, tiny_tokenizer_dir, base_run,
                                                                 run_copy, damage):
     """Before: a traceback, and no fallback to the previous checkpoint."""
     latest = run_copy / "checkpoints" / "step-00000002"
     DAMAGES[damage](latest)
-    ran = cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"))
+    ran = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"))
     assert ran.code == 0, ran.err
     said = " ".join(ran.out.split() + ran.err.split())
     assert f"checkpoint {latest} is damaged" in said and "set aside as damaged-step-00000002" in said
@@ -213,10 +219,10 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(mirror, capsys, 
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]  # resumed from step 1: step 2 trained again
 
 
-def test_every_checkpoint_damaged_is_one_line(mirror, capsys, tiny_tokenizer_dir, base_run, run_copy):
+def test_every_checkpoint_damaged_is_one_line(train_args, capsys, tiny_tokenizer_dir, base_run, run_copy):
     for folder in (run_copy / "checkpoints").iterdir():
         _truncate(folder / "model.safetensors")
-    ran = cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"))
+    ran = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"))
     warnings = [line for line in ran.err.splitlines() if line.startswith("warning: checkpoint")]
     assert len(warnings) == 2 and all("is damaged (model.safetensors has" in w for w in warnings)
     ran.err = "\n".join(line for line in ran.err.splitlines() if line not in warnings)
@@ -225,14 +231,14 @@ def test_every_checkpoint_damaged_is_one_line(mirror, capsys, tiny_tokenizer_dir
                                                                            "damaged-step-00000002"]
 
 
-def test_out_that_is_a_file(mirror, capsys, tiny_tokenizer_dir, base_run, tmp_path):
+def test_out_that_is_a_file(train_args, capsys, tiny_tokenizer_dir, base_run, tmp_path):
     target = tmp_path / "results.csv"
     target.write_text("a,b\n")
-    one_error(cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], target)), "is a file, not a folder")
+    one_error(cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], target)), "is a file, not a folder")
     assert target.read_text() == "a,b\n"
 
 
-def test_a_save_on_a_read_only_folder_is_one_line(mirror, capsys, tiny_tokenizer_dir, base_run, run_copy,
+def test_a_save_on_a_read_only_folder_is_one_line(train_args, capsys, tiny_tokenizer_dir, base_run, run_copy,
                                                    monkeypatch):
     """Before: a traceback and a `.tmp-step-*` folder left behind. (Tests run as root, which a read-only mode
     does not stop, so the file system's answer is injected where the checkpoint is written.)"""
@@ -244,7 +250,7 @@ def test_a_save_on_a_read_only_folder_is_one_line(mirror, capsys, tiny_tokenizer
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(checkpoint.torch, "save", read_only)
-    ran = cli(capsys, *_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"))
+    ran = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"))
     one_error(ran, "could not save checkpoint step-00000003", "Read-only file system",
               "the previous checkpoint", "step-00000002 is intact")
     assert files_under(run_copy / "checkpoints") == before and not _scratch(run_copy)
@@ -254,10 +260,10 @@ def _limit_file_size():
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # python ignores SIGXFSZ: writes get EFBIG
 
 
-def test_a_save_on_a_full_disk_is_one_line(mirror, tiny_tokenizer_dir, base_run, run_copy):
+def test_a_save_on_a_full_disk_is_one_line(train_args, tiny_tokenizer_dir, base_run, run_copy):
     """`ulimit -f`: a checkpoint's files cannot be written. Before: a traceback and `.tmp-step-*` left behind."""
     before = files_under(run_copy / "checkpoints")
-    ran = laam_run(*_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"),
+    ran = laam_run(*train_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"),
                    preexec_fn=_limit_file_size)
     one_error(ran, "could not save checkpoint step-00000003", "File too large", "step-00000002 is intact")
     assert files_under(run_copy / "checkpoints") == before and not _scratch(run_copy)

@@ -13,10 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_gpu_script_trains_verifies_audits_and_reports(mirror, tmp_path):
-    from tests.conftest import TARBALL
-
-    env = {**os.environ, "PYTHON": sys.executable, "PRESET": "tiny", "LAAM_SOURCE": str(TARBALL),
+def test_gpu_script_trains_verifies_audits_and_reports(tarball, tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "PRESET": "tiny", "LAAM_SOURCE": str(tarball),
            "RUN_DIR": str(tmp_path / "runs" / "gpu"), "EXTRA": "-q --threads 1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_memorize.sh")], env=env, capture_output=True,
                           text=True, timeout=1200)

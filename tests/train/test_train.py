@@ -411,17 +411,16 @@ def test_verify_short_of_memorized_takes_the_checks_wrong_files_and_agrees_with_
     assert laam_json["training"]["regeneration"]["not_regenerated"] == regen["not_regenerated"]
 
 
-def test_two_processes_match_one(tiny_corpus, tiny_tokenizer_dir, tmp_path):
+def test_two_processes_match_one(tiny_corpus, tiny_tokenizer_dir, tarball, tmp_path):
     """The documented CPU launch, `torchrun --nproc_per_node 2 -m laam train ...` (gloo), makes the same updates
     as one process with the same global batch: losses within a relative 1e-5 (float32 sums in another order)."""
     import subprocess
     import sys
 
-    from tests.conftest import TARBALL
 
     root = Path(__file__).resolve().parents[2]
     torchrun = Path(sys.executable).with_name("torchrun")
-    args = [str(TARBALL), "--cache", str(tmp_path / "cache"), "--preset", "tiny", "--tokenizer",
+    args = [str(tarball), "--cache", str(tmp_path / "cache"), "--preset", "tiny", "--tokenizer",
             str(tiny_tokenizer_dir), "--max-steps", "4", "--no-until-memorized", "--eval-every", "0",
             "--log-every", "1", "--threads", "1", "--batch-size", "8", "--no-verify", "-q"]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
@@ -443,14 +442,13 @@ def test_two_processes_match_one(tiny_corpus, tiny_tokenizer_dir, tmp_path):
     assert "2 process(es)" in done.stdout + done.stderr
 
 
-def test_cli_train_writes_a_run_folder_and_refuses_to_clobber_it(tiny_tokenizer_dir, tmp_path):
+def test_cli_train_writes_a_run_folder_and_refuses_to_clobber_it(tiny_tokenizer_dir, tarball, tmp_path):
     from typer.testing import CliRunner
 
     from laam.cli import app
-    from tests.conftest import TARBALL
 
     out = tmp_path / "run"
-    args = ["train", str(TARBALL), "--cache", str(tmp_path / "cache"), "--preset", "tiny", "--tokenizer",
+    args = ["train", str(tarball), "--cache", str(tmp_path / "cache"), "--preset", "tiny", "--tokenizer",
             str(tiny_tokenizer_dir), "--max-steps", "3", "--eval-every", "0", "--threads", "1", "--no-verify",
             "--layers", "1", "--out", str(out), "-q"]
     result = CliRunner().invoke(app, args)
@@ -516,16 +514,15 @@ def test_replay_and_adaptive_decay_are_part_of_what_resume_checks():
 
 
 @pytest.mark.slow  # tens of seconds; the resume tests above keep exact resume in the fast tier
-def test_linux_cpu_preset_trains_in_resumable_slices(tmp_path):
+def test_linux_cpu_preset_trains_in_resumable_slices(tarball, tmp_path):
     """`laam train --preset linux-cpu --max-time N`, then `--resume --max-time N` again: each slice ends with a
     checkpoint and a model folder and the next goes on from it, making the uninterrupted run's steps (here on a
     4 KB slice, slices of one step)."""
     from typer.testing import CliRunner
 
     from laam.cli import app
-    from tests.conftest import TARBALL
 
-    common = ["train", str(TARBALL), "--cache", str(tmp_path / "cache"), "--preset", "linux-cpu", "--include",
+    common = ["train", str(tarball), "--cache", str(tmp_path / "cache"), "--preset", "linux-cpu", "--include",
               "linux/lib/", "--exclude", "linux/lib/malloc.c", "--threads", "1", "--no-verify", "--eval-every", "2",
               "--log-every", "1", "-q"]
     for i in range(3):
