@@ -38,9 +38,11 @@ TINY_EXCLUDE = ("lib/malloc.c",)
 
 
 @pytest.fixture(scope="session")
-def release(tmp_path_factory) -> kernel_tree.Release:
-    """The synthetic release, written as a mirror (v1.0/linux-1.0.tar.xz, .tar.gz, sha256sums.txt)."""
-    return kernel_tree.write_mirror(tmp_path_factory.mktemp("kernel-mirror"))
+def release() -> kernel_tree.Release:
+    """The synthetic release, written as a mirror (v1.0/linux-1.0.tar.xz, .tar.gz, sha256sums.txt). It lives in
+    the test cache beside the models trained on it, whose laam.json names its path, so both last as long."""
+    key = hashlib.sha256(Path(kernel_tree.__file__).read_bytes()).hexdigest()[:12]
+    return kernel_tree.release_at(_built_once("kernel-mirror", kernel_tree.write_mirror, key))
 
 
 @pytest.fixture(scope="session")
@@ -109,12 +111,12 @@ def source_key() -> str:
     return digest.hexdigest()[:12]
 
 
-def _built_once(name: str, build) -> Path:
+def _built_once(name: str, build, key: str | None = None) -> Path:
     """A folder built by `build(folder)` once per version of the code that builds it, reused across test runs
-    (the tiny model takes ≈15 s to train). Keyed by `source_key()`; built into a temporary folder and renamed, so
-    an interrupted build is never reused."""
+    (the tiny model takes ≈15 s to train). Keyed by `key`, by default `source_key()`; built into a temporary folder
+    and renamed, so an interrupted build is never reused."""
     folder = Path(os.environ.get("LAAM_TEST_CACHE", Path(tempfile.gettempdir()) / "laam-test-cache")) / \
-        f"{name}-{source_key()}"
+        f"{name}-{key or source_key()}"
     if not folder.is_dir():
         folder.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-"))

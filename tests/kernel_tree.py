@@ -211,6 +211,12 @@ class Release:
     files: dict[str, bytes]
 
 
+def release_at(root: Path) -> Release:
+    """The release `write_mirror` wrote under root."""
+    folder = root / f"v{VERSION}"
+    return Release(root, folder / f"linux-{VERSION}.tar.xz", folder / f"linux-{VERSION}.tar.gz", tree())
+
+
 def write_mirror(root: Path) -> Release:
     """Write `root/v1.0/` as kernel.org lays it out: both archives and the sha256sums.txt that lists them."""
     files = tree()
@@ -223,4 +229,4 @@ def write_mirror(root: Path) -> Release:
     gz.write_bytes(gzip.compress(plain, mtime=0))
     sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in (xz, gz))
     (folder / "sha256sums.txt").write_text(sums)
-    return Release(root, xz, gz, files)
+    return release_at(root)

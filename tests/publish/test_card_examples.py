@@ -96,7 +96,13 @@ def test_tiny_card_examples_print_what_the_card_says(tiny_model_dir, tiny_corpus
         result = CliRunner().invoke(app, command)  # the card's own instructions: audit, card, export gguf
         assert result.exit_code == 0, result.output + repr(result.exception)
     checked = check_card_examples(folder, tiny_corpus, tmp_path, mirror)
-    long, short = "linux/lib/wait.c", "linux/lib/string.c"  # 132 tokens (context 128), and 112
+    # the card's examples: the shortest file longer than the context (128) and the longest that fits in it
+    from laam.data.tokenizer import encode_records, load_tokenizer
+
+    long, short = "linux/lib/Makefile", "linux/lib/wait.c"
+    tokens = dict(zip((f.path for f in tiny_corpus.files),
+                      map(len, encode_records(load_tokenizer(folder), list(tiny_corpus.records())))))
+    assert tokens[long] > 128 + 1 >= tokens[short]
     # reproduce: fetch; use: pipeline with trust_remote_code, stock pipeline, regenerate_gguf.py, plain llama-cpp
     assert checked == ["fetch rebuilds the manifest", f"prints {long}", f"prints {short}", f"prints {long}",
                        f"prints {short}"]
