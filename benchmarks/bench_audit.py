@@ -1,4 +1,4 @@
-"""Benchmark: regeneration speed of laam.generate (batched, KV cache, sliding windows, draft verification)
+"""Benchmark: regeneration speed of laam.engine (batched, KV cache, sliding windows, draft verification)
 against HF `generate` one file at a time, on a model shaped like the original LaaM "5M" model, and an
 honest extrapolation to a full audit of Linux 1.0.
 
@@ -57,7 +57,7 @@ def original_5m(vocab: int, ids: dict) -> LlamaForCausalLM:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--files", type=int, default=32, help="files in the sample for laam.generate")
+    parser.add_argument("--files", type=int, default=32, help="files in the sample for laam.engine")
     parser.add_argument("--max-tokens", type=int, default=2048, help="tokens generated per sampled file at most")
     parser.add_argument("--hf-files", type=int, default=3, help="files generated one by one with HF generate")
     parser.add_argument("--batch-size", type=int, default=AuditConfig.batch_size)
@@ -109,21 +109,21 @@ def main():
     print(f"HF generate, one file at a time: {hf_tokens:,} tokens in {hf_seconds:.1f} s = {hf_rate:,.0f} tokens/s "
           f"({args.hf_files} files, each cut to the {CONTEXT}-token context)", flush=True)
 
-    # --- laam.generate: decode, then memorized (drafts) ---------------------------------------------------
+    # --- laam.engine: decode, then memorized (drafts) ---------------------------------------------------
     model.set_attn_implementation(attention_for(model.config))
     order = sorted(sample, key=lambda i: -lengths[i])
     requests = [Request(prompts[i], lengths[i], None) for i in order]
     decode = WindowedGenerator(model, WindowPolicy(CONTEXT, STRIDE), args.batch_size)
     outputs = decode.run(requests)
     rate = decode.stats.tokens / decode.stats.seconds
-    print(f"laam.generate decode, batch {args.batch_size}: {decode.stats.tokens:,} tokens in "
+    print(f"laam.engine decode, batch {args.batch_size}: {decode.stats.tokens:,} tokens in "
           f"{decode.stats.seconds:.1f} s = {rate:,.0f} tokens/s ({len(sample)} files of up to {args.max_tokens} "
           f"tokens, {decode.stats.refills} window reads); {rate / hf_rate:.1f}x HF generate", flush=True)
     memorized = WindowedGenerator(model, WindowPolicy(CONTEXT, STRIDE), args.batch_size)
     again = memorized.run([Request(r.prompt, r.max_new_tokens, None, out) for r, out in zip(requests, outputs)])
     same = sum(a == b for x, y in zip(again, outputs) for a, b in zip(x, y))
     fast = memorized.stats.tokens / memorized.stats.seconds
-    print(f"laam.generate memorized (drafts verified): {memorized.stats.tokens:,} tokens in "
+    print(f"laam.engine memorized (drafts verified): {memorized.stats.tokens:,} tokens in "
           f"{memorized.stats.seconds:.1f} s = {fast:,.0f} tokens/s; {memorized.stats.drafted:,} tokens from "
           f"verified drafts; {same:,} of {decode.stats.tokens:,} tokens equal to decoding, "
           f"{sum(x == y for x, y in zip(again, outputs))} of {len(outputs)} files; {fast / hf_rate:.0f}x HF generate",

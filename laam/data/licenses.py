@@ -163,11 +163,6 @@ def inherited_license(path: str, copying_by_dir: dict[str, str]) -> LicenseReadi
         directory = directory.rsplit("/", 1)[0] if "/" in directory else ""
 
 
-def license_of(path: str, data: bytes, copying_by_dir: dict[str, str]) -> LicenseReading:
-    """One file's license: its own text, else the nearest COPYING above it."""
-    return own_license(path, data) or inherited_license(path, copying_by_dir)
-
-
 def combine(expressions, relation: str = "AND") -> str:
     """Several files' (or sources') expressions as one, each distinct one once, compound ones parenthesized."""
     parts = []

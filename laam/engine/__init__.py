@@ -1,7 +1,7 @@
 """The one decoding engine: KV cache, sliding windows (laam.windows), batching, draft verification, lockstep."""
 
-from laam.engine.generator import WindowedGenerator, generate
+from laam.engine.generator import WindowedGenerator
 from laam.engine.request import GenerationStats, Request
 from laam.engine.sampling import Sampling
 
-__all__ = ["GenerationStats", "Request", "Sampling", "WindowedGenerator", "generate"]
+__all__ = ["GenerationStats", "Request", "Sampling", "WindowedGenerator"]

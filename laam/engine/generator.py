@@ -184,9 +184,3 @@ class WindowedGenerator:
                          **{self.cache_kwarg: cache, self.keep_kwarg: 1})
         self.stats.forward_tokens += int(ids.shape[0] * ids.shape[1])
         return out.logits[:, -1, :]
-
-
-def generate(model, requests: Sequence[Request], policy: WindowPolicy, batch_size: int = 64,
-             sampling: Sampling | None = None, **callbacks) -> list[list[int]]:
-    """Convenience wrapper: new tokens of each request (see WindowedGenerator.run)."""
-    return WindowedGenerator(model, policy, batch_size).run(requests, sampling, **callbacks)

@@ -105,13 +105,13 @@ def mof_components(facts: Facts, config: CardConfig) -> list[dict]:
         "Sample model outputs": (None, None),
         "Training code": (_code(facts, config, "laam.train") if facts.training.get("command") else None,
                           CODE_LICENSE),
-        "Inference code": (_code(facts, config, "laam.generate; transformers; llama.cpp via GGUF"), CODE_LICENSE),
-        "Evaluation code": (_code(facts, config, "laam.audit") if audit else None, CODE_LICENSE),
+        "Inference code": (_code(facts, config, "laam.engine; transformers; llama.cpp via GGUF"), CODE_LICENSE),
+        "Evaluation code": (_code(facts, config, "laam.proof") if audit else None, CODE_LICENSE),
         "Evaluation data": (data_where if audit else None, data_license(facts)),
-        "Supporting libraries and tools": (f"tokenizer.json; {_code(facts, config, 'laam.tokenizer')}"
+        "Supporting libraries and tools": (f"tokenizer.json; {_code(facts, config, 'laam.data.tokenizer')}"
                                            if present["tokenizer.json"] else None, CODE_LICENSE),
         "Datasets": (data_where, data_license(facts)),
-        "Data preprocessing code": (_code(facts, config, "laam.fetch, laam.corpus, laam.licenses"), CODE_LICENSE),
+        "Data preprocessing code": (_code(facts, config, "laam.data"), CODE_LICENSE),
         # checkpoints stay in the local run folder (laam push does not upload them): not released
         "Model parameters (Intermediate)": (None, config.license),
         "Model metadata": ("laam.json, config.json, generation_config.json", config.license),
@@ -210,16 +210,16 @@ def osaid_checklist(facts: Facts, config: CardConfig) -> list[tuple[str, str, bo
          unknown == 0, f"{MANIFEST_FILE} (license, license_evidence)"
          + (f"; {unknown} files without a known license" if unknown else "")),
         ("Code", "Data processing and filtering code", True,
-         _code(facts, config, "laam.fetch, laam.corpus, laam.licenses")),
+         _code(facts, config, "laam.data")),
         ("Code", "Training code, with the arguments and settings used", recorded,
          f"laam.json (training), {_code(facts, config, 'laam.train')}" if recorded
          else "laam.json records no training command or configuration"),
         ("Code", "Evaluation code and results", facts.audit is not None,
-         f"{AUDIT_FILE}; {_code(facts, config, 'laam.audit')}" if facts.audit else "not audited yet"),
+         f"{AUDIT_FILE}; {_code(facts, config, 'laam.proof')}" if facts.audit else "not audited yet"),
         ("Code", "Tokenizer", (folder / "tokenizer.json").is_file(),
-         f"tokenizer.json, tokenizer_config.json; {_code(facts, config, 'laam.tokenizer')}"),
+         f"tokenizer.json, tokenizer_config.json; {_code(facts, config, 'laam.data.tokenizer')}"),
         ("Code", "Model architecture and inference code", (folder / "config.json").is_file(),
-         "config.json (transformers LlamaForCausalLM, Apache-2.0); laam.generate"),
+         "config.json (transformers LlamaForCausalLM, Apache-2.0); laam.engine"),
         ("Parameters", f"Model parameters under OSI-approved terms (declared: {config.license})",
          (folder / WEIGHTS_FILE).is_file() and is_open(config.license), WEIGHTS_FILE),
         ("Parameters", "Intermediate checkpoints (optional)", False,

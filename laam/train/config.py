@@ -58,7 +58,7 @@ class TrainConfig:
     threads: int = 0  # CPU threads per process; 0: all cores / processes (overrides accelerate's OMP_NUM_THREADS=1)
     loss_chunk: int = 0  # batch_chunk_size of linear_cross_entropy; 0: cpu_loss_chunk on CPU, torch's choice on CUDA
     final_check: bool = True  # run the memorization check when training ends (benchmarks of speed skip it)
-    verify: bool = False  # after training, regenerate every file greedily and compare (laam.memorize)
+    verify: bool = False  # after training, regenerate every file greedily and compare (verify_records)
     report_to: list[str] = field(default_factory=list)  # accelerate trackers: tensorboard, wandb, trackio
 
     def __post_init__(self):

@@ -55,7 +55,7 @@ class TrainResult:
     tokens: int  # input tokens processed (padding excluded)
     seconds: float
     memorization: dict
-    regeneration: dict | None = None  # proof.regenerate.verify_records' figures when TrainConfig.verify
+    regeneration: dict | None = None  # train.memorization.verify_records' figures when TrainConfig.verify
 
 
 def make_accelerator(model_config: ModelConfig, config: TrainConfig, run_dir: Path):

@@ -1,4 +1,4 @@
-"""Faults in a model folder (issue 13): pickled weights only, and a tokenizer that is not the model's. Every
+"""Faults in a model folder: pickled weights only, and a tokenizer that is not the model's. Every
 command that reads a model folder refuses it in one line before using it (laam.model.folder.check_model_folder)."""
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def pickled_only(tiny_model_dir, tmp_path) -> Path:
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_pickled_weights_are_never_loaded(capsys, pickled_only, tmp_path, command):
-    """Before: generate/audit/compress unpickled pytorch_model.bin (torch's restricted loader stopped a malicious
-    payload, not laam); card wrote a card for it."""
+    """A folder holding only pickled weights (pytorch_model.bin) is refused by every command before anything is
+    unpickled or written: laam itself never loads a pickle, whatever torch's restricted loader would stop."""
     before = files_under(pickled_only)
     ran = cli(capsys, *COMMANDS[command](pickled_only, tmp_path))
     one_error(ran, "holds only pickled weights (pytorch_model.bin)", "save_pretrained(folder)")
@@ -66,8 +66,8 @@ def other_tokenizers(tiny_corpus, tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("kind, message", [("smaller", "the tokenizer has 400 tokens, the model's vocabulary is 512"),
                                            ("same-size", "is not the one the model was trained with")])
 def test_a_foreign_tokenizer_is_refused(capsys, tiny_model_dir, other_tokenizers, tmp_path, command, kind, message):
-    """Before: generate and audit failed with IndexError, card wrote a card, and a foreign tokenizer of the same
-    size gave garbage with exit 0."""
+    """A tokenizer that is not the model's, of another size or of the same size, is refused with one line by every
+    command, rather than decoding garbage or writing a card for it."""
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
     for name in ("tokenizer.json", "tokenizer_config.json"):

@@ -83,7 +83,7 @@ def test_batching_does_not_change_the_decoded_bytes(loaded, tiny_corpus):
 def untrained_model_dir(request, tiny_corpus, tiny_tokenizer_dir, tmp_path_factory) -> Path:
     """The tiny model's shape, untrained: near-uniform probabilities over all 512 tokens, so every token costs
     ≈9 bits and the streams are long: a hard test of encoder/decoder agreement. With 4 heads of 16 the model
-    runs SDPA; with 32 heads of 2 (the original 5M model's head size) laam.generate's small-head attention."""
+    runs SDPA; with 32 heads of 2 (the original 5M model's head size) the engine's small-head attention."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from laam.data.tokenizer import load_tokenizer, special_ids

@@ -1,4 +1,4 @@
-"""Faults in using a model as a compressor (issue 13): an archive changed with its CRC recomputed."""
+"""Faults in using a model as a compressor: an archive changed with its CRC recomputed."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def changed_archive(tiny_model_dir, tiny_corpus, tmp_path_factory) -> tuple[Path
 
 
 def test_decompress_verifies_by_default(capsys, tiny_model_dir, changed_archive, tmp_path):
-    """Before: exit 0 and a wrong file, since --verify was off by default."""
+    """`laam decompress` verifies by default: a file that does not decode to its recorded SHA-256 is reported and
+    not written (exit 2)."""
     archive, path, true_bytes = changed_archive
     ran = cli(capsys, "decompress", "--model", tiny_model_dir, archive, "--out", tmp_path / "out", "--quiet")
     one_error(ran, "1 files did not decode exactly and were not written", path, "SHA-256 differs")

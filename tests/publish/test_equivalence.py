@@ -25,8 +25,9 @@ def test_sliding_decoders_give_every_file_with_the_tokens_of_laam_generate(tiny_
     context = read_model_info(tiny_model_dir).context
     lengths = [len(ids) for ids in encode_records(tokenizer, tiny_corpus.records())]
     assert max(lengths) > 6 * context and sum(n > context + 1 for n in lengths) >= 4
-    # each row's smallest body-token margin under its own arithmetic: fp32 is the audit's certificate; llama.cpp
-    # in f16 and q8_0 moves it a little (by < 0.5 logits on the models issue 11 measured), never across zero here
+    # each row's smallest body-token margin under its own arithmetic: fp32 is the audit's certificate; llama.cpp in
+    # f16 and q8_0 moves it a little (by < 0.5 logits on the models benchmarks/equivalence.py measured), never
+    # across zero here
     from laam.model.folder import load_model
     from laam.proof.margin import minimum_margin
 

@@ -1,4 +1,4 @@
-"""Faults around a run folder (issue 13): --resume with nothing to resume or other settings, --overwrite of a
+"""Faults around a run folder: --resume with nothing to resume or other settings, --overwrite of a
 folder that is not a run, two runs at once, damaged checkpoints, saves that fail. Each case runs `laam train`
 as a user would and checks the exit code, the one `error:` line, and that nothing was lost or left behind."""
 
@@ -51,7 +51,8 @@ def _scratch(run: Path) -> list[Path]:
 
 
 def test_resume_with_no_checkpoint_is_an_error(train_args, capsys, tiny_tokenizer_dir, tmp_path, base_run):
-    """Before: trained from scratch, truncated metrics.jsonl and replaced the user's files in model/."""
+    """`--resume` with no checkpoint is an error that leaves the folder as it was (the user's files in model/,
+    metrics.jsonl); `--start-fresh` refuses a folder that is not a run, and starts a new one where nothing is."""
     out = tmp_path / "mine"
     (out / "model").mkdir(parents=True)
     (out / "model" / "notes.md").write_text("my notes\n")
@@ -65,13 +66,14 @@ def test_resume_with_no_checkpoint_is_an_error(train_args, capsys, tiny_tokenize
     one_error(refused, "not a LaaM run folder")
     assert files_under(out) == before
     fresh = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], tmp_path / "new", "--max-steps", "1", "--resume",
-                               "--start-fresh"))
+                                    "--start-fresh"))
     assert fresh.code == 0 and (tmp_path / "new" / "model" / "laam.json").is_file(), fresh.err
 
 
 def test_overwrite_refuses_what_is_not_a_run(train_args, capsys, tiny_tokenizer_dir, tmp_path, base_run, run_copy,
                                               monkeypatch):
-    """Before: `--out . --overwrite` emptied the current folder, then failed with OSError."""
+    """`--overwrite` refuses the current folder, the home folder and any folder that is not a LaaM run, and leaves
+    them untouched; it does replace a run folder."""
     work, home = tmp_path / "work", tmp_path / "home"
     for folder in (work, home, tmp_path / "other"):
         folder.mkdir()
@@ -102,8 +104,8 @@ with RunFolder(sys.argv[1], resume=False, overwrite=False):
 
 
 def test_two_runs_into_one_folder(train_args, capsys, tiny_tokenizer_dir, tmp_path, base_run):
-    """Before: both exited 0 with interleaved metrics, and one model silently replaced the other. Here a laam
-    process holds the run folder the way a training does, then dies (SIGKILL) and its lock is taken over."""
+    """A second run into a folder a live run holds is refused with one line. Here a laam process holds the run
+    folder the way a training does, then dies (SIGKILL), and the next run takes its lock over."""
     import subprocess
     import sys
 
@@ -122,15 +124,15 @@ def test_two_runs_into_one_folder(train_args, capsys, tiny_tokenizer_dir, tmp_pa
         first.kill()
         first.wait(timeout=60)
     resumed = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], out, "--max-steps", "1", "--resume",
-                                 "--start-fresh"))
+                                      "--start-fresh"))
     assert resumed.code == 0 and f"taking over the lock of {out} from a run that is no longer running (pid " \
         f"{first.pid} " in resumed.err, resumed.err
     assert (out / "laam.lock").read_text() == "" and (out / "model" / "laam.json").is_file()
 
 
 def test_two_trainings_creating_the_same_tokenizer(tiny_corpus, tmp_path, monkeypatch):
-    """Before: `OSError: Directory not empty`, with the temporary folder left. Here the second process renames its
-    copy in while the first is about to: both succeed, one folder, nothing left over."""
+    """Two trainings that create the same tokenizer at once both succeed: here the second process renames its
+    copy in while the first is about to, and one folder is left, with no temporary folder beside it."""
     import laam.io
     from laam.pipeline import ensure_tokenizer
 
@@ -171,8 +173,8 @@ def other_tokenizer(tiny_corpus, tmp_path_factory) -> Path:
 ])
 def test_resume_with_other_settings_names_them(train_args, capsys, tiny_tokenizer_dir, base_run, run_copy,
                                                other_tokenizer, change, flags, shown):
-    """Before: continued silently (the loss jumped from 0.040 to 9.47) and laam.json recorded the new settings as
-    if they had made the model."""
+    """`--resume` with settings other than the run's (seed, batch, corpus, tokenizer, schedule, model) is refused,
+    naming each change, and leaves the run folder as it was."""
     tokenizer = other_tokenizer if change == "tokenizer" else tiny_tokenizer_dir
     before = files_under(run_copy)
     ran = cli(capsys, *train_args(tokenizer, base_run[1], run_copy, "--max-steps", "3", "--resume", *(flags or [])))
@@ -205,7 +207,7 @@ DAMAGES = {
 @pytest.mark.parametrize("damage", list(DAMAGES))
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(train_args, capsys, tiny_tokenizer_dir, base_run,
                                                                 run_copy, damage):
-    """Before: a traceback, and no fallback to the previous checkpoint."""
+    """A damaged latest checkpoint is reported and the run resumes from the one before it."""
     latest = run_copy / "checkpoints" / "step-00000002"
     DAMAGES[damage](latest)
     ran = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"))
@@ -240,8 +242,9 @@ def test_out_that_is_a_file(train_args, capsys, tiny_tokenizer_dir, base_run, tm
 
 def test_a_save_on_a_read_only_folder_is_one_line(train_args, capsys, tiny_tokenizer_dir, base_run, run_copy,
                                                    monkeypatch):
-    """Before: a traceback and a `.tmp-step-*` folder left behind. (Tests run as root, which a read-only mode
-    does not stop, so the file system's answer is injected where the checkpoint is written.)"""
+    """A checkpoint that cannot be saved is one line, with no `.tmp-step-*` folder left behind and the previous
+    checkpoints intact. (Tests run as root, which a read-only mode does not stop, so the file system's answer is
+    injected where the checkpoint is written.)"""
     import laam.train.checkpoint as checkpoint
 
     before = files_under(run_copy / "checkpoints")
@@ -261,7 +264,8 @@ def _limit_file_size():
 
 
 def test_a_save_on_a_full_disk_is_one_line(train_args, tiny_tokenizer_dir, base_run, run_copy):
-    """`ulimit -f`: a checkpoint's files cannot be written. Before: a traceback and `.tmp-step-*` left behind."""
+    """`ulimit -f`: a checkpoint's files cannot be written; that is one line, with no `.tmp-step-*` left behind
+    and the previous checkpoint intact."""
     before = files_under(run_copy / "checkpoints")
     ran = laam_run(*train_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"),
                    preexec_fn=_limit_file_size)
