@@ -16,7 +16,7 @@ from pathlib import Path
 
 from laam.data.licenses import NOASSERTION, combine, normalize
 from laam.errors import LaamError
-from laam.io import sha256_file
+from laam.io import atomic_write_text, sha256_file
 from laam.model.folder import WEIGHTS_FILE
 from laam.publish.facts import CardConfig, Facts
 
@@ -184,9 +184,7 @@ def validate_bom(document: dict) -> None:
 def write_bom(facts: Facts, config: CardConfig, path: Path) -> Path:
     document = bom_json(facts, config)
     validate_bom(document)
-    path = Path(path)
-    path.write_text(json.dumps(document, indent=1) + "\n")
-    return path
+    return atomic_write_text(Path(path), json.dumps(document, indent=1) + "\n")
 
 
 def schema_path() -> Path:

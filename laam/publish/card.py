@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from laam.io import atomic_file, atomic_write_text
 from laam.publish.bom import write_bom
 from laam.publish.facts import (
     AUDIT_FILE,
@@ -174,7 +175,8 @@ class CardResult:
 
 def _copy(source: Path, target: Path, written: list[Path]) -> None:
     if source.resolve() != target.resolve():
-        shutil.copyfile(source, target)
+        with source.open("rb") as original, atomic_file(target) as copy:
+            shutil.copyfileobj(original, copy)
     written.append(target)
 
 
@@ -199,7 +201,7 @@ def write_card(folder: Path, config: CardConfig | None = None, cache: Path | Non
     if (folder.parent / METRICS_FILE).is_file():
         _copy(folder.parent / METRICS_FILE, folder / METRICS_FILE, written)
     text = render_card(facts, config)
-    (folder / CARD_FILE).write_text(text)
+    atomic_write_text(folder / CARD_FILE, text)
     written.append(folder / CARD_FILE)
     written.append(write_mof_yaml(facts, config, folder / "mof.yml"))
     written.append(write_bom(facts, config, folder / "bom.cdx.json"))

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from laam.data.licenses import combine, satisfied_by
+from laam.io import atomic_write_text
 from laam.model.folder import WEIGHTS_FILE
 from laam.publish.facts import (
     AUDIT_FILE,
@@ -186,9 +187,8 @@ def _spdx_url(license_id: str | None) -> str:
 
 
 def write_mof_yaml(facts: Facts, config: CardConfig, path: Path) -> Path:
-    path = Path(path)
-    path.write_text(yaml.safe_dump(mof_document(facts, config), sort_keys=False, allow_unicode=True))
-    return path
+    return atomic_write_text(Path(path), yaml.safe_dump(mof_document(facts, config), sort_keys=False,
+                                                          allow_unicode=True))
 
 
 def osaid_checklist(facts: Facts, config: CardConfig) -> list[tuple[str, str, bool, str]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from laam.io import atomic_file, atomic_write_text
+
 TRACKERS = ("tensorboard", "wandb", "trackio")  # accelerate trackers `laam train --report-to` accepts
 
 
@@ -39,12 +41,14 @@ class Metrics:
         if accelerator.is_main_process:
             rows = self.rows() if resume_step is not None else []
             # a resumed run continues from its checkpoint: drop rows the interrupted run wrote after it
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in rows if r.get("step", 0) <= resume_step))
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows if r.get("step", 0) <= resume_step))
 
     def rows(self) -> list[dict]:
         return read_metrics(self.path)
 
     def log(self, row: dict) -> None:
+        # appended a line at a time, so a run killed mid-write leaves whole rows and at most one cut last line,
+        # which read_metrics skips
         if self.accelerator.is_main_process:
             with self.path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -72,6 +76,7 @@ def plot_metrics(metrics_path: Path, out: Path) -> Path | None:
     ax2.set_xlabel("step")
     ax2.set_ylim(0, 100.5)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    with atomic_file(out) as handle:
+        fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
     return out
