@@ -78,9 +78,9 @@ def pytest_terminal_summary(terminalreporter):
     most of itself must not read as green."""
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if NO_LINUX in str(r.longrepr)]
     if skipped:
-        terminalreporter.write_sep("!", f"{len(skipped)} tests skipped: they need the real Linux 1.0 and found "
-                                   f"no {LINUX_TARBALL} (set LAAM_TEST_MIRROR; under CI=true they fail)",
-                                   red=True, bold=True)
+        counted = f"{len(skipped)} tests skipped: they need" if len(skipped) != 1 else "1 test skipped: it needs"
+        terminalreporter.write_sep("!", f"{counted} the real Linux 1.0 and found no {LINUX_TARBALL} (set "
+                                   "LAAM_TEST_MIRROR; under CI=true this fails)", red=True, bold=True)
 
 
 @pytest.fixture(scope="session")
