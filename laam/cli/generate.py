@@ -13,6 +13,7 @@ from laam.cli.app import Cache, ModelDir, Quiet, app, console, out
 from laam.data.fetch import default_cache
 from laam.errors import LaamError
 from laam.progress import phases
+from laam.validation import AT_LEAST_1, check_value
 
 Files = Annotated[str | None, typer.Option(
     "--files", help="Only corpus paths matching this glob (`*` crosses `/`; a trailing `/` means the folder), "
@@ -32,7 +33,8 @@ def generate_command(
                                                 "first).")] = 65536,
     greedy: Annotated[bool, typer.Option("--greedy", help="Argmax decoding (the default unless --temperature "
                                          "is given).")] = False,
-    temperature: Annotated[float | None, typer.Option(help="Sample at this temperature (default: greedy).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sample at this temperature (default: greedy; 0 is greedy "
+                                                      "too, argmax being sampling's limit as it falls).")] = None,
     top_k: Annotated[int, typer.Option(help="Sample only among the k likeliest tokens (0: no limit).")] = 0,
     top_p: Annotated[float, typer.Option(help="Sample only from the smallest set with this probability.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed for sampling.")] = 0,
@@ -55,8 +57,9 @@ def generate_command(
         raise LaamError("give exactly one of --path or --prompt")
     if greedy and temperature is not None:
         raise LaamError("--greedy and --temperature exclude each other")
-    sampling = Sampling(greedy=temperature is None, temperature=temperature or 1.0, top_k=top_k, top_p=top_p,
-                        seed=seed)
+    check_value("--max-new-tokens", max_new_tokens, AT_LEAST_1)
+    sampling = Sampling(greedy=temperature is None, temperature=1.0 if temperature is None else temperature,
+                        top_k=top_k, top_p=top_p, seed=seed)
     loaded = load_model(model_dir, threads=threads)
     tokenizer = loaded.tokenizer
     encoding = "utf-8"
