@@ -43,6 +43,8 @@ def compress_command(
 
     from laam.proof.compress.run import CompressConfig, compress_corpus
 
+    if archive.is_dir():
+        raise LaamError(f"--out {archive} is a folder; give the archive file to write (e.g. {archive}/corpus.laamz)")
     torch.set_num_threads(threads)
     result = compress_corpus(model, archive, files, CompressConfig(batch_size=batch_size, device=device), cache,
                              roundtrip=roundtrip, archive_baselines=archive_baselines, report_path=report, quiet=quiet)
