@@ -57,8 +57,10 @@ def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator:
             yield handle
         os.chmod(handle.name, 0o666 & ~_umask())  # tempfile makes it 0600; a published file is as open() makes it
         os.replace(handle.name, path)
-    except BaseException:
+    except BaseException as error:
         Path(handle.name).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)  # a failed write() names no file; a full disk is reported with the path
         raise
 
 
