@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 
 from laam.errors import LaamError
-from laam.validation import AT_LEAST_1, POSITIVE, OneOf, validate
+from laam.validation import AT_LEAST_1, POSITIVE, OneOf, SettingError, validate
 from laam.windows import WindowPolicy
 
 PRECISIONS = ("auto", "float32", "bf16")
@@ -63,9 +63,9 @@ class ModelConfig:
 
 def strict_from_dict(cls, data: dict, what: str):
     """A config dataclass from a dict, naming unknown keys (a typo in a recipe file) instead of a TypeError."""
-    unknown = set(data) - {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
     if unknown:
-        raise LaamError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
+        raise SettingError(unknown[0], f"unknown {what} setting(s): {', '.join(unknown)}")
     return cls(**data)
 
 

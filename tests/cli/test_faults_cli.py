@@ -195,6 +195,7 @@ RECIPES = {
     "top-level-list.yaml": ("- 1\n- 2\n", "must hold tables (corpus, model, train, stages, preset), not a list"),
     "stages-scalar.toml": ("stages = 3\n", "stages must be a list of tables of training settings"),
     "not-utf8.toml": (b"[train]\nlr = 0.1 # \xff\n", "is not UTF-8 text"),
+    "unknown-key.yaml": ("model:\n  layers: 2\n", "unknown model setting(s): layers"),
 }
 
 
