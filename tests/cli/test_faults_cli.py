@@ -117,6 +117,13 @@ def test_decompress_out_that_is_a_file(capsys, tiny_model_dir, archive, tmp_path
     assert target.read_text() == "keep\n"
 
 
+def test_extract_out_that_is_a_file(capsys, tiny_model_dir, tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep\n")
+    one_error(cli(capsys, *_extract(tiny_model_dir, target, tmp_path / "cache")), f"--out {target} is a file")
+    assert target.read_text() == "keep\n"
+
+
 def test_compress_out_that_is_a_folder(capsys, tiny_model_dir, tmp_path):
     """Before: an IsADirectoryError traceback after the whole coding."""
     folder = tmp_path / "archives"
