@@ -1,4 +1,5 @@
-"""Writing files so that a crash never leaves half of one, and hashing them.
+"""Writing files so that a crash never leaves half of one, never outside the folder asked for, never over a
+user's file unasked; and hashing them.
 
 Every file or folder another run may read (a cache entry, a checkpoint, a model folder, a report)
 is written beside its final place and renamed into it: readers see the old version or the new
@@ -14,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from laam.errors import LaamError
 
 
 def sha256_file(path: Path) -> str:
@@ -50,8 +53,10 @@ def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator:
             yield handle
         os.chmod(handle.name, 0o666 & ~_umask())  # tempfile makes it 0600; a published file is as open() makes it
         os.replace(handle.name, path)
-    except BaseException:
+    except BaseException as error:
         Path(handle.name).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)  # a failed write() names no file; a full disk is reported with the path
         raise
 
 
@@ -96,3 +101,29 @@ def atomic_folder(final: Path, replace: bool = True) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+
+
+def output_path(out: Path, relative: str) -> Path:
+    """Where `relative` goes under the folder `out`, resolved; a LaamError when that place is not inside `out`.
+
+    The check is on the resolved path, as tarfile's `data` filter does it: an absolute or `..` name, and a symlink
+    anywhere on the way (`out/linux` pointing elsewhere, or the file itself), all resolve outside and are refused.
+    Writing to the returned path writes where the check looked."""
+    root = Path(out).resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise LaamError(f"refusing to write {Path(out) / relative}: it resolves to {target}, outside {out} "
+                        "(a symlink or '..' on the way)")
+    return target
+
+
+def refuse_replacing(targets: dict[Path, str], force: bool) -> None:
+    """Before writing files (path -> SHA-256 of the bytes about to go there): one that exists with other bytes is
+    a LaamError naming it, unless `force`. A file that already holds exactly those bytes is no loss."""
+    if force:
+        return
+    for path, digest in targets.items():
+        if path.is_dir():
+            raise LaamError(f"cannot write {path}: it is a folder")
+        if path.exists() and sha256_file(path) != digest:
+            raise LaamError(f"{path} already exists with other content; pass --force to replace it")

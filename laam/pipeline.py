@@ -15,13 +15,14 @@ from pathlib import Path
 from laam.data.corpus import DEFAULT_MAX_FILE_SIZE, Corpus, CorpusConfig, load_corpus
 from laam.data.fetch import DEFAULT_MIRROR, default_cache
 from laam.data.tokenizer import default_tokenizer_dir, train_tokenizer
-from laam.errors import Interrupted
+from laam.errors import Interrupted, LaamError
 from laam.model.config import ModelConfig
 from laam.model.presets import recipe
 from laam.progress import console, phases
 from laam.train.checkpoint import checkpoints
 from laam.train.config import TrainConfig
 from laam.train.run_folder import RunFolder, check_run_folder
+from laam.validation import SettingError
 
 
 def build_configs(plan: dict, model_overrides: dict, train_overrides: dict) -> tuple[ModelConfig, list[TrainConfig]]:
@@ -36,7 +37,8 @@ def corpus_config(plan: dict, source: str, mirror: str, cache: Path, overrides: 
     """The recipe's corpus selection, with the command line's non-empty overrides on top."""
     settings = {"filter": "source", "include": (), "exclude": (), "max_file_size": DEFAULT_MAX_FILE_SIZE,
                 **plan.get("corpus", {}), **{k: v for k, v in (overrides or {}).items() if v not in (None, [], ())}}
-    settings["include"], settings["exclude"] = tuple(settings["include"]), tuple(settings["exclude"])
+    for key in ("include", "exclude"):  # a list in a recipe file; one string would be a tuple of its characters
+        settings[key] = tuple(settings[key]) if isinstance(settings[key], list) else settings[key]
     return CorpusConfig(source=source, mirror=mirror, cache=cache, **settings)
 
 
@@ -102,12 +104,19 @@ def train_recipe(preset: str | None = "demo", config_file: Path | None = None, s
     The run folder is checked before any work (laam.train.run_folder) and locked while training writes to it."""
     cache = Path(cache or default_cache())
     plan = recipe(preset, config_file)
-    model_config, train_configs = build_configs(plan, model_overrides or {}, train_overrides or {})
+    try:
+        model_config, train_configs = build_configs(plan, model_overrides or {}, train_overrides or {})
+        corpus_settings = corpus_config(plan, source, mirror, cache, corpus_overrides)
+    except SettingError as error:
+        flags = {**(model_overrides or {}), **(train_overrides or {}), **(corpus_overrides or {})}
+        if config_file is None or flags.get(error.key) is not None:
+            raise
+        raise LaamError(f"config file {config_file}: {error}") from error
     out = Path(out or Path("runs") / plan["name"])
     main = is_main_process()
     if main:
         check_run_folder(out, resume, overwrite, start_fresh)
-    corpus = load_corpus(corpus_config(plan, source, mirror, cache, corpus_overrides), progress=progress)
+    corpus = load_corpus(corpus_settings, progress=progress)
     tokenizer_dir = ensure_tokenizer(corpus, model_config.vocab_size, tokenizer_dir)
     folder = RunFolder(out, resume, overwrite, start_fresh, {"preset": plan["name"]}) if main \
         else contextlib.nullcontext()

@@ -3,6 +3,7 @@ this module imports none of them (laam/cli/__init__.py does)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -57,5 +58,10 @@ def version_callback(value: bool):
 
 @app.callback()
 def main_options(version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
-                                                       help="Print the version and exit.")] = False):
+                                                       help="Print the version and exit.")] = False,
+                 debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of a file-system or "
+                                                     "decoding fault instead of its one line (also: LAAM_DEBUG=1)."
+                                                     )] = False):
     """LaaM — Linux as a Model."""
+    if debug:
+        os.environ["LAAM_DEBUG"] = "1"

@@ -69,10 +69,6 @@ def audit_command(
     """Regenerate files, measure verbatim copying on the real bytes, write audit.json and report.html."""
     from laam.proof.audit import AuditConfig, audit_model
 
-    if every < 1 or k < 1 or pythia_prefix < 1 or (lm_examples is not None and lm_examples < 1):
-        raise LaamError("--every, --k, --pythia-prefix and --lm-examples must be at least 1")
-    if (safe_margin is not None and not safe_margin >= 0) or low_limit < 0:
-        raise LaamError("--safe-margin and --low-limit must be at least 0")
     given = {"safe_margin": safe_margin, "lm_examples": lm_examples}
     config = AuditConfig(files=files, batch_size=batch_size, k=k, pythia_prefix=pythia_prefix, every=every,
                          extraction=extraction, drafts=drafts, certificate=margins, low_limit=low_limit,

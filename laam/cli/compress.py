@@ -43,6 +43,8 @@ def compress_command(
 
     from laam.proof.compress.run import CompressConfig, compress_corpus
 
+    if archive.is_dir():
+        raise LaamError(f"--out {archive} is a folder; give the archive file to write (e.g. {archive}/corpus.laamz)")
     torch.set_num_threads(threads)
     result = compress_corpus(model, archive, files, CompressConfig(batch_size=batch_size, device=device), cache,
                              roundtrip=roundtrip, archive_baselines=archive_baselines, report_path=report, quiet=quiet)
@@ -86,24 +88,35 @@ def decompress_command(
                                          "skips it.")] = True,
     device: Device = "auto",
     threads: Threads = 1,
+    force: Annotated[bool, typer.Option("--force", help="Replace files under --out that hold other bytes than the "
+                                        "archive's (default: stop, naming the first).")] = False,
     quiet: Quiet = False,
 ):
     """Rebuild every file of an archive, byte for byte, from the model that compressed it."""
     import torch
 
+    from laam.io import atomic_write_bytes, output_path, refuse_replacing
     from laam.model.folder import load_model
-    from laam.proof.compress.coder import decompress_container, write_file
+    from laam.proof.compress.coder import decompress_container
     from laam.proof.compress.container import read_container
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LaamError(f"--out {out_dir} is a file, not a folder (decompress rebuilds a tree of files in it)")
     torch.set_num_threads(threads)
     container = read_container(archive)
+    targets = {f.path: output_path(out_dir, f.path) for f in container.files}
+    refuse_replacing({targets[f.path]: f.sha256 for f in container.files}, force)
     loaded = load_model(model, device)
     started = time.perf_counter()
     written, failed, size = 0, [], 0
     warn = lambda message: console.print(f"[yellow]warning:[/] {message}", highlight=False)  # noqa: E731
     for decoded in decompress_container(loaded, container, verify=verify, quiet=quiet, warn=warn):
         if decoded.ok:
-            write_file(out_dir, decoded)
+            try:
+                atomic_write_bytes(targets[decoded.path], decoded.data)
+            except OSError as error:
+                raise LaamError(f"could not write {targets[decoded.path]}: {error.strerror or error} ({written} of "
+                                f"{len(container.files)} files written into {out_dir})") from error
             written += 1
             size += len(decoded.data)
         else:

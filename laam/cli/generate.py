@@ -13,12 +13,15 @@ from laam.cli.app import Cache, ModelDir, Quiet, app, console, out
 from laam.data.fetch import default_cache
 from laam.errors import LaamError
 from laam.progress import phases
+from laam.validation import AT_LEAST_1, check_value
 
 Files = Annotated[str | None, typer.Option(
     "--files", help="Only corpus paths matching this glob (`*` crosses `/`; a trailing `/` means the folder), "
     "written from the kernel's root, e.g. 'kernel/*.c'. Default: every file the model was trained on.")]
 BatchSize = Annotated[int, typer.Option(help="Sequences generated at once (continuous batching, KV cache).")]
 Threads = Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")]
+Force = Annotated[bool, typer.Option("--force", help="Replace files under --out that hold other bytes (default: "
+                                     "stop, naming the first).")]
 
 
 @app.command("generate")
@@ -32,7 +35,8 @@ def generate_command(
                                                 "first).")] = 65536,
     greedy: Annotated[bool, typer.Option("--greedy", help="Argmax decoding (the default unless --temperature "
                                          "is given).")] = False,
-    temperature: Annotated[float | None, typer.Option(help="Sample at this temperature (default: greedy).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sample at this temperature (default: greedy; 0 is greedy "
+                                                      "too, argmax being sampling's limit as it falls).")] = None,
     top_k: Annotated[int, typer.Option(help="Sample only among the k likeliest tokens (0: no limit).")] = 0,
     top_p: Annotated[float, typer.Option(help="Sample only from the smallest set with this probability.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed for sampling.")] = 0,
@@ -55,8 +59,9 @@ def generate_command(
         raise LaamError("give exactly one of --path or --prompt")
     if greedy and temperature is not None:
         raise LaamError("--greedy and --temperature exclude each other")
-    sampling = Sampling(greedy=temperature is None, temperature=temperature or 1.0, top_k=top_k, top_p=top_p,
-                        seed=seed)
+    check_value("--max-new-tokens", max_new_tokens, AT_LEAST_1)
+    sampling = Sampling(greedy=temperature is None, temperature=1.0 if temperature is None else temperature,
+                        top_k=top_k, top_p=top_p, seed=seed)
     loaded = load_model(model_dir, threads=threads)
     tokenizer = loaded.tokenizer
     encoding = "utf-8"
@@ -110,24 +115,36 @@ def extract_command(
                                          "memorized).")] = True,
     cache: Cache = default_cache(),
     threads: Threads = None,
+    force: Force = False,
     quiet: Quiet = False,
 ):
     """Regenerate every corpus file from its path prompt (greedy) into a tree shaped like the original."""
     from laam.data.corpus import select_files
-    from laam.io import atomic_write_bytes
+    from laam.io import atomic_write_bytes, output_path, refuse_replacing, sha256_bytes
     from laam.model.folder import load_model
     from laam.model.info import load_training_corpus
     from laam.proof.regenerate import regenerate
 
+    check_value("--batch-size", batch_size, AT_LEAST_1)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LaamError(f"--out {out_dir} is a file, not a folder")
     loaded = load_model(model_dir, threads=threads)
     chosen = select_files(load_training_corpus(loaded.info, cache).files, [files] if files else None)
+    # refused before the work where the original's bytes already show it (the regenerated ones are checked again)
+    refuse_replacing({output_path(out_dir, f.path): f.sha256 or sha256_bytes(f.data) for f in chosen}, force)
     began = time.perf_counter()
     with phases(not quiet, console) as start:
         regenerated = regenerate(loaded.model, loaded.tokenizer, chosen, loaded.policy, batch_size,
                                  on_done=start("regenerating", len(chosen)) if start else None, drafts=drafts)
     seconds = time.perf_counter() - began
-    for r in regenerated:
-        atomic_write_bytes(out_dir / r.file.path, r.data)
+    targets = {output_path(out_dir, r.file.path): r for r in regenerated}
+    refuse_replacing({path: sha256_bytes(r.data) for path, r in targets.items()}, force)
+    for done, (path, r) in enumerate(targets.items()):
+        try:
+            atomic_write_bytes(path, r.data)
+        except OSError as error:
+            raise LaamError(f"could not write {path}: {error.strerror or error} ({done} of {len(targets)} files "
+                            f"written into {out_dir})") from error
     exact = sum(r.data == r.file.data for r in regenerated)
     tokens = sum(len(r.ids) for r in regenerated)
     out.print(f"{len(regenerated)} files regenerated into {out_dir} in {seconds:.1f} s "

@@ -27,6 +27,7 @@ from laam.data.records import decode, find_marker, make_record
 from laam.errors import LaamError
 from laam.io import atomic_write_text
 from laam.progress import counter
+from laam.validation import validate
 
 # The original LaaM's selection (case-insensitive suffixes): 506 files of Linux 1.0.
 ORIGINAL_EXTENSIONS = (".c", ".cc", ".cpp", ".cxx", ".c++", ".h", ".hh", ".hpp", ".hxx", ".h++", ".s", ".rs", ".txt")
@@ -52,6 +53,7 @@ class CorpusConfig:
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
 
     def __post_init__(self):  # every command builds one of these, so every command refuses the same values
+        validate(self, "corpus")
         if self.filter not in FILTERS:
             raise LaamError(f"unknown filter {self.filter!r}: use one of {', '.join(FILTERS)}")
         if not isinstance(self.max_file_size, int) or self.max_file_size < 1:

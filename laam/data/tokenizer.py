@@ -127,7 +127,11 @@ def load_tokenizer(path: Path):
 
     if not (Path(path) / "tokenizer.json").is_file():
         raise LaamError(f"no tokenizer in {path} (run `laam tokenizer train` first)")
-    return AutoTokenizer.from_pretrained(str(path))
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as error:  # noqa: BLE001 - tokenizers raises a bare Exception for a file it cannot parse
+        problem = " ".join(str(error).split()) or type(error).__name__
+        raise LaamError(f"{Path(path) / 'tokenizer.json'} is damaged or not a tokenizer: {problem}") from error
 
 
 def backend(tokenizer) -> Tokenizer:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from laam.errors import LaamError
+from laam.validation import AT_LEAST_0, Range, validate
 
 
 @dataclass
 class Sampling:
-    """How the next token is chosen; greedy unless `greedy` is False."""
+    """How the next token is chosen; greedy unless `greedy` is False. Temperature 0 is greedy (the limit of
+    sampling as the temperature falls), whatever `greedy` says."""
 
     greedy: bool = True
     temperature: float = 1.0
@@ -19,14 +21,13 @@ class Sampling:
     top_p: float = 1.0  # 1.0: no nucleus cut
     seed: int = 0
 
+    RULES: ClassVar[dict] = {"temperature": AT_LEAST_0, "top_k": AT_LEAST_0, "top_p": Range(0, 1, low_open=True),
+                             "seed": AT_LEAST_0}
+
     def __post_init__(self):
-        if not self.greedy:
-            if self.temperature <= 0:
-                raise LaamError(f"temperature must be > 0, got {self.temperature} (use --greedy for argmax)")
-            if not 0 < self.top_p <= 1:
-                raise LaamError(f"top-p must be in (0, 1], got {self.top_p}")
-            if self.top_k < 0:
-                raise LaamError(f"top-k must be >= 0, got {self.top_k}")
+        validate(self, "sampling")
+        if self.temperature == 0:
+            self.greedy = True
 
     def generator(self, request_index: int) -> torch.Generator | None:
         """One generator per request: a sampled file does not depend on which others share its batch."""

@@ -7,10 +7,12 @@ LlamaForCausalLM so `save_pretrained` output loads in stock `pipeline("text-gene
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import torch
 
 from laam.errors import LaamError
+from laam.validation import AT_LEAST_1, POSITIVE, OneOf, SettingError, validate
 from laam.windows import WindowPolicy
 
 PRECISIONS = ("auto", "float32", "bf16")
@@ -32,15 +34,20 @@ class ModelConfig:
     precision: str = "auto"
     rope_theta: float = 10000.0
 
+    RULES: ClassVar[dict] = {
+        "hidden_size": AT_LEAST_1, "intermediate_size": AT_LEAST_1, "num_layers": AT_LEAST_1, "num_heads": AT_LEAST_1,
+        "num_kv_heads": AT_LEAST_1, "context": AT_LEAST_1, "stride": AT_LEAST_1, "vocab_size": AT_LEAST_1,
+        "precision": OneOf(PRECISIONS), "rope_theta": POSITIVE,
+    }
+
     def __post_init__(self):
+        validate(self, "model")
         if self.hidden_size % self.num_heads:
             raise LaamError(f"hidden size {self.hidden_size} is not a multiple of {self.num_heads} heads")
         if self.num_heads % self.num_kv_heads:
             raise LaamError(f"{self.num_heads} heads are not a multiple of {self.num_kv_heads} key/value heads")
         if not 0 < self.stride <= self.context:
             raise LaamError(f"stride must be in 1..context ({self.context}), got {self.stride}")
-        if self.precision not in PRECISIONS:
-            raise LaamError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     @property
     def policy(self) -> WindowPolicy:
@@ -56,9 +63,9 @@ class ModelConfig:
 
 def strict_from_dict(cls, data: dict, what: str):
     """A config dataclass from a dict, naming unknown keys (a typo in a recipe file) instead of a TypeError."""
-    unknown = set(data) - {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
     if unknown:
-        raise LaamError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
+        raise SettingError(unknown[0], f"unknown {what} setting(s): {', '.join(unknown)}")
     return cls(**data)
 
 

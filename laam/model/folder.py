@@ -127,6 +127,23 @@ class LoadedModel:
         return tokenizer_sha256(self.folder)
 
 
+def check_shapes(folder: Path, shapes: dict[str, list[int]]) -> None:
+    """The weights have the shapes config.json describes (a model built from it on torch's meta device, which
+    allocates nothing), or one line naming the first tensor that differs."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(str(folder))
+        with torch.device("meta"):
+            expected = {k: list(v.shape) for k, v in AutoModelForCausalLM.from_config(config).state_dict().items()}
+    except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError) as error:
+        raise LaamError(f"{folder}/config.json does not describe a model transformers can build: {error}") from error
+    for name, shape in shapes.items():
+        if name in expected and list(shape) != expected[name]:
+            raise LaamError(f"{folder}: config.json and the weights disagree: {name} is {list(shape)} in "
+                            f"model.safetensors, {expected[name]} by config.json")
+
+
 def check_model_folder(folder: Path, require_info: bool = True) -> tuple[ModelInfo | None, dict, object]:
     """(laam.json, config.json, tokenizer) of a complete, consistent LaaM model folder, or a one-line LaamError.
 
@@ -154,10 +171,17 @@ def check_model_folder(folder: Path, require_info: bool = True) -> tuple[ModelIn
         if isinstance(config.get(key), int) and config[key] != special[marker]:
             raise LaamError(f"{foreign} (the model's {key} is {config[key]}, the tokenizer's {marker} is "
                             f"{special[marker]})")
-    for name, shape in safetensors_shapes(folder).items():
+    shapes = safetensors_shapes(folder)
+    for name, shape in shapes.items():
         if name.endswith(("embed_tokens.weight", "lm_head.weight")) and shape[0] != config.get("vocab_size"):
             raise LaamError(f"{folder}: the weights' {name} has {shape[0]} rows, config.json's vocabulary is "
                             f"{config.get('vocab_size')}")
+    check_shapes(folder, shapes)
+    if (folder / "generation_config.json").is_file():
+        try:
+            json.loads((folder / "generation_config.json").read_text())
+        except (OSError, ValueError) as error:
+            raise LaamError(f"{folder}/generation_config.json is unreadable: {error}") from error
     actual = tokenizer_sha256(folder)
     if info is not None and info.tokenizer_sha256 and actual != info.tokenizer_sha256:
         raise LaamError(f"{foreign}: tokenizer.json (SHA-256 {actual[:16]}…) is not the one the model was trained "

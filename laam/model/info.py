@@ -14,6 +14,7 @@ from laam.data.corpus import Corpus, CorpusConfig, load_corpus
 from laam.data.tokenizer import tokenizer_sha256
 from laam.errors import LaamError
 from laam.io import atomic_write_text
+from laam.validation import validate
 from laam.windows import WindowPolicy
 
 INFO_FILE = "laam.json"
@@ -28,6 +29,10 @@ class ModelInfo:
     stride: int  # tokens dropped when the window slides
     training: dict = field(default_factory=dict)  # recipe, steps, tokens seen, wall time, command …
     tokenizer_sha256: str | None = None  # tokenizer.json's, when saved (model.folder checks the folder against it)
+
+    def __post_init__(self):
+        validate(self, "laam.json")
+        self.policy  # noqa: B018 - context and stride must make a window rule (WindowPolicy checks them)
 
     @property
     def policy(self) -> WindowPolicy:
@@ -51,7 +56,7 @@ def read_model_info(folder: Path) -> ModelInfo:
         raise LaamError(f"{folder} is not a LaaM model folder (no {INFO_FILE}); train one with `laam train`")
     try:
         return ModelInfo(**json.loads(path.read_text()))
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, LaamError) as error:
         raise LaamError(f"{path} is unreadable or not a LaaM model's laam.json: {error}") from error
 
 

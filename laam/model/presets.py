@@ -93,27 +93,62 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def load_config_file(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise LaamError(f"config file {path} not found")
-    text = path.read_text()
+TABLES = ("corpus", "model", "train")  # each a table of settings; `stages` a list of them, `preset` a name
+
+
+def _kind(value) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            type(None): "empty"}.get(type(value), type(value).__name__)
+
+
+def _parse(path: Path) -> object:
+    """A recipe file's content, or one line naming the file and where its syntax breaks."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise LaamError(f"config file {path} is not UTF-8 text (byte {error.start})") from error
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
-    elif path.suffix == ".toml":
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:  # a python/* tag is a ConstructorError: safe_load never runs it
+            mark = getattr(error, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            raise LaamError(f"config file {path}{where}: {getattr(error, 'problem', None) or error}") from error
+    if path.suffix == ".toml":
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
-        data = tomllib.loads(text)
-    else:
-        raise LaamError(f"config file {path} must end in .toml, .yaml or .yml")
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise LaamError(f"config file {path}: {error}") from error
+    raise LaamError(f"config file {path} must end in .toml, .yaml or .yml")
+
+
+def load_config_file(path: Path) -> dict:
+    """A recipe file's tables, each of the shape `recipe` merges (a wrong shape is one line naming the key)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LaamError(f"config file {path} not found")
+    data = _parse(path)
+    if not isinstance(data, dict):
+        raise LaamError(f"config file {path} must hold tables (corpus, model, train, stages, preset), "
+                        f"not {_kind(data)}")
     unknown = set(data) - {"preset", "description", "corpus", "model", "train", "stages"}
     if unknown:
-        raise LaamError(f"{path}: unknown table(s) {', '.join(sorted(unknown))} "
+        raise LaamError(f"config file {path}: unknown table(s) {', '.join(sorted(map(str, unknown)))} "
                         "(expected corpus, model, train, stages, preset)")
+    for table in TABLES:
+        if table in data and not isinstance(data[table], dict):
+            raise LaamError(f"config file {path}: {table} must be a table of settings, not {_kind(data[table])}")
+    stages = data.get("stages", [])
+    if not isinstance(stages, list) or not all(isinstance(stage, dict) for stage in stages):
+        raise LaamError(f"config file {path}: stages must be a list of tables of training settings")
+    if not isinstance(data.get("preset", ""), str):
+        raise LaamError(f"config file {path}: preset must be a name ({', '.join(PRESETS)})")
     return data
 
 
@@ -124,7 +159,7 @@ def recipe(preset: str | None = None, config_file: Path | None = None) -> dict:
     if name is not None and name not in PRESETS:
         raise LaamError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     merged = copy.deepcopy(PRESETS[name]) if name else {"corpus": {}, "model": {}, "train": {}}
-    for table in ("corpus", "model", "train"):
+    for table in TABLES:
         merged.setdefault(table, {}).update(from_file.get(table, {}))
     if "stages" in from_file:
         merged["stages"] = from_file["stages"]

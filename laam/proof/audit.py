@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from laam.proof.margin import BodyMargins, margin_certificate, write_margins
 from laam.proof.regenerate import Regenerated, regenerate
 from laam.proof.similarity import MIN_BLOCK, file_metrics
 from laam.train.config import MIN_MARGIN
+from laam.validation import AT_LEAST_0, AT_LEAST_1, validate
 from laam.windows import WindowPolicy
 
 LENGTH_BUCKETS = [(0, 1024, "< 1 KB"), (1024, 4096, "1–4 KB"), (4096, 16384, "4–16 KB"),
@@ -52,6 +54,13 @@ class AuditConfig:
     low_limit: int = 100  # at most this many of them (the lowest)
     lm_examples: int = EXAMPLES  # lm-extraction-benchmark examples drawn (with extraction)
     export: tuple[str, ...] = ()  # extra files: "lm-extraction" (the benchmark's CSV, prefixes and suffixes)
+
+    RULES: ClassVar[dict] = {"batch_size": AT_LEAST_1, "k": AT_LEAST_1, "pythia_prefix": AT_LEAST_1,
+                             "every": AT_LEAST_1, "margin": AT_LEAST_0, "safe_margin": AT_LEAST_0,
+                             "low_limit": AT_LEAST_0, "lm_examples": AT_LEAST_1}
+
+    def __post_init__(self):
+        validate(self, "audit")
 
 
 def length_bucket(size: int) -> str:

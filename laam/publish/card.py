@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from laam.errors import LaamError
 from laam.io import atomic_file, atomic_write_text
 from laam.publish.bom import write_bom
 from laam.publish.facts import (
@@ -186,25 +187,30 @@ def write_card(folder: Path, config: CardConfig | None = None, cache: Path | Non
     config = config or CardConfig()
     folder = Path(folder)
     facts = gather_facts(folder, config, cache, progress)
+    text = render_card(facts, config)  # everything that can fail on the folder's content fails before any write
     written: list[Path] = []
-    facts.corpus.write_manifest(folder)
-    written += [folder / MANIFEST_FILE, folder / CORPUS_FILE]
-    audit_path = find_audit(folder, config.audit)
-    if audit_path is not None:
-        _copy(audit_path, folder / AUDIT_FILE, written)
-        report = audit_report(audit_path)
-        if report is not None:
-            _copy(report, folder / AUDIT_HTML, written)
-    curve = curve_source(folder)
-    if curve is not None:
-        _copy(curve, folder / CURVE_FILE, written)
-    if (folder.parent / METRICS_FILE).is_file():
-        _copy(folder.parent / METRICS_FILE, folder / METRICS_FILE, written)
-    text = render_card(facts, config)
-    atomic_write_text(folder / CARD_FILE, text)
-    written.append(folder / CARD_FILE)
-    written.append(write_mof_yaml(facts, config, folder / "mof.yml"))
-    written.append(write_bom(facts, config, folder / "bom.cdx.json"))
+    try:
+        facts.corpus.write_manifest(folder)
+        written += [folder / MANIFEST_FILE, folder / CORPUS_FILE]
+        audit_path = find_audit(folder, config.audit)
+        if audit_path is not None:
+            _copy(audit_path, folder / AUDIT_FILE, written)
+            report = audit_report(audit_path)
+            if report is not None:
+                _copy(report, folder / AUDIT_HTML, written)
+        curve = curve_source(folder)
+        if curve is not None:
+            _copy(curve, folder / CURVE_FILE, written)
+        if (folder.parent / METRICS_FILE).is_file():
+            _copy(folder.parent / METRICS_FILE, folder / METRICS_FILE, written)
+        atomic_write_text(folder / CARD_FILE, text)
+        written.append(folder / CARD_FILE)
+        written.append(write_mof_yaml(facts, config, folder / "mof.yml"))
+        written.append(write_bom(facts, config, folder / "bom.cdx.json"))
+    except OSError as error:
+        where = error.filename or folder
+        raise LaamError(f"could not write the model card into {folder}: {where}: {error.strerror or error}"
+                        + (f" (written before it: {', '.join(p.name for p in written)})" if written else "")) from error
     klass, _ = mof_class(mof_components(facts, config))
     return CardResult(folder / CARD_FILE, written, klass)
 

@@ -127,11 +127,14 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     policy = read_model_info(folder).policy if (folder / INFO_FILE).is_file() else None  # the window, if recorded
     out = Path(out) if out else folder / f"{model_name(folder)}.gguf"
 
-    with atomic_file(out) as partial:  # an interrupted export leaves no half-written .gguf behind
-        # GGUFWriter opens the path itself: it writes the temporary file that atomic_file renames at the end
-        count = _write_gguf(partial.name, model_name(folder), config, policy, tokenizer_json, weights, dtype)
     script = out.parent / REGENERATE_SCRIPT.name
-    shutil.copyfile(REGENERATE_SCRIPT, script)
+    try:
+        with atomic_file(out) as partial:  # an interrupted export leaves no half-written .gguf behind
+            # GGUFWriter opens the path itself: it writes the temporary file that atomic_file renames at the end
+            count = _write_gguf(partial.name, model_name(folder), config, policy, tokenizer_json, weights, dtype)
+        shutil.copyfile(REGENERATE_SCRIPT, script)
+    except OSError as error:  # a full disk, a read-only folder: nothing half-written is left (atomic_file)
+        raise LaamError(f"could not write {error.filename or out}: {error.strerror or error}") from error
     return GgufResult(out, count, config["vocab_size"], out.stat().st_size, script)
 
 

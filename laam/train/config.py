@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from laam.errors import LaamError
 from laam.model.config import strict_from_dict
+from laam.validation import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, OneOf, Range, validate
 
 SCHEDULES = ("cosine", "linear", "constant")
 # The default --min-margin and the audit's safety threshold: a logit gap (fp32). Measured (benchmarks/margin_drift.py,
@@ -61,17 +62,20 @@ class TrainConfig:
     verify: bool = False  # after training, regenerate every file greedily and compare (verify_records)
     report_to: list[str] = field(default_factory=list)  # accelerate trackers: tensorboard, wandb, trackio
 
+    RULES: ClassVar[dict] = {
+        "batch_size": AT_LEAST_1, "micro_batch_size": AT_LEAST_0, "lr": POSITIVE, "min_lr_ratio": FRACTION,
+        "warmup_steps": AT_LEAST_0, "schedule": OneOf(SCHEDULES), "decay_steps": AT_LEAST_0,
+        "decay_at": Range(0, 1, high_open=True), "decay_epochs": POSITIVE, "weight_decay": AT_LEAST_0,
+        "beta1": Range(0, 1, high_open=True), "beta2": Range(0, 1, high_open=True), "grad_clip": AT_LEAST_0,
+        "seed": AT_LEAST_0, "epochs": POSITIVE, "max_steps": AT_LEAST_0, "max_time": AT_LEAST_0,
+        "target": Range(0, 1, low_open=True), "min_margin": AT_LEAST_0, "eval_every": AT_LEAST_0,
+        "replay_wrong": AT_LEAST_0, "replay_margin": AT_LEAST_0, "replay_rest": FRACTION,
+        "eval_batch_size": AT_LEAST_1, "log_every": AT_LEAST_1, "save_every": AT_LEAST_0,
+        "keep_checkpoints": AT_LEAST_1, "threads": AT_LEAST_0, "loss_chunk": AT_LEAST_0,
+    }
+
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise LaamError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.batch_size < 1 or self.lr <= 0:
-            raise LaamError("batch size and learning rate must be positive")
-        if self.replay_wrong < 0 or self.replay_rest < 0:
-            raise LaamError("replay weights must be zero or positive")
-        if not 0 <= self.decay_at < 1 or self.decay_epochs <= 0:
-            raise LaamError("decay-at must be in [0, 1) and decay-epochs positive")
-        if not self.min_margin >= 0:
-            raise LaamError(f"min margin must be at least 0 (a logit gap), got {self.min_margin}")
+        validate(self, "training")
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:

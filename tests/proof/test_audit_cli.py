@@ -120,7 +120,7 @@ def test_audit_rejects_unknown_exports_and_impossible_ones(tiny_model_dir):
 
     for args, message in ((["--export", "nope"], "unknown export nope"),
                           (["--export", "lm-extraction", "--no-extraction"], "needs the extraction metrics"),
-                          (["--safe-margin", "-1"], "--safe-margin")):
+                          (["--safe-margin", "-1"], "safe_margin must be >= 0")):
         result = runner.invoke(app, ["audit", "--model", str(tiny_model_dir), *args])
         assert isinstance(result.exception, LaamError) and message in str(result.exception)
 

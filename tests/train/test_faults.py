@@ -240,21 +240,23 @@ def test_out_that_is_a_file(train_args, capsys, tiny_tokenizer_dir, base_run, tm
     assert target.read_text() == "a,b\n"
 
 
+@pytest.mark.parametrize("code, text", [(errno.EROFS, "Read-only file system"),
+                                        (errno.ENOSPC, "No space left on device")], ids=["read-only", "disk-full"])
 def test_a_save_on_a_read_only_folder_is_one_line(train_args, capsys, tiny_tokenizer_dir, base_run, run_copy,
-                                                   monkeypatch):
-    """A checkpoint that cannot be saved is one line, with no `.tmp-step-*` folder left behind and the previous
-    checkpoints intact. (Tests run as root, which a read-only mode does not stop, so the file system's answer is
-    injected where the checkpoint is written.)"""
+                                                   monkeypatch, code, text):
+    """A checkpoint that cannot be saved, the folder read-only or the disk full, is one line, with no
+    `.tmp-step-*` folder left behind and the previous checkpoints intact. (Tests run as root, which a read-only
+    mode does not stop, so the file system's answer is injected where the checkpoint is written.)"""
     import laam.train.checkpoint as checkpoint
 
     before = files_under(run_copy / "checkpoints")
 
-    def read_only(*args, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system")
+    def refused(*args, **kwargs):
+        raise OSError(code, text)
 
-    monkeypatch.setattr(checkpoint.torch, "save", read_only)
+    monkeypatch.setattr(checkpoint.torch, "save", refused)
     ran = cli(capsys, *train_args(tiny_tokenizer_dir, base_run[1], run_copy, "--max-steps", "3", "--resume"))
-    one_error(ran, "could not save checkpoint step-00000003", "Read-only file system",
+    one_error(ran, "could not save checkpoint step-00000003", text,
               "the previous checkpoint", "step-00000002 is intact")
     assert files_under(run_copy / "checkpoints") == before and not _scratch(run_copy)
 

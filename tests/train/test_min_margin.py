@@ -49,9 +49,9 @@ def test_check_counts_tokens_right_by_the_margin(tiny_windows):
 
 def test_min_margin_is_checked_and_defaults_to_the_measured_value():
     assert TrainConfig().min_margin == MIN_MARGIN > 0
-    with pytest.raises(LaamError, match="min margin"):
+    with pytest.raises(LaamError, match="min_margin"):
         TrainConfig(min_margin=-0.5)
-    with pytest.raises(LaamError, match="min margin"):
+    with pytest.raises(LaamError, match="min_margin"):
         TrainConfig(min_margin=float("nan"))
 
 

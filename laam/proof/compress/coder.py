@@ -40,7 +40,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +49,6 @@ from laam.data.records import file_bytes, path_prompt
 from laam.data.tokenizer import decode_ids, encode_records
 from laam.engine.lockstep import step_in_lockstep
 from laam.errors import LaamError
-from laam.io import atomic_write_bytes
 from laam.model.folder import LoadedModel
 from laam.progress import task_bar
 from laam.proof.compress.container import FORMAT, Batch, CodedFile, Container
@@ -251,7 +249,3 @@ def rebuild(loaded: LoadedModel, f: CodedFile, ids: list[int], verify: bool) -> 
     if verify and hashlib.sha256(data).hexdigest() != f.sha256:
         return DecodedFile(f.path, data, False, "SHA-256 differs from the manifest's")
     return DecodedFile(f.path, data, True)
-
-
-def write_file(out_dir: Path, decoded: DecodedFile) -> Path:
-    return atomic_write_bytes(Path(out_dir) / decoded.path, decoded.data)

@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from laam.data.corpus import select_files
 from laam.io import atomic_write_text
@@ -15,6 +16,7 @@ from laam.model.info import load_training_corpus
 from laam.proof.compress.baselines import baselines, release_tar_bytes
 from laam.proof.compress.coder import CodingStats, compress_files, decompress_container, environment
 from laam.proof.compress.container import ContainerSize, read_container, write_container
+from laam.validation import AT_LEAST_1, validate
 
 REPORT_FORMAT = "laam-compression/1"
 REPORT_FILE = "compression.json"  # `laam compress --out MODEL/NAME.laamz` writes it into the model folder
@@ -26,6 +28,11 @@ class CompressConfig:
 
     batch_size: int = 16  # files stepped together: larger is faster until the device is busy
     device: str = "auto"  # auto = cuda when available, else cpu
+
+    RULES: ClassVar[dict] = {"batch_size": AT_LEAST_1}
+
+    def __post_init__(self):
+        validate(self, "compress")
 
 
 def build_report(loaded: LoadedModel, stats: CodingStats, archive_path: Path, size: ContainerSize,
