@@ -1,4 +1,4 @@
-"""Faults a hostile or unlucky user meets on the command line (issue 23): outputs that would leave --out or
+"""Faults a hostile or unlucky user meets on the command line: outputs that would leave --out or
 replace a user's file, nonsense numbers, broken recipe files and model folders, a full disk or a read-only
 folder. Each case runs `laam` as a user would and checks the exit code, the one `error:` line, and that nothing
 was written where nothing should be."""
@@ -58,7 +58,8 @@ def _decompress(model: Path, archive: Path, out: Path, *more: str) -> list[str]:
 # --- nothing written outside --out, nothing replaced without --force ----------------------------------------------
 
 def test_extract_refuses_a_symlink_leading_out_of_out(capsys, tiny_model_dir, tmp_path):
-    """Before: every file was written through `--out/linux -> elsewhere`, exit 0."""
+    """A symlink under --out that leads out of it (`--out/linux -> elsewhere`) is refused: nothing is written
+    through it."""
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "linux").symlink_to(tmp_path / "elsewhere")
@@ -87,7 +88,7 @@ def test_a_file_symlinked_out_of_out_is_refused(capsys, tiny_model_dir, archive,
 
 
 def test_extract_keeps_an_edited_file_unless_force(capsys, tiny_model_dir, tiny_corpus, tmp_path):
-    """Before: an edited file under --out was replaced silently. The same bytes again are no loss (exit 0)."""
+    """An edited file under --out is kept unless --force; the same bytes again are no loss (exit 0)."""
     out, cache = tmp_path / "out", tmp_path / "cache"
     assert cli(capsys, *_extract(tiny_model_dir, out, cache)).code == 0
     assert cli(capsys, *_extract(tiny_model_dir, out, cache)).code == 0  # identical bytes: fine
@@ -110,7 +111,7 @@ def test_decompress_keeps_an_edited_file_unless_force(capsys, tiny_model_dir, ti
 
 
 def test_decompress_out_that_is_a_file(capsys, tiny_model_dir, archive, tmp_path):
-    """Before: a NotADirectoryError traceback."""
+    """An --out that is a file is one line, and the file is kept."""
     target = tmp_path / "notes.txt"
     target.write_text("keep\n")
     one_error(cli(capsys, *_decompress(tiny_model_dir, archive, target)), f"--out {target} is a file, not a folder")
@@ -125,7 +126,7 @@ def test_extract_out_that_is_a_file(capsys, tiny_model_dir, tmp_path):
 
 
 def test_compress_out_that_is_a_folder(capsys, tiny_model_dir, tmp_path):
-    """Before: an IsADirectoryError traceback after the whole coding."""
+    """An --out that is a folder is one line, and nothing is written."""
     folder = tmp_path / "archives"
     folder.mkdir()
     ran = cli(capsys, "compress", "--model", tiny_model_dir, "--out", folder, "--files", "lib/open.c",
@@ -147,7 +148,7 @@ def test_compress_out_that_is_a_folder(capsys, tiny_model_dir, tmp_path):
     (["--warmup-steps", "-1"], "training setting warmup_steps must be >= 0, got -1"),
 ], ids=["lr-nan", "lr-inf", "epochs-0", "batch-0", "target-1.5", "log-every-0", "layers-0", "warmup--1"])
 def test_train_refuses_nonsense_numbers(capsys, tmp_path, flags, shown):
-    """Before: --epochs 0 trained a step and wrote a model; --lr nan passed the check and failed in torch."""
+    """Nonsense numbers (--epochs 0, --lr nan, …) are one line each, before anything is trained or written."""
     ran = cli(capsys, "train", "--preset", "tiny", "--out", tmp_path / "run", "--cache", tmp_path / "cache", *flags)
     one_error(ran, shown)
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
@@ -161,15 +162,15 @@ def test_train_refuses_nonsense_numbers(capsys, tmp_path, flags, shown):
     (["--top-k", "-1"], "sampling setting top_k must be >= 0, got -1"),
 ], ids=["max-new-tokens", "temperature-negative", "temperature-nan", "top-p", "top-k"])
 def test_generate_refuses_nonsense_numbers(capsys, tiny_model_dir, tmp_path, flags, shown):
-    """Before: --max-new-tokens -5 printed nothing with exit 0."""
+    """Nonsense generation numbers (--max-new-tokens -5, …) are one line each, and nothing is printed."""
     ran = cli(capsys, "generate", "--model", tiny_model_dir, "--path", PATH, "--cache", tmp_path / "cache", *flags)
     one_error(ran, shown)
     assert ran.out == ""
 
 
 def test_temperature_zero_is_greedy(capsys, tiny_model_dir, tmp_path):
-    """Before: `temperature or 1.0` sampled at 1.0. A prompt the model never saw gives it a spread-out
-    distribution, so sampling there differs from argmax."""
+    """--temperature 0 is greedy, not sampling at 1.0. A prompt the model never saw gives it a spread-out
+    distribution, so sampling there would differ from argmax."""
     from laam.engine.sampling import Sampling
 
     assert Sampling(greedy=False, temperature=0).greedy
@@ -208,7 +209,7 @@ RECIPES = {
 
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_a_broken_recipe_file_is_one_line(capsys, tmp_path, monkeypatch, name):
-    """Before: a ConstructorError, TOMLDecodeError or TypeError traceback."""
+    """A recipe file that is not valid YAML/TOML, or holds the wrong types, is one line naming the file."""
     content, shown = RECIPES[name]
     recipe = tmp_path / name
     recipe.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -229,7 +230,7 @@ def test_a_flag_error_is_not_blamed_on_the_recipe_file(capsys, tmp_path):
 # --- model folders whose files disagree or are garbled ----------------------------------------------------------
 
 def test_config_json_that_disagrees_with_the_weights(capsys, tiny_model_dir, tmp_path):
-    """Before: transformers' RuntimeError traceback (ignore_mismatched_sizes)."""
+    """A config.json whose shapes disagree with the weights is one line, not a transformers traceback."""
     import json
 
     folder = _model_copy(tiny_model_dir, tmp_path)
@@ -241,7 +242,7 @@ def test_config_json_that_disagrees_with_the_weights(capsys, tiny_model_dir, tmp
 
 
 def test_garbled_generation_config_writes_no_card(capsys, tiny_model_dir, tmp_path):
-    """Before: a JSONDecodeError traceback after `card` had written the manifest and corpus.json."""
+    """A garbled generation_config.json is one line, and `card` writes nothing (not even the manifest)."""
     folder = _model_copy(tiny_model_dir, tmp_path)
     (folder / "generation_config.json").write_text('{"max_new')
     before = files_under(folder)
@@ -263,7 +264,8 @@ def test_empty_tokenizer_json_in_bom(capsys, tiny_model_dir, tmp_path):
                                                 ("corpus", [1], "laam.json setting corpus must be dict"),
                                                 ("stride", 4096, "stride must be in 1..context")])
 def test_wrong_types_in_laam_json(capsys, tiny_model_dir, tmp_path, key, value, shown):
-    """Before: a TypeError traceback from the window rule."""
+    """Wrong types or a stride outside the context in laam.json are one line naming the setting, not a traceback
+    from the window rule."""
     import json
 
     folder = _model_copy(tiny_model_dir, tmp_path)
@@ -341,7 +343,7 @@ def test_corpus_fetch_on_a_full_disk(capsys, mirror, tmp_path, monkeypatch, full
 
 def test_card_on_a_read_only_folder(capsys, tiny_model_dir, tmp_path, monkeypatch):
     """Tests run as root, which a read-only mode does not stop, so the file system's answer is injected where the
-    card's first file is written. Before: a PermissionError traceback."""
+    card's first file is written: one line, and the folder as it was."""
     from laam.data.corpus import Corpus
 
     folder = _model_copy(tiny_model_dir, tmp_path)
