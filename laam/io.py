@@ -9,6 +9,7 @@ one, never a mix.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from laam.errors import LaamError
+
+SEAL_FILE = "checksums.json"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -131,3 +134,43 @@ def refuse_replacing(targets: dict[Path, str], force: bool) -> None:
             raise LaamError(f"cannot write {path}: it is a folder")
         if path.exists() and sha256_file(path) != digest:
             raise LaamError(f"{path} already exists with other content; pass --force to replace it")
+
+
+def seal(folder: Path, names: list[str]) -> Path:
+    """Write `folder`/checksums.json, each named file's size and SHA-256, as the entry's last file: an entry
+    without it was never finished, and one whose files differ from it was changed after it was written."""
+    folder = Path(folder)
+    record = {name: {"size": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)} for name in names}
+    return atomic_write_text(folder / SEAL_FILE, json.dumps(record, indent=1) + "\n")
+
+
+def seal_fault(folder: Path) -> str | None:
+    """Why a sealed folder cannot be trusted (no seal, a file missing, another size or SHA-256), or None."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / SEAL_FILE).read_text())
+        expected = {name: (int(want["size"]), str(want["sha256"])) for name, want in record.items()}
+    except FileNotFoundError:
+        return f"no {SEAL_FILE}: it was never finished"
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return f"its {SEAL_FILE} is unreadable"
+    if not expected:
+        return f"its {SEAL_FILE} lists no file"
+    for name, (size, digest) in expected.items():
+        path = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size:,} bytes where {size:,} were written"
+        if sha256_file(path) != digest:
+            return f"{name} no longer has the SHA-256 it was written with"
+    return None
+
+
+def discard_damaged(folder: Path, what: str, fault: str) -> None:
+    """Remove a damaged cache entry, saying so in one line (the caller builds it again)."""
+    from laam.progress import console
+
+    shutil.rmtree(folder, ignore_errors=True)
+    console.print(f"{what} {folder} is damaged ({fault}); removed it and building it again", highlight=False,
+                  soft_wrap=True)

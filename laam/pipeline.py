@@ -14,7 +14,7 @@ from pathlib import Path
 
 from laam.data.corpus import DEFAULT_MAX_FILE_SIZE, Corpus, CorpusConfig, load_corpus
 from laam.data.fetch import DEFAULT_MIRROR, default_cache
-from laam.data.tokenizer import default_tokenizer_dir, train_tokenizer
+from laam.data.tokenizer import default_tokenizer_dir, drop_damaged_tokenizer, train_tokenizer
 from laam.errors import Interrupted, LaamError
 from laam.model.config import ModelConfig
 from laam.model.presets import recipe
@@ -48,7 +48,10 @@ def is_main_process() -> bool:
 
 def ensure_tokenizer(corpus: Corpus, vocab_size: int, tokenizer_dir: Path | None = None) -> Path:
     """The tokenizer folder, trained first if missing (in a multi-process launch rank 0 trains, the others wait)."""
+    cached = tokenizer_dir is None  # laam's own cache entry, checked against its seal (a user's folder is theirs)
     tokenizer_dir = Path(tokenizer_dir or default_tokenizer_dir(corpus, vocab_size))
+    if cached and is_main_process():
+        drop_damaged_tokenizer(tokenizer_dir)
     if not (tokenizer_dir / "tokenizer.json").is_file():
         if not is_main_process():
             while not (tokenizer_dir / "tokenizer.json").is_file():

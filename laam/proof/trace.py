@@ -19,7 +19,7 @@ import numpy as np
 
 from laam.data.corpus import Corpus
 from laam.errors import LaamError
-from laam.io import atomic_folder
+from laam.io import atomic_folder, discard_damaged, seal, seal_fault
 
 SEPARATOR = b"\0"
 INDEX_VERSION = 1
@@ -76,6 +76,7 @@ class TraceIndex:
             np.save(scratch / "starts.npy", self.starts)
             (scratch / "files.json").write_text(json.dumps({"version": INDEX_VERSION, "paths": self.paths,
                                                             "licenses": self.licenses}))
+            seal(scratch, ["corpus.bin", "sa.npy", "starts.npy", "files.json"])
 
     @classmethod
     def load(cls, folder: Path) -> TraceIndex:
@@ -172,7 +173,9 @@ def index_folder(corpus: Corpus) -> Path:
 def load_or_build_index(corpus: Corpus) -> tuple[TraceIndex, bool]:
     """The corpus's trace index from its cache folder, built and saved first if missing: (index, built)."""
     folder = index_folder(corpus)
-    if (folder / "files.json").is_file():
+    if folder.exists() and (fault := seal_fault(folder)):
+        discard_damaged(folder, "trace index", fault)
+    if folder.exists():
         return TraceIndex.load(folder), False
     index = TraceIndex.build(corpus)
     index.save(folder)
