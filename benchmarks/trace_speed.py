@@ -6,17 +6,24 @@ The index is Linux 1.0's (the default corpus, read from the kernel mirror). Text
 - `files`: kernel files back to back (nearly all of it one span after another).
 For each kind and size the fast parse is timed; searching every position (`TraceIndex.trace(exhaustive=True)`)
 is timed on the first `--old-bytes` of the text only (it costs a binary search per byte) and both give the same
-spans there, which the script checks. Figures go to --json with benchmarks/machine.py's header.
+spans there, which the script checks. With --old-rev REV, laam/proof/trace.py as it was at git revision REV is
+loaded beside the current one and timed on the same first `--old-bytes` (its index built from the same corpus):
+the code before this parse, as users ran it. Figures go to --json with benchmarks/machine.py's header.
 
-    PYTHONPATH=. python benchmarks/trace_speed.py --sizes 1,5,50 --json benchmarks/results/trace_speed.json
+    PYTHONPATH=. python benchmarks/trace_speed.py --sizes 1,5,50 --old-rev 844cf4e \
+        --json benchmarks/results/trace_speed.json
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import random
+import subprocess
+import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,6 +61,20 @@ def texts(corpus, size: int, seed: int) -> dict[str, bytes]:
             "files": b"".join(whole)[:size]}
 
 
+def old_index(rev: str, corpus):
+    """TraceIndex as laam/proof/trace.py defined it at git revision `rev`, built over `corpus`."""
+    source = subprocess.run(["git", "show", f"{rev}:laam/proof/trace.py"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+        handle.write(source)
+    spec = importlib.util.spec_from_file_location("old_trace", handle.name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["old_trace"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    Path(handle.name).unlink()
+    return module.TraceIndex.build(corpus)
+
+
 def timed(call, *args, **kwargs) -> tuple[float, object]:
     began = time.perf_counter()
     result = call(*args, **kwargs)
@@ -66,12 +87,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,5,50", help="text sizes in MiB, comma-separated")
     parser.add_argument("--old-bytes", type=int, default=200_000, help="bytes searched at every position")
     parser.add_argument("--min-length", type=int, default=80)
+    parser.add_argument("--old-rev", help="also time laam/proof/trace.py of this git revision on --old-bytes")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     print(describe(), flush=True)
     corpus = load_corpus(CorpusConfig(source=args.source), progress=False)
     build_s, index = timed(TraceIndex.build, corpus)
     print(f"index of {corpus.name}: {len(index.data):,} bytes, built in {build_s:.2f} s", flush=True)
+    old = old_index(args.old_rev, corpus) if args.old_rev else None
     rows = []
     for size in (int(float(s) * MB) for s in args.sizes.split(",")):
         for kind, text in texts(corpus, size, seed=size).items():
@@ -89,6 +112,12 @@ def main() -> None:
                   f"{len(spans)} spans); every position: {old_s:.2f} s for {len(head):,} bytes, "
                   f"{row['old_seconds_projected']:.0f} s projected, {row['speedup']:.0f}x; same spans: {same}",
                   flush=True)
+            if old is not None:
+                rev_s, rev_spans = timed(old.trace, head, args.min_length)
+                row.update(old_rev=args.old_rev, old_rev_seconds=round(rev_s, 3),
+                           old_rev_same_spans=[s.__dict__ for s in rev_spans] == [s.__dict__ for s in old_spans])
+                print(f"{'':15s} {args.old_rev}'s code: {rev_s:.2f} s for {len(head):,} bytes; same spans: "
+                      f"{row['old_rev_same_spans']}", flush=True)
             if not same:
                 raise SystemExit(f"the fast parse differs from searching every position on {kind}")
     if args.json:
