@@ -111,7 +111,7 @@ def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean_leftovers(path.parent, f"{glob.escape(path.name)}.*{suffix}")
+    clean_leftovers(path.parent, f"{glob.escape(path.name)}.{'?' * 8}{suffix}")  # tempfile's 8 random characters
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f"{path.name}.", suffix=suffix, delete=False)
     lock = open(handle.name, "rb")  # held until the rename: the handle itself may be closed first
     try:
@@ -150,7 +150,7 @@ def atomic_folder(final: Path, replace: bool = True) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    clean_leftovers(final.parent, f".{glob.escape(final.name)}-tmp-*")
+    clean_leftovers(final.parent, f".{glob.escape(final.name)}-tmp-{'?' * 8}")
     scratch = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-tmp-"))
     lock = os.open(scratch, os.O_RDONLY)  # held until the end: marks the scratch folder in use
     try:

@@ -240,10 +240,9 @@ def _reuse(cached: Path) -> Archive | None:
     meta = cached.with_name(cached.name + ".json")
     if not cached.is_file():
         return None
-    if not meta.is_file():  # its record is written last: without one, the fetch never finished
-        forget(Archive(cached, "", "", None, cached=True))
-        console.print(f"removed {cached} from the cache: it has no record of its SHA-256 (its fetch never "
-                      "finished); fetching it again", highlight=False, soft_wrap=True)
+    if not meta.is_file():  # its record is written last: without one, nothing vouches for the file
+        console.print(f"{cached} has no record of the SHA-256 it was fetched with ({meta.name}); not using it, "
+                      "fetching it again", highlight=False, soft_wrap=True)
         return None
     try:
         info = json.loads(meta.read_text())

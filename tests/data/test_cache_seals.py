@@ -121,3 +121,15 @@ def test_a_damaged_trace_index_is_rebuilt(tiny_corpus, tmp_path, capsys):
     again, built = load_or_build_index(corpus)
     assert built and f"trace index {folder} is damaged (corpus.bin" in capsys.readouterr().err
     assert again.data == index.data
+
+
+def test_a_cached_archive_without_its_record_is_fetched_again(mirror, tmp_path, capsys):
+    from laam.data.fetch import fetch_release
+
+    first = fetch_release("1.0", str(mirror), tmp_path, progress=False)
+    record = first.path.with_name(first.path.name + ".json")
+    record.unlink()
+    capsys.readouterr()
+    again = fetch_release("1.0", str(mirror), tmp_path, progress=False)
+    assert f"{first.path} has no record of the SHA-256 it was fetched with" in capsys.readouterr().err
+    assert again.sha256 == first.sha256 and again.verified_against and record.is_file()
