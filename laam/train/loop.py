@@ -386,7 +386,8 @@ class Trainer:
                 status = "memorized"
         memo = self.memo or {"memorized": float("nan"), "accuracy": float("nan"), "body_total": 0, "body_correct": 0,
                              "wrong_files": -1}
-        memo, status = self.against_real_bytes(memo, status)
+        if status != "max-time":  # a slice of a longer run claims nothing yet; decoding a whole kernel takes minutes
+            memo, status = self.against_real_bytes(memo, status)
         self.checkpoint()
         model_dir = self.run_dir / "model"
         result = TrainResult(self.run_dir, model_dir, status, state["step"], state["tokens"], state["seconds"], memo)
@@ -415,8 +416,8 @@ class Trainer:
 
     def against_real_bytes(self, memo: dict, status: str) -> tuple[dict, str]:
         """The checks measure the model on the token cache's ids; a claim is only made for files whose ids are
-        the real files' (data.tokens.untrue_records). Any other file counts as wholly not memorized, and a run
-        with one is not "memorized"."""
+        the real files' (data.tokens.untrue_records: Linux 1.0's 1.7M tokens decode in about a second). Any
+        other file counts as wholly not memorized, and a run with one is not "memorized"."""
         cache = self.window_set.cache
         untrue = untrue_records(cache, self.corpus, self.tokenizer)
         if not untrue:
