@@ -14,8 +14,9 @@ from pathlib import Path
 
 from laam.data.corpus import DEFAULT_MAX_FILE_SIZE, Corpus, CorpusConfig, load_corpus
 from laam.data.fetch import DEFAULT_MIRROR, default_cache
-from laam.data.tokenizer import default_tokenizer_dir, train_tokenizer
+from laam.data.tokenizer import default_tokenizer_dir, drop_damaged_tokenizer, train_tokenizer
 from laam.errors import Interrupted, LaamError
+from laam.io import seal_fault
 from laam.model.config import ModelConfig
 from laam.model.presets import recipe
 from laam.progress import console, phases
@@ -48,14 +49,17 @@ def is_main_process() -> bool:
 
 def ensure_tokenizer(corpus: Corpus, vocab_size: int, tokenizer_dir: Path | None = None) -> Path:
     """The tokenizer folder, trained first if missing (in a multi-process launch rank 0 trains, the others wait)."""
+    cached = tokenizer_dir is None  # laam's own cache entry, checked against its seal (a user's folder is theirs)
     tokenizer_dir = Path(tokenizer_dir or default_tokenizer_dir(corpus, vocab_size))
+    if not is_main_process():  # rank 0 checks or trains it; the others wait until it is there (and sealed)
+        while not (tokenizer_dir / "tokenizer.json").is_file() or (cached and seal_fault(tokenizer_dir)):
+            time.sleep(1)
+        return tokenizer_dir
+    if cached:
+        drop_damaged_tokenizer(tokenizer_dir)
     if not (tokenizer_dir / "tokenizer.json").is_file():
-        if not is_main_process():
-            while not (tokenizer_dir / "tokenizer.json").is_file():
-                time.sleep(1)
-        else:
-            console.print(f"training a {vocab_size}-token tokenizer into {tokenizer_dir}")
-            train_tokenizer(corpus, tokenizer_dir, vocab_size, replace=False)
+        console.print(f"training a {vocab_size}-token tokenizer into {tokenizer_dir}")
+        train_tokenizer(corpus, tokenizer_dir, vocab_size, replace=False)
     return tokenizer_dir
 
 

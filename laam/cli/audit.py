@@ -155,14 +155,14 @@ def trace_command(
                                         envvar="LAAM_VERSION")] = "1.0",
     mirror: Mirror = DEFAULT_MIRROR, cache: Cache = default_cache(),
     filter_: Filter = "source", include: Include = None, exclude: Exclude = None,
-    max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE,
+    max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE, quiet: Quiet = False,
 ):
     """Find the longest spans of a text that occur verbatim in the training corpus, with file, lines, license.
 
     The suffix-array index is built once per corpus and cached beside its manifest.
     """
     from laam.model.info import read_model_info
-    from laam.proof.trace import load_or_build_index, spans_to_json
+    from laam.proof.trace import load_or_build_index, spans_to_json, trace_text
 
     query = sys.stdin.buffer.read() if text == "-" else _read(Path(text))
     if model_dir is not None:
@@ -173,7 +173,7 @@ def trace_command(
     began = time.perf_counter()
     index, built = load_or_build_index(corpus)
     loaded = time.perf_counter()
-    spans = index.trace(query, min_length)
+    spans = trace_text(index, query, min_length, progress=not quiet)
     searched = time.perf_counter()
     if as_json:
         out.print_json(json.dumps({**spans_to_json(spans, query), "corpus": corpus.name,

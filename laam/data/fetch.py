@@ -22,7 +22,7 @@ import httpx
 
 from laam.data.archive import CorruptArchive, verify_archive
 from laam.errors import LaamError
-from laam.io import atomic_file, atomic_write_text, sha256_file
+from laam.io import atomic_file, atomic_write_text, clean_leftovers, sha256_file
 from laam.progress import console, download_bar
 
 DEFAULT_MIRROR = "https://cdn.kernel.org/pub/linux/kernel/"
@@ -144,52 +144,36 @@ def _cache_writable(directory: Path) -> None:
 
 
 PART_SUFFIX = ".part"
-
-
-def _lock_exclusive(handle, wait: bool) -> bool:
-    """flock a file (released by the kernel when the process dies, however it dies); False if another holds it."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locks; a cleaner then treats every partial file as in use
-        return wait
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        return False
-    return True
+# The most bytes a download may bring when the mirror does not say its size (no Content-Length): far above any
+# kernel archive (the largest, a modern .tar.gz, is about 250 MB), so only a mirror that never stops reaches it.
+MAX_DOWNLOAD = 2 << 30
 
 
 def clean_partial_downloads(directory: Path) -> list[Path]:
     """Remove `.part` files that no running download holds (left by a run that was killed mid-download)."""
-    removed = []
-    for part in sorted(Path(directory).glob(f"*{PART_SUFFIX}")) if Path(directory).is_dir() else []:
-        try:
-            with open(part, "rb") as handle:
-                if not _lock_exclusive(handle, wait=False):
-                    continue  # a download in progress in another process
-                part.unlink()
-        except OSError:
-            continue
-        removed.append(part)
-        console.print(f"removed {part}, a partial download left by an interrupted run", highlight=False,
-                      soft_wrap=True)
-    return removed
+    return clean_leftovers(directory, f"*{PART_SUFFIX}", "a partial download left by an interrupted run")
 
 
 def _download(mirror: Mirror, parts: tuple[str, ...], destination: Path, expected: str | None,
               checksum_url: str | None, progress: bool) -> str:
     """Stream one file into `destination` through a locked `.part` file, renamed into place only when complete
-    and verified: against `expected` (the mirror's checksum list), else read end to end as an archive.
+    and verified: against `expected` (the mirror's checksum list), else read end to end as an archive. It stops
+    at the size the mirror announced (Content-Length, a local file's size), or at MAX_DOWNLOAD when it announced
+    none.
     Returns its SHA-256; on any failure nothing is left in the cache."""
     digest = hashlib.sha256()
     url = mirror.url(*parts)
     try:
         with atomic_file(destination, suffix=PART_SUFFIX) as handle, download_bar(progress) as bar:
-            _lock_exclusive(handle, wait=True)
             received = 0
             with mirror.stream(*parts) as (total, chunks):
                 task = bar.add_task(f"download {parts[-1]}", total=total)
+                limit = total if total is not None else MAX_DOWNLOAD
                 for chunk in chunks:
+                    if received + len(chunk) > limit:  # stopped where it must end, not when the disk is full
+                        said = "its Content-Length" if total is not None else "the limit for a release archive"
+                        raise LaamError(f"download of {url} sent more than {limit:,} bytes ({said}); stopped, "
+                                        "nothing was cached")
                     handle.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)
@@ -254,7 +238,11 @@ def _reuse(cached: Path) -> Archive | None:
     """A cached archive and its record, if both are there and the file still has the SHA-256 it was fetched
     with; a file that changed since is removed (and fetched again)."""
     meta = cached.with_name(cached.name + ".json")
-    if not (cached.is_file() and meta.is_file()):
+    if not cached.is_file():
+        return None
+    if not meta.is_file():  # its record is written last: without one, nothing vouches for the file
+        console.print(f"{cached} has no record of the SHA-256 it was fetched with ({meta.name}); not using it, "
+                      "fetching it again", highlight=False, soft_wrap=True)
         return None
     try:
         info = json.loads(meta.read_text())

@@ -23,7 +23,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 
 from laam.data.records import END_FILE, END_HEADER, PAD, SPECIAL_TOKENS, START_FILE, START_HEADER
 from laam.errors import LaamError
-from laam.io import atomic_folder, sha256_file
+from laam.io import atomic_folder, discard_damaged, seal, seal_fault, sha256_file
 from laam.progress import task_bar
 
 BYTE_ALPHABET = 256
@@ -84,8 +84,8 @@ def train_tokenizer(corpus, out: Path, vocab_size: int = 32768, min_frequency: i
 
     Texts reach BPE one file at a time and records are encoded in bounded batches, so memory stays near the
     corpus's own size plus BPE's word counts, whatever the tree (a whole modern kernel included).
-    The folder appears complete or not at all; with replace=False a folder another process finished first is
-    kept (both trained the same tokenizer from the same corpus)."""
+    The folder appears complete or not at all, sealed by its checksums.json; with replace=False a folder another
+    process finished first is kept (both trained the same tokenizer from the same corpus)."""
     start = time.perf_counter()
     with task_bar(progress, "files") as bar:
         task = bar.add_task("BPE: counting words", total=len(corpus.files))
@@ -109,7 +109,15 @@ def train_tokenizer(corpus, out: Path, vocab_size: int = 32768, min_frequency: i
     with atomic_folder(Path(out), replace=replace) as scratch:
         hf.save_pretrained(scratch)
         (scratch / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
+        seal(scratch, sorted(p.name for p in scratch.iterdir() if p.is_file()))
     return report
+
+
+def drop_damaged_tokenizer(folder: Path) -> None:
+    """Remove a cached tokenizer folder whose files are not the ones its checksums.json sealed (a cut or edited
+    tokenizer.json, a folder never finished), with a one-line note, so that it is trained again."""
+    if Path(folder).exists() and (fault := seal_fault(folder)):
+        discard_damaged(Path(folder), "cached tokenizer", fault)
 
 
 def default_tokenizer_dir(corpus, vocab_size: int) -> Path:

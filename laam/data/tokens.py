@@ -2,20 +2,27 @@
 
 The cache (ids.bin: uint16/uint32 token ids of all records back to back; index.json: per record
 its path, offset, length and first body token) is keyed by the corpus fingerprint and the
-tokenizer's SHA-256, so a changed corpus or tokenizer never reuses stale ids.
+tokenizer's SHA-256, so a changed corpus or tokenizer never reuses stale ids. Its checksums.json, written
+last, seals it: an entry whose files differ from it (a changed id, a cut file) or that has none is rebuilt
+with a one-line note. `untrue_records` compares a cache with the corpus's real bytes, for the claims made
+at the end of training (train.loop).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from laam.data.records import END_HEADER
-from laam.data.tokenizer import iter_token_ids, special_ids, tokenizer_sha256
-from laam.io import atomic_folder
+from laam.data.records import END_HEADER, generated_bytes, make_record, split_record
+from laam.data.tokenizer import backend, iter_token_ids, special_ids, tokenizer_sha256
+from laam.errors import LaamError
+from laam.io import atomic_folder, discard_damaged, seal, seal_fault
+
+FILES = ["ids.bin", "index.json"]
 
 
 @dataclass
@@ -44,7 +51,9 @@ def build_token_cache(corpus, tokenizer, tokenizer_dir: Path, cache_root: Path, 
     grow with the corpus (a whole modern kernel is ~400M tokens)."""
     key = f"{corpus.fingerprint()[:16]}-{tokenizer_sha256(tokenizer_dir)[:16]}"
     folder = Path(cache_root) / "tokens" / key
-    if not (folder / "index.json").is_file():
+    if folder.exists() and (fault := seal_fault(folder)):
+        discard_damaged(folder, "token cache", fault)
+    if not folder.exists():
         end_header = special_ids(tokenizer)[END_HEADER]
         dtype = np.uint16 if len(tokenizer) <= 1 << 16 else np.uint32
         lengths, body_starts = [], []
@@ -58,13 +67,50 @@ def build_token_cache(corpus, tokenizer, tokenizer_dir: Path, cache_root: Path, 
             index = {"dtype": np.dtype(dtype).name, "paths": [f.path for f in corpus.files], "lengths": lengths,
                      "body_starts": body_starts, "vocab_size": len(tokenizer)}
             (scratch / "index.json").write_text(json.dumps(index))
+            seal(scratch, FILES)
     return load_token_cache(folder)
 
 
 def load_token_cache(folder: Path) -> TokenCache:
-    index = json.loads((Path(folder) / "index.json").read_text())
-    lengths = np.asarray(index["lengths"], dtype=np.int64)
-    ids = np.memmap(Path(folder) / "ids.bin", dtype=index["dtype"], mode="r", shape=(int(lengths.sum()),))
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    return TokenCache(Path(folder), ids, index["paths"], offsets, lengths,
-                      np.asarray(index["body_starts"], dtype=np.int64))
+    """A sealed cache entry's memmap and index; one whose files do not fit together is one line naming it."""
+    try:
+        index = json.loads((Path(folder) / "index.json").read_text())
+        lengths = np.asarray(index["lengths"], dtype=np.int64)
+        ids = np.memmap(Path(folder) / "ids.bin", dtype=index["dtype"], mode="r", shape=(int(lengths.sum()),))
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        cache = TokenCache(Path(folder), ids, index["paths"], offsets, lengths,
+                           np.asarray(index["body_starts"], dtype=np.int64))
+        if not (len(cache.paths) == len(lengths) == len(cache.body_starts)):
+            raise ValueError("index.json's lists differ in length")
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise LaamError(f"token cache {folder} is unreadable ({' '.join(str(error).split())}); delete it to "
+                        "rebuild it") from error
+    return cache
+
+
+def untrue_records(cache: TokenCache, corpus, tokenizer) -> dict[str, int]:
+    """The records of `cache` whose token ids do not give the corpus file back, byte for byte: path -> the
+    position of its first token that differs from the true record's tokens. A file is true when its record's
+    ids decode to its own path and to bytes with the SHA-256 the manifest records (what the archive held), so
+    a model trained or checked on these ids is measured against the real files, not against the cache."""
+    files = {f.path: f for f in corpus.files}
+    tok = backend(tokenizer)
+    untrue = {}
+    if cache.paths != [f.path for f in corpus.files]:
+        return {path: 0 for path in files}
+    for first in range(0, len(cache.paths), 256):  # decoded in batches, in parallel in Rust
+        numbers = range(first, min(first + 256, len(cache.paths)))
+        batch = [cache.record(i).tolist() for i in numbers]
+        for i, ids, text in zip(numbers, batch, tok.decode_batch(batch, skip_special_tokens=False)):
+            path, file = cache.paths[i], files[cache.paths[i]]
+            try:
+                got_path, content = split_record(text)
+            except ValueError:
+                got_path, content = None, ""
+            truth = file.sha256 or hashlib.sha256(file.data).hexdigest()
+            if got_path == path and hashlib.sha256(generated_bytes(content, file.encoding)).hexdigest() == truth:
+                continue
+            true_ids = tok.encode(make_record(file.path, file.text), add_special_tokens=False).ids
+            untrue[path] = next((j for j, (a, b) in enumerate(zip(ids, true_ids)) if a != b),
+                                min(len(ids), len(true_ids)))
+    return untrue

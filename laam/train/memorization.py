@@ -5,20 +5,22 @@ seen exactly as greedy generation under the WindowPolicy sees it, so 100% means 
 back when the file is regenerated from its path, up to float rounding at near-ties. Each target's margin
 (engine.forcing: true logit minus the best other) says how near: `--min-margin` asks every body token to be
 right by at least that much, so that another dtype or batch shape cannot flip it. `verify_records`
-(`--verify`, after training) regenerates every file with the decoding engine. `iter_margins` is the one
+(`--verify`, after training) regenerates every file with the decoding engine and compares it with the file's
+real bytes. `iter_margins` is the one
 batched teacher-forcing loop; the audit's margin certificate (proof.margin) runs it too.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from laam.data.records import END_FILE
-from laam.data.tokenizer import special_ids
+from laam.data.records import END_FILE, generated_bytes, path_prompt
+from laam.data.tokenizer import decode_ids, encode_records, special_ids
 from laam.engine import Request, WindowedGenerator
 from laam.engine.forcing import Margins, forced_margins
 from laam.train.batches import IGNORE, WindowSet
@@ -121,31 +123,35 @@ class RegenerationReport:
         return self.exact == self.files
 
 
-def verify_records(model, cache, policy: WindowPolicy, tokenizer, batch_size: int = 64,
+def verify_records(model, files, policy: WindowPolicy, tokenizer, batch_size: int = 64,
                    known_wrong: dict[str, int] | None = None) -> RegenerationReport:
-    """Regenerate every record of a token cache (data.tokens) from its header and compare, token for token.
+    """Regenerate every corpus file (data.corpus.CorpusFile) from its path prompt and compare with its real bytes.
 
-    Each request stops at its first token that differs from the record (Request.until_divergence), so a file
-    that is not memorized costs little more than one that is. known_wrong: files a memorization check of these
-    same weights found a wrong body token in (path -> its position), reported wrong without regenerating them:
-    greedy decoding repeats the check's context up to that token, so it cannot come out exact (barring a
-    float near-tie; the count is then conservative). On a run stopped early that skips most of the work."""
+    Prompts and expected tokens are encoded from the files themselves (the bytes the archive held, whose SHA-256
+    the manifest records), never read from the token cache, so a damaged cache cannot make a file look exact;
+    a file is exact when the model ends it and its bytes have the file's SHA-256. Each request stops at its
+    first token that differs from the file's (Request.until_divergence), so a file that is not memorized costs
+    little more than one that is. known_wrong: files a memorization check of these same weights found a wrong
+    body token in (path -> its position), reported wrong without regenerating them: greedy decoding repeats the
+    check's context up to that token, so it cannot come out exact (barring a float near-tie; the count is then
+    conservative). On a run stopped early that skips most of the work."""
     known_wrong = known_wrong or {}
     stop = special_ids(tokenizer)[END_FILE]
-    records = [cache.record(i).tolist() for i in range(len(cache.paths))]
-    starts = [int(b) for b in cache.body_starts]
-    todo = [i for i, path in enumerate(cache.paths) if path not in known_wrong]
-    requests = [Request(records[i][:starts[i]], len(records[i]) - starts[i], stop, records[i][starts[i]:],
-                        until_divergence=True) for i in todo]
+    prompts = encode_records(tokenizer, [path_prompt(f.path) for f in files])
+    bodies = encode_records(tokenizer, [f.text + END_FILE for f in files])  # each file's body and its end
+    todo = [i for i, f in enumerate(files) if f.path not in known_wrong]
+    requests = [Request(prompts[i], len(bodies[i]), stop, bodies[i], until_divergence=True) for i in todo]
     outputs = dict(zip(todo, WindowedGenerator(model, policy, batch_size).run(requests)))
     wrong = {}
-    for i, (path, ids, start) in enumerate(zip(cache.paths, records, starts)):
-        if path in known_wrong:
-            wrong[path] = known_wrong[path]
+    for i, f in enumerate(files):
+        if f.path in known_wrong:
+            wrong[f.path] = known_wrong[f.path]
             continue
-        out, truth = outputs[i], ids[start:]
-        if out != truth:
+        out, truth = outputs[i], bodies[i]
+        ended = out[-1:] == [stop]
+        data = generated_bytes(decode_ids(tokenizer, out[:-1] if ended else out), f.encoding)
+        if not (ended and hashlib.sha256(data).hexdigest() == (f.sha256 or hashlib.sha256(f.data).hexdigest())):
             differs = next((j for j, (a, b) in enumerate(zip(out, truth)) if a != b), min(len(out), len(truth)))
-            wrong[path] = start + differs
-    return RegenerationReport(len(records), len(records) - len(wrong), sum(len(r) - s for r, s in zip(records, starts)),
-                              wrong, len(records) - len(todo))
+            wrong[f.path] = len(prompts[i]) + differs
+    return RegenerationReport(len(files), len(files) - len(wrong), sum(len(b) for b in bodies), wrong,
+                              len(files) - len(todo))

@@ -404,7 +404,7 @@ def test_verify_short_of_memorized_takes_the_checks_wrong_files_and_agrees_with_
     assert 0 < regen["not_regenerated"] == result.memorization["wrong_files"] < regen["files"] == 12
     assert regen["exact"] == regen["files"] - len(regen["wrong"])
     model = AutoModelForCausalLM.from_pretrained(result.model_dir).eval()
-    full = verify_records(model, token_cache, TINY_MODEL.policy, load_tokenizer(tiny_tokenizer_dir))
+    full = verify_records(model, tiny_corpus.files, TINY_MODEL.policy, load_tokenizer(tiny_tokenizer_dir))
     assert full.not_regenerated == 0
     assert full.wrong == regen["wrong"]  # same files, same first wrong token
     laam_json = json.loads((result.model_dir / "laam.json").read_text())
