@@ -1,4 +1,4 @@
-"""Issue 23: "memorized" is decided against the real bytes. The issue's demonstration: overwrite 40 token ids of
+"""The "memorized" claim is decided against the real bytes. The demonstration: overwrite 40 token ids of
 linux/lib/ctype.c in the token cache's ids.bin (same size), train the `tiny` preset again. The sealed cache is
 rebuilt with a one-line note; and a damaged cache that passes its seal (sealed again after the damage) still
 gives no "memorized" claim, since the final check and --verify compare with the files' real bytes."""
@@ -14,7 +14,6 @@ import pytest
 from laam.data.tokenizer import load_tokenizer
 from laam.data.tokens import FILES, build_token_cache, untrue_records
 from laam.io import seal
-from tests.conftest import TARBALL
 from tests.faults import cli
 
 DAMAGED = "linux/lib/ctype.c"
@@ -42,8 +41,8 @@ def _damaged_cache(tiny_corpus, tiny_tokenizer_dir, cache_root: Path, reseal: bo
     return cache
 
 
-def _train(capsys, tiny_tokenizer_dir, cache_root: Path, out: Path):
-    return cli(capsys, "train", TARBALL, "--cache", cache_root, "--preset", "tiny", "--tokenizer",
+def _train(capsys, tarball, tiny_tokenizer_dir, cache_root: Path, out: Path):
+    return cli(capsys, "train", tarball, "--cache", cache_root, "--preset", "tiny", "--tokenizer",
                tiny_tokenizer_dir, "--threads", "1", "--out", out, "-q")
 
 
@@ -58,10 +57,10 @@ def _regenerated_exactly(model_dir: Path, corpus) -> dict[str, bool]:
 
 
 @pytest.mark.slow
-def test_damaged_token_cache_is_rebuilt_and_the_claim_holds(mirror, capsys, tiny_corpus, tiny_tokenizer_dir,
+def test_damaged_token_cache_is_rebuilt_and_the_claim_holds(tarball, capsys, tiny_corpus, tiny_tokenizer_dir,
                                                             tmp_path):
     cache = _damaged_cache(tiny_corpus, tiny_tokenizer_dir, tmp_path / "cache", reseal=False)
-    ran = _train(capsys, tiny_tokenizer_dir, tmp_path / "cache", tmp_path / "run")
+    ran = _train(capsys, tarball, tiny_tokenizer_dir, tmp_path / "cache", tmp_path / "run")
     assert ran.code == 0, ran.err[-3000:]
     notes = [line for line in ran.err.splitlines() if "token cache" in line]
     assert len(notes) == 1 and str(cache.folder) in notes[0] and "ids.bin" in notes[0], ran.err[-3000:]
@@ -74,11 +73,11 @@ def test_damaged_token_cache_is_rebuilt_and_the_claim_holds(mirror, capsys, tiny
 
 
 @pytest.mark.slow
-def test_damage_that_passes_the_seal_gives_no_memorized_claim(mirror, capsys, tiny_corpus, tiny_tokenizer_dir,
+def test_damage_that_passes_the_seal_gives_no_memorized_claim(tarball, capsys, tiny_corpus, tiny_tokenizer_dir,
                                                               tmp_path):
     cache = _damaged_cache(tiny_corpus, tiny_tokenizer_dir, tmp_path / "cache", reseal=True)
     assert set(untrue_records(cache, tiny_corpus, load_tokenizer(tiny_tokenizer_dir))) == {DAMAGED}
-    ran = _train(capsys, tiny_tokenizer_dir, tmp_path / "cache", tmp_path / "run")
+    ran = _train(capsys, tarball, tiny_tokenizer_dir, tmp_path / "cache", tmp_path / "run")
     assert ran.code == 0, ran.err[-3000:]
     training = json.loads((tmp_path / "run" / "model" / "laam.json").read_text())["training"]
     exact = _regenerated_exactly(tmp_path / "run" / "model", tiny_corpus)
