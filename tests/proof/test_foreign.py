@@ -69,3 +69,22 @@ def test_pickled_weights_are_refused(tmp_path, tiny_corpus):
 def test_unknown_setting_is_refused():
     with pytest.raises(LaamError, match="unknown setting"):
         ForeignAuditConfig(settings=("carlini-7",))
+
+
+def test_audit_command_audits_any_model(gpt2_folders, tmp_path):
+    from typer.testing import CliRunner
+
+    from laam.cli import app
+    from tests.conftest import TARBALL, TINY_EXCLUDE, TINY_INCLUDE
+
+    trained, _ = gpt2_folders
+    args = ["audit", "--model", str(trained), "--corpus", str(TARBALL), "--include", TINY_INCLUDE[0], "--exclude",
+            TINY_EXCLUDE[0], "--cache", str(tmp_path), "--out", str(tmp_path / "out"), "--setting", "pythia",
+            "--setting", "carlini-100", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    audit = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert list(audit["settings"]) == ["pythia", "carlini-100"] and len(audit["summary"]["caught"]) == 3
+    assert "files caught: 3 of 12" in result.stdout
+    refused = CliRunner().invoke(app, ["audit", "--model", str(trained), "-q"])
+    assert isinstance(refused.exception, LaamError) and "give --corpus" in str(refused.exception)
