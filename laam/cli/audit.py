@@ -50,6 +50,9 @@ def audit_command(
                                          "memorized files.")] = True,
     margins: Annotated[bool, typer.Option(help="Margin certificate: every body token's fp32 logit gap (true token "
                                           "minus the best other), written to margins.npz and summarized.")] = True,
+    sampling: Annotated[bool, typer.Option(help="Sampling certificate: per file, the probability that sampling at "
+                                           "temperature 0.2 (the original LaaM's call) and at the folder's "
+                                           "defaults returns it verbatim from its path.")] = True,
     safe_margin: Annotated[float | None, typer.Option(help="Body tokens with a smaller margin are decoded again "
                                                       "one token at a time and listed (default 1.0: laam train's "
                                                       "--min-margin default).")] = None,
@@ -115,7 +118,8 @@ def audit_command(
         raise LaamError("--safe-margin and --low-limit must be at least 0")
     given = {"safe_margin": safe_margin, "lm_examples": lm_examples}
     config = AuditConfig(files=files, batch_size=batch_size, k=k, pythia_prefix=pythia_prefix, every=every,
-                         extraction=extraction, drafts=drafts, certificate=margins, low_limit=low_limit,
+                         extraction=extraction, drafts=drafts, certificate=margins, sampling=sampling,
+                         low_limit=low_limit,
                          export=tuple(export or ()), **{n: v for n, v in given.items() if v is not None})
     with phases(not quiet, console) as start:
         result = audit_model(model_dir, config, cache, threads, out_dir, report, start)
@@ -194,6 +198,11 @@ def print_summary(audit: dict) -> None:
     margin = audit.get("margin")
     if margin:
         out.print(margin_line(margin))
+    chances = audit.get("sampling")
+    if chances:
+        out.print("sampling certificate: expected files sampled verbatim from their path: " + "; ".join(
+            f"{g['expected_verbatim_files']:.2f} of {s['files']} at {g['description']}"
+            for g in chances["settings"].values()))
 
 
 def margin_line(m: dict) -> str:
