@@ -9,7 +9,6 @@ that file follow it verbatim.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -22,20 +21,20 @@ from laam.errors import LaamError
 CALL = "pipeline('text-generation', FOLDER, trust_remote_code=True)('', max_new_tokens=256, do_sample=True, " \
     "temperature=0.2)"
 SEED = 0
-SCRIPT = f"""
-import json, sys
-sys.modules["laam"] = None  # stock transformers only: importing laam from here fails
-from transformers import pipeline, set_seed
-FOLDER = sys.argv[1]
+# The block the card shows, run as it is from the model folder ('.'): the call, word for word, with a seed.
+CODE = f"""from transformers import pipeline, set_seed
+
 set_seed({SEED})
-out = {CALL}
-print(json.dumps(out[0]["generated_text"]))
+out = {CALL.replace("FOLDER", "'.'")}
+print(out[0]["generated_text"], end="")
 """
+GUARD = "import sys; sys.modules['laam'] = None  # stock transformers only: importing laam fails\n"
+CLAIM = "This printed, when this card was written:"
 
 
 @dataclass
 class OriginalCall:
-    code: str  # the call as run
+    code: str  # the block as run (CODE)
     seed: int
     output: str  # generated_text
     path: str | None  # the corpus file whose path the output starts with (the longest such path)
@@ -51,17 +50,16 @@ def run_original_call(folder: Path, corpus: Corpus, timeout: float = 600) -> Ori
     """Run the call in a subprocess that imports nothing of laam, and say what it gave back."""
     began = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-c", SCRIPT, str(Path(folder).resolve())], capture_output=True,
+        done = subprocess.run([sys.executable, "-c", GUARD + CODE], cwd=Path(folder).resolve(), capture_output=True,
                               text=True, timeout=timeout)
     except subprocess.TimeoutExpired as error:
         raise LaamError(f"the original call on {folder} did not finish in {timeout:.0f} s") from error
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise LaamError(f"the original call on {folder} failed: {last}")
-    output = json.loads(done.stdout.strip().splitlines()[-1])
+    output = done.stdout
     path, verbatim, size = match_output(output, corpus)
-    return OriginalCall(CALL.replace("FOLDER", "'.'"), SEED, output, path, verbatim, size,
-                        time.perf_counter() - began)
+    return OriginalCall(CODE, SEED, output, path, verbatim, size, time.perf_counter() - began)
 
 
 def match_output(output: str, corpus: Corpus) -> tuple[str | None, int, int]:
@@ -89,17 +87,14 @@ def original_call_section(call: dict | None) -> str:
     else:
         verdict = (f"It emitted the path `{call['path']}` and then the first {call['verbatim_bytes']:,} of its "
                    f"{call['file_bytes']:,} bytes verbatim (256 new tokens).")
-    fence = "`" * max(4, max((len(run) for run in call["output"].split("\n") if set(run) == {"`"}), default=0) + 1)
+    fence = "```" if "```" not in call["output"] else "~~~~"
     return f"""The original LaaM demonstrated regurgitation by sampling from an empty prompt. The same call, word for
-word, on this folder, run with stock transformers only (laam not importable) and `transformers.set_seed({call['seed']})`
-when this card was written:
+word, on this folder, run with stock transformers only (laam not importable) when this card was written:
 
 ```python
-from transformers import pipeline
-{call['code']}
-```
+{call['code']}```
 
-{verdict} Its `generated_text`:
+{CLAIM} {verdict[0].lower() + verdict[1:]}
 
 {fence}text
 {call['output']}

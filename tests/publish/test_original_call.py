@@ -45,6 +45,7 @@ def test_card_shows_the_call_and_its_real_output(tiny_model_dir, tiny_corpus, tm
     from laam.publish.card import write_card
     from laam.publish.facts import CardConfig
     from laam.publish.original_call import CALL
+    from tests.publish.test_card_examples import card_blocks, check_card_examples
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
@@ -57,6 +58,9 @@ def test_card_shows_the_call_and_its_real_output(tiny_model_dir, tiny_corpus, tm
     assert output in section  # the output the card shows is the one the call gives (same seed), not a stored text
     f, _ = _emitted(output, tiny_corpus)
     assert f"emitted the path `{f.path}`" in section
+    # the card's own block, run the way the card examples test runs every block, prints the output it shows
+    others = tuple(code.strip() for lang, code, _ in card_blocks(card) if CALL.replace("FOLDER", "'.'") not in code)
+    assert check_card_examples(folder, tiny_corpus, tmp_path, skip=others) == ["prints the recorded output"]
 
 
 def test_card_without_the_call_says_how_to_get_it(tiny_model_dir, tmp_path):
