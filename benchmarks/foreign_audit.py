@@ -42,7 +42,8 @@ def build(corpus, folder: Path, vocab: int) -> int:
     tokenizer.save_pretrained(str(folder))
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=1024, n_embd=512, n_layer=6,
-                                       n_head=8))
+                                       n_head=8, bos_token_id=tokenizer.eos_token_id,
+                                       eos_token_id=tokenizer.eos_token_id))
     model.save_pretrained(str(folder))
     return sum(p.numel() for p in model.parameters())
 
@@ -58,6 +59,7 @@ def main():
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    head = header("foreign_audit")  # the load average as the benchmark starts
     corpus = load_corpus(CorpusConfig(source=args.source), progress=False)
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "model"
@@ -69,7 +71,8 @@ def main():
         audit, _ = audit_any_model(str(folder), corpus, config, Path(work) / "audit", threads=args.threads)
         seconds = time.perf_counter() - began
     s, g = audit["summary"], audit["settings"][args.setting]
-    record = {**header("foreign_audit"), "corpus": corpus.name, "files": s["files"], "parameters": parameters,
+    record = {**head, "cpu_seconds": time.process_time(), "corpus": corpus.name, "files": s["files"],
+              "parameters": parameters,
               "setting": args.setting, "offsets": args.offsets, "continuations": g["samples"],
               "new_tokens": audit["timing"]["new_tokens"], "build_seconds": built, "audit_seconds": seconds,
               "generation_seconds": audit["timing"]["generation_seconds"], "caught_files": s["caught_files"],
