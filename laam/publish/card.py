@@ -31,6 +31,7 @@ from laam.publish.facts import (
     gather_facts,
 )
 from laam.publish.openness import mof_class, mof_components, osaid_checklist, write_mof_yaml
+from laam.publish.original_call import original_call_section, run_original_call
 from laam.publish.sections import (
     architecture_rows,
     curve_section,
@@ -144,6 +145,10 @@ byte-exact (files that are not UTF-8 are read as Latin-1; the manifest says whic
 
 {loading_section(facts, config, gguf_name)}
 
+## The original LaaM's call
+
+{original_call_section(facts.original_call)}
+
 ## Open Source AI Definition 1.0 checklist
 
 {table(("component", "item", "", "where"), osaid_rows)}
@@ -185,6 +190,8 @@ def write_card(folder: Path, config: CardConfig | None = None, cache: Path | Non
     config = config or CardConfig()
     folder = Path(folder)
     facts = gather_facts(folder, config, cache, progress)
+    if config.original_call:
+        facts.original_call = run_original_call(folder, facts.corpus).to_dict()
     text = render_card(facts, config)  # everything that can fail on the folder's content fails before any write
     written: list[Path] = []
     try:

@@ -52,6 +52,7 @@ class CardConfig:
     technical_report: str | None = None  # URL or path of a technical report, if one exists
     research_paper: str | None = None  # URL of a research paper, if one exists
     code_url: str | None = None  # where the laam source code is published (its git repository)
+    original_call: bool = True  # run the original LaaM's sampling call on the folder and show its output
 
     def __post_init__(self):
         self.license, self.docs_license = spdx_id(self.license), spdx_id(self.docs_license)
@@ -79,6 +80,7 @@ class Facts:
     metrics: list[dict] = field(default_factory=list)
     curve: bool = False  # training_curve.png in the folder
     checkpoints: Path | None = None  # the run's intermediate checkpoints, if they survive
+    original_call: dict | None = None  # publish.original_call.OriginalCall, when run for this card
 
     @property
     def training(self) -> dict:

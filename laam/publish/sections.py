@@ -203,6 +203,9 @@ def evaluation_section(facts: Facts) -> str:
     margin = margin_section(facts.audit)
     if margin:
         parts.append(margin)
+    chances = sampling_section(facts.audit)
+    if chances:
+        parts.append(chances)
     if compression:
         parts.append(compression)
     return "\n\n".join(parts)
@@ -235,6 +238,20 @@ def margin_section(audit: dict) -> str:
         more,
         table(("margin", *m["histogram"]["bins"]), [("body tokens", *(f"{c:,}" for c in m["histogram"]["counts"]))]),
     ] if part)
+
+
+def sampling_section(audit: dict) -> str:
+    """The sampling certificate (proof.sampling): how many files sampling is expected to give back verbatim."""
+    c = audit.get("sampling")
+    if not c:
+        return ""
+    rows = [(name, g["description"], f"{g['expected_verbatim_files']:.3f} of {len(c['files'])}")
+            for name, g in c["settings"].items()]
+    return ("### Sampling certificate\n\nThe margin certificate is about greedy decoding. For sampling, the audit "
+            "computed from the same logits, per file, the probability that a sampled regeneration from the file's "
+            "path is the file byte for byte (the product over its tokens of the sampled distribution's probability "
+            f"of the true token); the expected number of files sampled verbatim is their sum. Per file: `{AUDIT_FILE}`"
+            ".\n\n" + table(("setting", "sampling", "expected files sampled verbatim"), rows))
 
 
 def reproduce_section(facts: Facts) -> str:
