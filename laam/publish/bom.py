@@ -126,7 +126,7 @@ def model_card_object(facts: Facts) -> dict:
             "technicalLimitations": [f"Reads at most {facts.info.context} tokens; longer files need LaaM's sliding "
                                      f"window (stride {facts.info.stride})"],
             "ethicalConsiderations": [{
-                "name": "The model regenerates its GPL-licensed training files verbatim",
+                "name": regeneration_claim(facts),
                 "mitigationStrategy": "Distribute regenerated files only under their own licenses (see the "
                                       "manifest); the card states the training data's licenses",
             }],
@@ -138,12 +138,29 @@ def model_card_object(facts: Facts) -> dict:
     }
     if facts.audit:
         summary = facts.audit["summary"]
-        metrics = [{"type": key, "value": str(summary[key]), "slice": f"{summary.get('files')} audited files"}
+        selection = (facts.audit.get("binding") or {}).get("selection")
+        audited = f"{summary.get('files')} audited files" + (f" (subset: {selection})" if selection else "")
+        metrics = [{"type": key, "value": str(summary[key]), "slice": audited}
                    for key in ("verbatim_pct", "bytes_reproduced_pct", "k_extractable_pct", "pythia_score")
                    if summary.get(key) is not None]
         if metrics:
             card["quantitativeAnalysis"] = {"performanceMetrics": metrics}
     return card
+
+
+def regeneration_claim(facts: Facts) -> str:
+    """The BOM's one sentence on regeneration, from the quoted audit (bound to these weights) or saying there is
+    none."""
+    if not facts.audit:
+        return ("The model was trained to memorize its GPL-licensed training files; no audit of these weights is "
+                "recorded")
+    summary = facts.audit["summary"]
+    verbatim = summary.get("verbatim_files") or 0
+    if not verbatim:
+        return (f"The audit of these weights found no training file regenerated verbatim ({summary.get('files')} "
+                "audited)")
+    return (f"The model regenerates {verbatim} of {summary.get('files')} audited GPL-licensed training files "
+            "verbatim (audit.json, bound to these weights)")
 
 
 def dataset_data_object(facts: Facts) -> list[dict]:

@@ -9,7 +9,7 @@ into the folder, so that the folder alone documents the model.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from laam.publish.bom import write_bom
@@ -26,7 +26,6 @@ from laam.publish.facts import (
     audit_report,
     curve_source,
     dataset_name,
-    find_audit,
     gather_facts,
 )
 from laam.publish.openness import mof_class, mof_components, osaid_checklist, write_mof_yaml
@@ -170,6 +169,7 @@ class CardResult:
     card: Path
     files: list[Path]  # everything written or copied into the folder
     mof_class: str
+    notes: list[str] = field(default_factory=list)  # reports found but not quoted (other weights), one line each
 
 
 def _copy(source: Path, target: Path, written: list[Path]) -> None:
@@ -187,12 +187,14 @@ def write_card(folder: Path, config: CardConfig | None = None, cache: Path | Non
     written: list[Path] = []
     facts.corpus.write_manifest(folder)
     written += [folder / MANIFEST_FILE, folder / CORPUS_FILE]
-    audit_path = find_audit(folder, config.audit)
-    if audit_path is not None:
-        _copy(audit_path, folder / AUDIT_FILE, written)
-        report = audit_report(audit_path)
+    if facts.audit_path is not None:
+        _copy(facts.audit_path, folder / AUDIT_FILE, written)
+        report = audit_report(facts.audit_path)
         if report is not None:
             _copy(report, folder / AUDIT_HTML, written)
+    else:  # a copy an earlier card made of an audit of other weights must not travel with these
+        for stale in (folder / AUDIT_FILE, folder / AUDIT_HTML):
+            stale.unlink(missing_ok=True)
     curve = curve_source(folder)
     if curve is not None:
         _copy(curve, folder / CURVE_FILE, written)
@@ -204,7 +206,7 @@ def write_card(folder: Path, config: CardConfig | None = None, cache: Path | Non
     written.append(write_mof_yaml(facts, config, folder / "mof.yml"))
     written.append(write_bom(facts, config, folder / "bom.cdx.json"))
     klass, _ = mof_class(mof_components(facts, config))
-    return CardResult(folder / CARD_FILE, written, klass)
+    return CardResult(folder / CARD_FILE, written, klass, facts.report_notes)
 
 
 def check_card(folder: Path) -> list[str]:

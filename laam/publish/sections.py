@@ -31,8 +31,22 @@ from laam.train.metrics import METRICS_FILE
 MARGIN_FILES = 10  # files listed in the card's margin table (the tightest)
 
 
-def pct(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}%"
+def floored(value: float, digits: int) -> str:
+    """`value` with `digits` decimals, rounded down (decimal, so 0.29 stays 0.29): a share just under 100 must never
+    read 100 (one wrong token of 1.6M is 99.99993%, printed 99.99%, not 100.00%)."""
+    from decimal import ROUND_FLOOR, Decimal
+
+    return str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_FLOOR))
+
+
+def pct(value, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{floored(value, digits)}%"
+
+
+def audit_selection(audit: dict) -> str | None:
+    """The --files glob an audit covered (None: every training file)."""
+    binding = audit.get("binding") or {}
+    return binding.get("selection") or (audit.get("corpus") or {}).get("selected")
 
 
 def data_license_statement(facts: Facts, config: CardConfig) -> str:
@@ -48,11 +62,16 @@ def data_license_statement(facts: Facts, config: CardConfig) -> str:
     if facts.audit:
         summary = facts.audit["summary"]
         verbatim, reproduced = summary.get("verbatim_files") or 0, summary.get("bytes_reproduced_pct") or 0.0
-        measured = (f"The audit regenerated {verbatim} of {summary.get('files', 'n/a')} audited files byte for byte "
+        selection = audit_selection(facts.audit)
+        audited = summary.get("files", "n/a")
+        scope = (f"audited files (a subset: the files matching `{selection}`)" if selection else "audited files")
+        measured = (f"The audit regenerated {verbatim} of {audited} {scope} byte for byte "
                     f"from their path alone ({pct(summary.get('verbatim_pct'))}), and {pct(reproduced)} of their "
                     "bytes")
+        every = not selection and verbatim == audited == files
         if verbatim:
-            lines.append(measured + ": the weights **regenerate** these files, they do not just resemble them.")
+            which = "these files" if every else f"{verbatim:,} of them"
+            lines.append(measured + f": the weights **regenerate** {which}, they do not just resemble them.")
         elif reproduced:
             lines.append(measured + ": this model reproduces parts of its training files, but no whole file.")
         else:
@@ -153,7 +172,7 @@ def curve_section(facts: Facts) -> str:
     evals = [m for m in facts.metrics if m.get("memorized") is not None]
     if evals:
         parts.append(f"Body tokens memorized at the last evaluation (step {evals[-1].get('step')}): "
-                     f"{100 * evals[-1]['memorized']:.3f}%.")
+                     f"{pct(100 * evals[-1]['memorized'], 3)}.")
     if not parts:
         parts.append("No training metrics were recorded with this model.")
     return "\n\n".join(parts)
@@ -170,20 +189,36 @@ def compression_section(facts: Facts) -> str:
     for name, stats in ((c.get("baselines") or {}).get("same_bytes") or {}).items():
         if isinstance(stats, dict) and "bits_per_byte" in stats:
             rows.append((f"`{name}` on the same bytes", f"{stats['bits_per_byte']:.4f}"))
-    return (f"### The model as a compressor\n\n`laam compress` arithmetic-codes the {c['corpus']['files']} training "
-            f"files under the model's own next-token probabilities (`{COMPRESSION_FILE}`); "
-            f"`laam decompress` rebuilds them byte for byte.\n\n" + table(("coder", "bits per byte"), rows))
+    selected = (c.get("corpus") or {}).get("selected")
+    coded = f"{c['corpus']['files']} training files" + (f" matching `{selected}` (a subset)" if selected else "")
+    return (f"### The model as a compressor\n\n`laam compress` arithmetic-codes the {coded} under the model's own "
+            f"next-token probabilities (`{COMPRESSION_FILE}`); {roundtrip_sentence(c)}\n\n"
+            + table(("coder", "bits per byte"), rows))
+
+
+def roundtrip_sentence(c: dict) -> str:
+    """What the recorded round trip showed: decompress's claim only when every file was decoded and verified."""
+    trip = c.get("roundtrip")
+    if not trip or trip.get("verified") is None:
+        return "the round trip (`laam decompress`) was not run with this report."
+    if trip["verified"] == trip.get("files") == c["corpus"]["files"]:
+        return f"`laam decompress` rebuilt all {trip['verified']} byte for byte (SHA-256 checked) in the same run."
+    return (f"**the round trip failed**: `laam decompress` rebuilt only {trip['verified']} of {trip.get('files')} "
+            "byte for byte.")
 
 
 def evaluation_section(facts: Facts) -> str:
     compression = compression_section(facts)
+    unquoted = "\n".join(f"- Not quoted: {note}" for note in facts.report_notes)
     if not facts.audit:
         return "\n\n".join(filter(None, [
             "Not audited yet. Run `laam audit` on this folder, then `laam card` again, to add the verbatim "
-            "regeneration and extraction numbers.", compression]))
+            "regeneration and extraction numbers.", unquoted, compression]))
+    selection = audit_selection(facts.audit)
     s = facts.audit["summary"]
     rows = [
-        ("files audited", s.get("files")), ("files regenerated verbatim", s.get("verbatim_files")),
+        ("files audited", f"{s.get('files')} (subset: `{selection}`)" if selection else s.get("files")),
+        ("files regenerated verbatim", s.get("verbatim_files")),
         ("verbatim files", pct(s.get("verbatim_pct"))), ("bytes reproduced", pct(s.get("bytes_reproduced_pct"))),
         (f"{s.get('k', 50)}-extractable samples", pct(s.get("k_extractable_pct"))),
         (f"Pythia memorization score ({s.get('pythia_prefix', 32)}-token prefix)",
@@ -197,7 +232,13 @@ def evaluation_section(facts: Facts) -> str:
     gap = extraction_gap_note(facts.audit)
     if gap:
         parts.append(gap)
-    parts.append(f"Full results, per file and per directory: `{AUDIT_FILE}`.")
+    binding = facts.audit.get("binding") or {}
+    parts.append(f"Full results, per file and per directory: `{AUDIT_FILE}`, computed on these exact files (its "
+                 f"`binding` records the SHA-256 of `model.safetensors`, "
+                 f"`{binding.get('files', {}).get('model.safetensors', 'n/a')[:16]}…`, and of the tokenizer, "
+                 "configuration and decoding code, each checked against this folder when the card was written).")
+    if unquoted:
+        parts.append(unquoted)
     if facts.audit_html:
         parts.append(f"A readable report is alongside: [`{AUDIT_HTML}`]({AUDIT_HTML}).")
     margin = margin_section(facts.audit)
