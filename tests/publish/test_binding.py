@@ -43,7 +43,7 @@ def test_binding_records_every_decoding_file_and_notices_a_change(tiny_model_dir
     assert binding_problems(report, folder) == []
     # stock decoding changes with one flag of tokenizer_config.json (" ?" -> "?"): that edit unbinds the report
     config = json.loads((folder / "tokenizer_config.json").read_text())
-    config["clean_up_tokenization_spaces"] = True
+    config["clean_up_tokenization_spaces"] = True  # (tests/data/test_tokenizer.py shows the stock decode breaking)
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     assert [p.split(":")[0] for p in binding_problems(report, folder)] == ["tokenizer_config.json changed"]
     (folder / "custom_generate" / "generate.py").unlink()
