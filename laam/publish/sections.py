@@ -8,6 +8,7 @@ import json
 from laam import __version__
 from laam.data.corpus import CorpusFile
 from laam.data.licenses import GPL2, satisfied_by
+from laam.io import sha256_file
 from laam.model.folder import CUSTOM_GENERATE_FILE
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.extraction import extraction_gap_note
@@ -331,8 +332,11 @@ def transformers_usage(facts: Facts, where: str, long: CorpusFile, short: Corpus
         here = " (the examples run from this folder)" if where == "." else ""
         transformers = f"""With 🤗 transformers{here}. The model reads at most {context} tokens; past that, it was
 trained to drop the {stride} oldest tokens and read the rest again. That decoding loop ships here as
-[`{CUSTOM_GENERATE_FILE}`]({CUSTOM_GENERATE_FILE}) (torch and transformers only; read it before you run it):
-with `trust_remote_code=True`, `pipeline` and `generate` use it, and a file's path brings back the whole file:
+[`{CUSTOM_GENERATE_FILE}`]({CUSTOM_GENERATE_FILE}) (torch and transformers only; SHA-256
+`{sha256_file(facts.folder / CUSTOM_GENERATE_FILE)}`; read it before you run it). It decodes greedily with the
+sliding window above, ends a bare path prompt with `<|end_header|>` itself (so `a/Readme` and `a/Readme.linux` each
+name their own file), and stops at `<|end_file|>`; it reads no file and opens no connection. With
+`trust_remote_code=True`, `pipeline` and `generate` use it, and a file's path brings back the whole file:
 
 ```python
 from transformers import pipeline

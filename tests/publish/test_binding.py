@@ -149,3 +149,13 @@ def test_a_compression_report_of_other_weights_is_not_quoted(tiny_model_dir, tmp
     text = _card(model)
     assert "The model as a compressor" not in text
     assert "- Not quoted: `model/compression.json`: not computed on these files (model.safetensors changed" in text
+
+
+def test_the_card_names_the_shipped_decoding_code_by_its_sha256(tiny_model_dir, tmp_path):
+    from laam.io import sha256_file
+
+    run = make_run(tiny_model_dir, tmp_path)
+    text = _card(run / "model")
+    digest = sha256_file(run / "model" / "custom_generate" / "generate.py")
+    assert f"SHA-256\n`{digest}`; read it before you run it). It decodes greedily" in text
+    assert "ends a bare path prompt with `<|end_header|>` itself" in text
