@@ -31,6 +31,7 @@ from laam.publish.facts import (
 from laam.publish.openness import mof_class, mof_components, osaid_checklist, write_mof_yaml
 from laam.publish.sections import (
     architecture_rows,
+    audit_selection,
     curve_section,
     data_license_statement,
     data_rows,
@@ -58,7 +59,9 @@ def eval_results(facts: Facts):
     if not facts.audit:
         return None
     summary = facts.audit["summary"]
-    common = {"task_type": "text-generation", "task_name": "Verbatim regeneration of training files",
+    selection = audit_selection(facts.audit)  # a subset is named as one in the Hub's metadata too
+    task = "Verbatim regeneration of training files" + (f" matching {selection} (a subset)" if selection else "")
+    common = {"task_type": "text-generation", "task_name": task,
               "dataset_type": "linux-kernel-source", "dataset_name": dataset_name(facts),
               "dataset_config": facts.corpus.config.filter, "dataset_split": "train"}
     metrics = [

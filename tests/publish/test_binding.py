@@ -65,6 +65,7 @@ def test_audit_card_reaudit_card_shows_the_new_audit(tiny_model_dir, tmp_path):
     text = _card(model)
     assert "| files audited | 1 (subset: `*/ctype.c`) |" in text
     assert "a subset: the files matching `*/ctype.c`" in text
+    assert "name: Verbatim regeneration of training files matching */ctype.c (a subset)" in text
     assert json.loads((model / "audit.json").read_text())["summary"]["files"] == 1  # the card's own copy
     audit_model(model, AuditConfig(**cheap), report=False)
     text = _card(model)
@@ -159,3 +160,18 @@ def test_the_card_names_the_shipped_decoding_code_by_its_sha256(tiny_model_dir, 
     digest = sha256_file(run / "model" / "custom_generate" / "generate.py")
     assert f"SHA-256\n`{digest}`; read it before you run it). It decodes greedily" in text
     assert "ends a bare path prompt with `<|end_header|>` itself" in text
+
+
+def test_laam_run_stops_before_the_card_when_the_round_trip_fails(tiny_model_dir, tmp_path, monkeypatch):
+    """A failed `laam decompress` round trip ends `laam run` before audit and card: no card can claim it."""
+    import laam.pipeline as pipeline
+    import laam.proof.compress.run as compress_run
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    monkeypatch.setattr(pipeline, "train_recipe", lambda *args, **kwargs: folder)
+    failed = {"roundtrip": {"files": 12, "verified": 11}, "report_path": str(folder / "compression.json")}
+    monkeypatch.setattr(compress_run, "compress_corpus", lambda *args, **kwargs: failed)
+    with pytest.raises(LaamError, match="round trip failed: decoding gave back 11 of 12 files"):
+        pipeline.run(cache=tmp_path / "cache", progress=False)
+    assert not (folder / "README.md").exists() and not (folder / "audit").exists()
