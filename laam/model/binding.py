@@ -14,9 +14,10 @@ from pathlib import Path
 
 from laam import __version__
 from laam.io import sha256_file
-from laam.provenance import git_commit, git_dirty
+from laam.provenance import git_commit, git_dirty, package_version
 
 BINDING_KEY = "binding"
+LIBRARIES = ("laam", "transformers", "tokenizers", "torch", "safetensors")  # the versions a report ran with
 # every file of a folder that changes what any decoder (laam's engine, stock transformers with the folder's
 # custom_generate, the GGUF script) produces from it; laam.json is left out: it describes the run and is
 # rewritten by later stages, while its corpus fingerprint is bound below
@@ -46,6 +47,7 @@ def report_binding(model_dir: Path, selection: str | None = None, dtype: str = "
     return {"files": fingerprints(model_dir), "corpus_fingerprint": _corpus_fingerprint(model_dir),
             "selection": selection, "laam_version": __version__, "git_commit": git_commit(),
             "git_dirty": git_dirty(), "torch": torch.__version__, "dtype": dtype, "device": device,
+            "libraries": {name: package_version(name) for name in LIBRARIES},
             "created": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
 
 

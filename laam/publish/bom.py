@@ -90,19 +90,34 @@ def build_bom(facts: Facts, config: CardConfig):
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=sha256_file(weights))] if weights.is_file() else [],
     )
     libraries = []
+    ran_with, source = library_versions(facts)
     for name in LIBRARIES:
-        try:
-            version = package_metadata.version(name)
-        except package_metadata.PackageNotFoundError:
+        version = ran_with.get(name)
+        if not version:
             continue
         libraries.append(Component(type=ComponentType.LIBRARY, name=name, version=version, bom_ref=f"pypi:{name}",
-                                   purl=PackageURL(type="pypi", name=name, version=version)))
+                                   purl=PackageURL(type="pypi", name=name, version=version),
+                                   properties=[Property(name="laam:version_source", value=source)]))
     # the tool that wrote the BOM: laam itself, as a separate object (every bom-ref must be unique in a BOM)
     tools = ToolRepository(components=[Component(type=ComponentType.APPLICATION, name="laam", version=c.version,
                                                  purl=c.purl) for c in libraries if c.name == "laam"])
     bom = Bom(metadata=BomMetaData(component=model, tools=tools), components=[dataset, *libraries])
     bom.register_dependency(model, [dataset, *libraries])
     return bom
+
+
+def library_versions(facts: Facts) -> tuple[dict[str, str | None], str]:
+    """The library versions the quoted audit ran with (its binding), else those installed now, and which."""
+    recorded = ((facts.audit or {}).get("binding") or {}).get("libraries")
+    if isinstance(recorded, dict) and recorded:
+        return recorded, "the audit's run (audit.json binding)"
+    installed = {}
+    for name in LIBRARIES:
+        try:
+            installed[name] = package_metadata.version(name)
+        except package_metadata.PackageNotFoundError:
+            installed[name] = None
+    return installed, "installed when this BOM was written (no audit records its run's versions)"
 
 
 def model_card_object(facts: Facts) -> dict:

@@ -175,3 +175,16 @@ def test_laam_run_stops_before_the_card_when_the_round_trip_fails(tiny_model_dir
     with pytest.raises(LaamError, match="round trip failed: decoding gave back 11 of 12 files"):
         pipeline.run(cache=tmp_path / "cache", progress=False)
     assert not (folder / "README.md").exists() and not (folder / "audit").exists()
+
+
+def test_the_bom_lists_the_library_versions_the_audit_ran_with(tiny_model_dir, tmp_path):
+    run = make_run(tiny_model_dir, tmp_path)
+    model = run / "model"
+    audit = json.loads((model / "audit" / "audit.json").read_text())
+    audit["binding"]["libraries"] = {**audit["binding"]["libraries"], "torch": "2.99.0"}  # the run's, not today's
+    (model / "audit" / "audit.json").write_text(json.dumps(audit))
+    _card(model)
+    components = {c["name"]: c for c in json.loads((model / "bom.cdx.json").read_text())["components"]}
+    assert components["torch"]["version"] == "2.99.0"
+    assert components["torch"]["properties"] == [{"name": "laam:version_source",
+                                                  "value": "the audit's run (audit.json binding)"}]
