@@ -286,6 +286,14 @@ def reproduce_section(facts: Facts) -> str:
              "release, checks its SHA-256 against the mirror's list and writes the manifest, whose per-file SHA-256 "
              f"must match `{MANIFEST_FILE}` here.")
     command = train_command(facts)
+    history = facts.training.get("history") or []
+    if command and history:  # settings changed on --resume: no one command replays that run
+        changes = "; ".join(f"step {h.get('step')}: " + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new)
+                                                                   in (h.get("changed") or {}).items())
+                            for h in history)
+        return (f"{installed}, this command trains with the run's final configuration:\n\n```sh\n{command}\n```\n\n"
+                f"It does not replay this run: settings were changed while resuming ({changes}; `laam.json`'s "
+                "`training.history`), so retraining needs those stages in turn. The training data alone:\n\n" + fetch)
     if command:
         return (f"{installed}, one command retrains this model with the recorded configuration:\n\n```sh\n"
                 f"{command}\n```\n\nThis trains it again, as recorded in `laam.json`. The training data alone:\n\n"

@@ -188,3 +188,14 @@ def test_the_bom_lists_the_library_versions_the_audit_ran_with(tiny_model_dir, t
     assert components["torch"]["version"] == "2.99.0"
     assert components["torch"]["properties"] == [{"name": "laam:version_source",
                                                   "value": "the audit's run (audit.json binding)"}]
+
+
+def test_one_command_is_not_claimed_when_the_run_changed_settings_on_resume(tiny_model_dir, tmp_path):
+    run = make_run(tiny_model_dir, tmp_path)
+    info = json.loads((run / "model" / "laam.json").read_text())
+    info["training"].update({"command": "laam train 1.0 --preset tiny --out /tmp/run",
+                             "history": [{"step": 2, "changed": {"seed": [0, 1]}}]})
+    (run / "model" / "laam.json").write_text(json.dumps(info))
+    section = _card(run / "model").split("## How to reproduce")[1].split("## ")[0]
+    assert "one command retrains" not in section
+    assert "It does not replay this run: settings were changed while resuming (step 2: seed 0 -> 1;" in section
