@@ -261,8 +261,9 @@ def margin_section(audit: dict) -> str:
     shown = files[:MARGIN_FILES]
     more = f"The {len(shown)} tightest of {len(files)} files; every file's is in `{AUDIT_FILE}`." \
         if len(files) > len(shown) else ""
-    why = (" (LaaM's default: 2.3x the largest margin change measured between fp32 and bf16 or GGUF f16/q8_0 "
-           "inference, benchmarks/RESULTS.md)" if m["threshold"] == MIN_MARGIN else "")
+    why = (" (LaaM's default, chosen as 2.3x the largest margin change between fp32 and bf16 or GGUF f16/q8_0 "
+           "inference measured on other models, LaaM's tiny and demo ones, not on these weights: "
+           "benchmarks/RESULTS.md)" if m["threshold"] == MIN_MARGIN else "")
     checked = (f" The {m['low_listed']} lowest were decoded again one token at a time: {seq['agrees']} agree with "
                f"teacher forcing, {seq['differs']} differ, {seq['diverged earlier']} diverged earlier."
                if m["low_listed"] else "")

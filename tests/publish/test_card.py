@@ -428,6 +428,7 @@ def test_card_shows_the_margin_certificate_and_comparable_extraction(tiny_model_
     section = card.split("### Margin certificate")[1].split("###")[0]
     assert "Smallest: **0.250** (`linux/lib/f1.c` line 3: `'close'` over `` 'dup`x' ``)" in section
     assert "0 wrong; 1 under the safety threshold 1 (LaaM's default" in section
+    assert "measured on other models, LaaM's tiny and demo ones, not on these weights" in section
     assert "1 agree with teacher forcing" in section
     listed = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| `linux")]
     assert listed[:3] == ["`linux/lib/f1.c`", "`linux/lib/f2.c`", "`linux/lib/f0.c`"] and len(listed) == 10
