@@ -60,6 +60,8 @@ def print_card(result, model: Path) -> None:
 
     for path in result.files:
         out.print(f"  wrote {path}")
+    for note in result.notes:
+        out.print(f"[yellow]not quoted:[/] {note}")
     out.print(f"Model Openness Framework: {result.mof_class}")
     problems = check_card(model)
     if problems:

@@ -226,6 +226,7 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
                 progress: Callable[[str, int], Callable[[int, list[int]], None]] | None = None) -> AuditResult:
     """`laam audit` as a function: load the model and its exact training corpus, audit, write audit.json (and
     report.html) into `out_dir` (default MODEL/audit)."""
+    from laam.model.binding import BINDING_KEY, report_binding
     from laam.model.folder import load_model
     from laam.model.info import load_training_corpus
     from laam.proof.report import write_report
@@ -239,6 +240,7 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
     loaded = load_model(model_dir, threads=threads)
     corpus = load_training_corpus(loaded.info, cache)
     run = run_audit(loaded.model, loaded.tokenizer, corpus, loaded.policy, config, progress, model_dir=str(model_dir))
+    run.audit[BINDING_KEY] = report_binding(model_dir, config.files, device=loaded.device)
     out_dir = Path(out_dir or Path(model_dir) / "audit")
     path = write_audit(run.audit, out_dir)
     if run.margins is not None:
