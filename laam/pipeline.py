@@ -157,6 +157,10 @@ def run(preset: str | None = "demo", config_file: Path | None = None, source: st
 
         torch.set_num_threads(1)  # the compressor's default: reproducible and fastest for small models
         compression = compress_corpus(model_dir, model_dir / "corpus.laamz", cache=cache, quiet=not progress)
+        trip = compression.get("roundtrip") or {}
+        if trip.get("verified") != trip.get("files"):  # stop before a card could be written on a failed round trip
+            raise LaamError(f"the round trip failed: decoding gave back {trip.get('verified')} of {trip.get('files')} "
+                            f"files byte-exact (see {compression['report_path']}); no audit or card was written")
     if audit:
         from laam.proof.audit import audit_model
         from laam.publish.card import write_card

@@ -67,3 +67,14 @@ def cpu_description() -> dict:
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     return {"cpu": model, "cpu_flags": flags, "cpus": cpus}
+
+
+def git_dirty() -> bool | None:
+    """Whether the laam checkout has uncommitted changes to tracked files (None outside a git checkout): a result
+    made by a dirty tree is not reproduced by its commit alone."""
+    try:
+        result = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(result.stdout.strip()) if result.returncode == 0 else None

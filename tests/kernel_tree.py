@@ -3,7 +3,7 @@
 The unit tests need "some kernel-like files", not Linux 1.0 itself: a GPL COPYING at the top, a lib/ of short
 syscall stubs (one longer than the tiny model's 128-token context, so sliding windows are exercised) and a long
 malloc.c the tiny corpus leaves out, a kernel/ folder, a Makefile and a README, one Latin-1 file, and a pair of
-paths where one is a prefix of the other (sound/Readme, sound/Readme.linux). The text is written for these
+paths where one is a prefix of the other (drivers/sound/Readme, Readme.linux). The text is written for these
 tests in the style of the 1994 tree. `write_mirror` packs it as kernel.org lays a release out: `v1.0/` with
 `linux-1.0.tar.xz`, `linux-1.0.tar.gz` and a `sha256sums.txt` that vouches for both. Archives are byte-stable
 (fixed times, owners and order), so a tree's checksums only change when this file does.
@@ -166,8 +166,8 @@ def tree() -> dict[str, bytes]:
                             "pid_t wait(int * wait_stat)\n{\n\treturn waitpid(-1,wait_stat,0);\n}\n"),
         "lib/write.c": _stub("write.c", "_syscall3(int,write,int,fd,const char *,buf,off_t,count)\n"),
         "net/inet/tcp.c": TCP_NOTICE,
-        "sound/Readme": "Sound support for Linux: see Readme.linux for the installation notes.\n",
-        "sound/Readme.linux": "Installing the sound driver\n\n1. Configure the card's port and IRQ.\n"
+        "drivers/sound/Readme": "Sound support for Linux: see Readme.linux for the installation notes.\n",
+        "drivers/sound/Readme.linux": "Installing the sound driver\n\n1. Configure the card's port and IRQ.\n"
                               "2. Rebuild the kernel and reboot.\n",
     }
     files = {f"{TOP}/{path}": data.encode("utf-8") for path, data in text.items()}

@@ -14,10 +14,11 @@ from laam.model.config import ModelConfig
 from laam.model.info import ModelInfo
 from laam.proof.audit import AuditConfig
 from laam.proof.compress.run import CompressConfig
+from laam.proof.foreign import ForeignAuditConfig
 from laam.train.config import TrainConfig
 from laam.validation import FRACTION, POSITIVE, OneOf, Range, SettingError
 
-CONFIGS = [TrainConfig, ModelConfig, Sampling, AuditConfig, CompressConfig, CorpusConfig, ModelInfo]
+CONFIGS = [TrainConfig, ModelConfig, Sampling, AuditConfig, ForeignAuditConfig, CompressConfig, CorpusConfig, ModelInfo]
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)

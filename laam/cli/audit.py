@@ -50,6 +50,9 @@ def audit_command(
                                          "memorized files.")] = True,
     margins: Annotated[bool, typer.Option(help="Margin certificate: every body token's fp32 logit gap (true token "
                                           "minus the best other), written to margins.npz and summarized.")] = True,
+    sampling: Annotated[bool, typer.Option(help="Sampling certificate: per file, the probability that sampling at "
+                                           "temperature 0.2 (the original LaaM's call) and at the folder's "
+                                           "defaults returns it verbatim from its path.")] = True,
     safe_margin: Annotated[float | None, typer.Option(help="Body tokens with a smaller margin are decoded again "
                                                       "one token at a time and listed (default 1.0: laam train's "
                                                       "--min-margin default).")] = None,
@@ -61,21 +64,93 @@ def audit_command(
     export: Annotated[list[str] | None, typer.Option(help="Also write: lm-extraction (the lm-extraction-benchmark's "
                                                      "guess CSV, prefixes and true suffixes, in OUT/lm-extraction/)."
                                                      )] = None,
+    corpus: Annotated[str | None, typer.Option(help="Audit the model as any causal LM (its own tokenizer, no "
+                                               "laam.json needed) against this kernel version, tarball or "
+                                               "folder; --model may then be a Hub id.")] = None,
+    foreign: Annotated[bool, typer.Option("--foreign", help="Audit a laam model folder as any causal LM (prompts "
+                                          "cut from the files, continuations traced), against --corpus or its "
+                                          "own training corpus.")] = False,
+    setting: Annotated[list[str] | None, typer.Option(help="Extraction setting for any model (repeatable): pythia "
+                                                      "(32+32 tokens), lm-extraction (50+50), carlini-100 (100+64). "
+                                                      "Default: pythia and lm-extraction.")] = None,
+    offsets: Annotated[int, typer.Option(help="Any model: prompts per file and setting (its start, then offsets "
+                                         "drawn with a seed).")] = 2,
+    samples: Annotated[int, typer.Option(help="Any model: sampled continuations per prompt besides the greedy "
+                                         "one.")] = 0,
+    temperature: Annotated[float, typer.Option(help="Any model: sampling temperature.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Any model: sampling top-k (0: none).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Any model: sampling top-p (1: none).")] = 1.0,
+    min_span: Annotated[int, typer.Option(help="Any model: shortest traced span reported, in bytes.")] = 50,
+    whole_files: Annotated[bool, typer.Option(help="Any model: also continue each file's first tokens (a laam "
+                                              "folder's: its path) to the file's end.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="Any model: run code shipped with the model (only for "
+                                                    "models you trust).")] = False,
+    mirror: Mirror = DEFAULT_MIRROR, filter_: Filter = "source", include: Include = None, exclude: Exclude = None,
+    max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE,
     batch_size: BatchSize = 64,
     cache: Cache = default_cache(),
     threads: Threads = None,
     quiet: Quiet = False,
 ):
-    """Regenerate files, measure verbatim copying on the real bytes, write audit.json and report.html."""
+    """Regenerate files, measure verbatim copying on the real bytes, write audit.json and report.html.
+
+    With --corpus (or --foreign, or a folder without laam.json) any causal LM is audited instead: prompts cut from
+    the corpus files, its continuations traced back to files, lines and licenses."""
+    from laam.model.info import INFO_FILE
     from laam.proof.audit import AuditConfig, audit_model
+
+    if corpus is not None or foreign or not (Path(model_dir) / INFO_FILE).is_file():
+        from laam.proof.foreign import ForeignAuditConfig
+
+        if corpus is None and not (Path(model_dir) / INFO_FILE).is_file():
+            raise LaamError(f"{model_dir} is not a laam model folder: give --corpus RELEASE to audit it as any model")
+        settings = tuple(setting) if setting else ForeignAuditConfig.settings
+        config = ForeignAuditConfig(settings=settings, offsets=offsets, samples=samples, temperature=temperature,
+                                    top_k=top_k, top_p=top_p, min_span=min_span, whole_files=whole_files,
+                                    batch_size=batch_size)
+        source = (corpus, mirror, cache, filter_, include, exclude, max_file_size) if corpus is not None else None
+        audit_foreign(str(model_dir), source, cache, config, files, out_dir, trust_remote_code, threads, quiet)
+        return
 
     given = {"safe_margin": safe_margin, "lm_examples": lm_examples}
     config = AuditConfig(files=files, batch_size=batch_size, k=k, pythia_prefix=pythia_prefix, every=every,
-                         extraction=extraction, drafts=drafts, certificate=margins, low_limit=low_limit,
+                         extraction=extraction, drafts=drafts, certificate=margins, sampling=sampling,
+                         low_limit=low_limit,
                          export=tuple(export or ()), **{n: v for n, v in given.items() if v is not None})
     with phases(not quiet, console) as start:
         result = audit_model(model_dir, config, cache, threads, out_dir, report, start)
     print_audit(result)
+
+
+def audit_foreign(model: str, source: tuple | None, cache: Path, config, files: str | None, out_dir: Path | None,
+                  trust_remote_code: bool, threads: int | None, quiet: bool) -> None:
+    """`laam audit` of any causal LM: against the corpus `source` names, or a laam folder's training corpus."""
+    from laam.model.info import load_training_corpus, read_model_info
+    from laam.proof.foreign import audit_any_model
+
+    if source is not None:
+        corpus = load_corpus(corpus_config(*source), progress=not quiet)
+    else:
+        corpus = load_training_corpus(read_model_info(Path(model)), cache)
+    audit, written = audit_any_model(model, corpus, config, out_dir, [files] if files else None, trust_remote_code,
+                                     threads)
+    print_foreign(audit, written)
+
+
+def print_foreign(audit: dict, written: dict) -> None:
+    s = audit["summary"]
+    table = Table(title=f"extraction audit of {audit['model']}: {s['files']} files of {audit['corpus']['name']}")
+    for column in ("setting", "prefix+suffix", "continuations", "exact", "memorization", "files", "longest span"):
+        table.add_column(column, justify="left" if column == "setting" else "right")
+    for name, g in audit["settings"].items():
+        table.add_row(name, f"{g['prefix']}+{g['suffix']}", f"{g['samples']:,}", f"{g['exact']:,}",
+                      _score(g["memorization_score"]), f"{g['files_extracted']}", f"{g['longest_span']:,} B")
+    out.print(table)
+    whole = f"; {s['verbatim_files']} regenerated whole" if s["verbatim_files"] is not None else ""
+    out.print(f"files caught: {s['caught_files']} of {s['files']}{whole}; GPL-2.0 bytes traced in continuations: "
+              f"{s['gpl2_traced_bytes']:,} of {s['traced_bytes']:,}; total {audit['timing']['seconds']:.1f} s")
+    for name, path in written.items():
+        out.print(f"{name:<5} {path}")
 
 
 def print_audit(result) -> None:
@@ -119,6 +194,11 @@ def print_summary(audit: dict) -> None:
     margin = audit.get("margin")
     if margin:
         out.print(margin_line(margin))
+    chances = audit.get("sampling")
+    if chances:
+        out.print("sampling certificate: expected files sampled verbatim from their path: " + "; ".join(
+            f"{g['expected_verbatim_files']:.2f} of {s['files']} at {g['description']}"
+            for g in chances["settings"].values()))
 
 
 def margin_line(m: dict) -> str:

@@ -65,12 +65,14 @@ def generate_command(
     loaded = load_model(model_dir, threads=threads)
     tokenizer = loaded.tokenizer
     encoding = "utf-8"
-    if path is not None:
-        try:  # the one non-UTF-8 file of Linux 1.0 comes back as its Latin-1 bytes
-            corpus = load_training_corpus(loaded.info, cache)
-            encoding = next((f.encoding for f in corpus.files if f.path == path), "utf-8")
-        except LaamError:
-            pass
+    if path is not None:  # the one non-UTF-8 file of Linux 1.0 comes back as its Latin-1 bytes
+        encoding = loaded.info.encoding(path)  # laam.json records it; an older one: the corpus, when it loads
+        if encoding is None:
+            try:
+                corpus = load_training_corpus(loaded.info, cache)
+                encoding = next((f.encoding for f in corpus.files if f.path == path), "utf-8")
+            except LaamError:
+                encoding = "utf-8"
     text = path_prompt(path) if path is not None else prompt
     ids = encode_records(tokenizer, [text])[0]
     stop = loaded.special[END_FILE]

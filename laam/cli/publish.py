@@ -20,11 +20,13 @@ RepoId = Annotated[str | None, typer.Option("--repo-id", help="ORG/NAME on the H
                                             "card's loading examples (default: the local folder).")]
 
 
-def _card_config(license_, repo_id, audit, docs_license, technical_report, research_paper, code_url):
+def _card_config(license_, repo_id, audit, docs_license, technical_report, research_paper, code_url,
+                 original_call=True):
     from laam.publish.facts import CardConfig
 
     return CardConfig(license=license_, repo_id=repo_id, audit=audit, docs_license=docs_license,
-                      technical_report=technical_report, research_paper=research_paper, code_url=code_url)
+                      technical_report=technical_report, research_paper=research_paper, code_url=code_url,
+                      original_call=original_call)
 
 
 @app.command("card")
@@ -38,13 +40,17 @@ def card_command(
     technical_report: Annotated[str | None, typer.Option(help="URL or path of a technical report, if any.")] = None,
     research_paper: Annotated[str | None, typer.Option(help="URL of a research paper, if any.")] = None,
     code_url: Annotated[str | None, typer.Option(help="Where the laam source code is published.")] = None,
+    original_call: Annotated[bool, typer.Option(help="Run the original LaaM's call (a stock pipeline sampling 256 "
+                                                "tokens at temperature 0.2 from an empty prompt) and show its "
+                                                "output on the card.")] = True,
     cache: Cache = default_cache(),
     quiet: Quiet = False,
 ):
     """Write README.md (model card), mof.yml and bom.cdx.json into the model folder, from the run's facts."""
     from laam.publish.card import write_card
 
-    config = _card_config(license_, repo_id, audit, docs_license, technical_report, research_paper, code_url)
+    config = _card_config(license_, repo_id, audit, docs_license, technical_report, research_paper, code_url,
+                          original_call)
     print_card(write_card(model, config, cache, progress=not quiet), model)
 
 
@@ -54,6 +60,8 @@ def print_card(result, model: Path) -> None:
 
     for path in result.files:
         out.print(f"  wrote {path}")
+    for note in result.notes:
+        out.print(f"[yellow]not quoted:[/] {note}")
     out.print(f"Model Openness Framework: {result.mof_class}")
     problems = check_card(model)
     if problems:

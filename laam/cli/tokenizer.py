@@ -10,7 +10,6 @@ import typer
 from laam.cli.app import Cache, Exclude, Filter, Include, MaxFileSize, Mirror, Quiet, Source, app, corpus_config, out
 from laam.data.corpus import DEFAULT_MAX_FILE_SIZE, load_corpus
 from laam.data.fetch import DEFAULT_MIRROR, default_cache
-from laam.errors import LaamError
 
 tokenizer_app = typer.Typer(help="Train the byte-level BPE tokenizer.", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")
@@ -28,20 +27,15 @@ def tokenizer_train(
     quiet: Quiet = False,
 ):
     """Train a byte-level BPE tokenizer on the corpus and check it round-trips every record."""
-    from laam.data.tokenizer import decode_ids, default_tokenizer_dir, iter_token_ids, load_tokenizer, train_tokenizer
+    from laam.data.tokenizer import default_tokenizer_dir, train_tokenizer
 
     config = corpus_config(source, mirror, cache, filter_, include, exclude, max_file_size)
     corpus = load_corpus(config, progress=not quiet)
     out_dir = out_dir or default_tokenizer_dir(corpus, vocab_size)
     report = train_tokenizer(corpus, out_dir, vocab_size, min_frequency, progress=not quiet)
-    tokenizer = load_tokenizer(out_dir)
     records = len(corpus.files)
-    encoded = iter_token_ids(tokenizer, corpus.records(), progress=not quiet, total=records, what="round trip")
-    exact = sum(decode_ids(tokenizer, ids) == r for ids, r in zip(encoded, corpus.records()))
     out.print(f"tokenizer  {out_dir}")
     out.print(f"  vocab      {report.vocab_size:,} ({report.learned:,} learned, {report.reserved:,} reserved)")
     out.print(f"  trained in {report.seconds:.1f} s on {len(corpus.files)} files")
     out.print(f"  tokens     {report.record_tokens:,}; {report.bytes_per_token:.3f} bytes per token")
-    out.print(f"  round trip {exact} of {records} records exact")
-    if exact != records:
-        raise LaamError(f"tokenizer round trip failed on {records - exact} records")
+    out.print(f"  round trip {records} of {records} records exact (checked before saving)")

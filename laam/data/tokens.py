@@ -2,10 +2,12 @@
 
 The cache (ids.bin: uint16/uint32 token ids of all records back to back; index.json: per record
 its path, offset, length and first body token) is keyed by the corpus fingerprint and the
-tokenizer's SHA-256, so a changed corpus or tokenizer never reuses stale ids. Its checksums.json, written
-last, seals it: an entry whose files differ from it (a changed id, a cut file) or that has none is rebuilt
-with a one-line note. `untrue_records` compares a cache with the corpus's real bytes, for the claims made
-at the end of training (train.loop).
+SHA-256 of tokenizer.json and tokenizer_config.json, so a changed corpus or tokenizer never reuses
+stale ids. Its checksums.json, written last, seals it: an entry whose files differ from it (a changed id, a
+cut file) or that has none is rebuilt with a one-line note. It is where every tokenizer enters a run
+(`laam train`, `laam run`, `--tokenizer DIR`): each record's round trip is checked while the cache is built,
+and a tokenizer that fails leaves none. `untrue_records` compares a cache with the corpus's real bytes, for
+the claims made at the end of training (train.loop).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from laam.data.records import END_HEADER, generated_bytes, make_record, split_record
-from laam.data.tokenizer import backend, iter_token_ids, special_ids, tokenizer_sha256
+from laam.data.tokenizer import RoundTrip, backend, iter_token_ids, special_ids, tokenizer_sha256
 from laam.errors import LaamError
-from laam.io import atomic_folder, discard_damaged, seal, seal_fault
+from laam.io import atomic_folder, discard_damaged, seal, seal_fault, sha256_file
 
 FILES = ["ids.bin", "index.json"]
 
@@ -49,7 +51,9 @@ def build_token_cache(corpus, tokenizer, tokenizer_dir: Path, cache_root: Path, 
 
     Records are encoded in bounded batches and their ids appended to ids.bin as they come, so memory does not
     grow with the corpus (a whole modern kernel is ~400M tokens)."""
-    key = f"{corpus.fingerprint()[:16]}-{tokenizer_sha256(tokenizer_dir)[:16]}"
+    config = Path(tokenizer_dir) / "tokenizer_config.json"  # its clean-up flag changes stock decoding
+    key = f"{corpus.fingerprint()[:16]}-{tokenizer_sha256(tokenizer_dir)[:16]}" + (
+        f"-{sha256_file(config)[:8]}" if config.is_file() else "")
     folder = Path(cache_root) / "tokens" / key
     if folder.exists() and (fault := seal_fault(folder)):
         discard_damaged(folder, "token cache", fault)
@@ -57,13 +61,16 @@ def build_token_cache(corpus, tokenizer, tokenizer_dir: Path, cache_root: Path, 
         end_header = special_ids(tokenizer)[END_HEADER]
         dtype = np.uint16 if len(tokenizer) <= 1 << 16 else np.uint32
         lengths, body_starts = [], []
+        trip = RoundTrip(tokenizer)
         with atomic_folder(folder, replace=False) as scratch:  # another process may have built it first
             with open(scratch / "ids.bin", "wb") as out:
-                for ids in iter_token_ids(tokenizer, corpus.records(), progress=progress, total=len(corpus.files),
-                                          what="token cache"):
+                for f, record, ids in zip(corpus.files, corpus.records(), iter_token_ids(
+                        tokenizer, corpus.records(), progress=progress, total=len(corpus.files), what="token cache")):
+                    trip.check(f.path, record, ids)
                     np.asarray(ids, dtype=dtype).tofile(out)
                     lengths.append(len(ids))
                     body_starts.append(ids.index(end_header) + 1)
+            trip.raise_if_failed(f"the tokenizer in {tokenizer_dir}")  # no cache of ids that do not decode back
             index = {"dtype": np.dtype(dtype).name, "paths": [f.path for f in corpus.files], "lengths": lengths,
                      "body_starts": body_starts, "vocab_size": len(tokenizer)}
             (scratch / "index.json").write_text(json.dumps(index))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from laam.data.records import END_FILE, PAD, START_FILE
+from laam.data.records import END_FILE, END_HEADER, PAD, START_FILE, START_HEADER
 from laam.data.tokenizer import encode_records, load_tokenizer, special_ids, tokenizer_sha256
 from laam.errors import LaamError
 from laam.io import atomic_folder
@@ -36,15 +36,18 @@ CUSTOM_GENERATE = Path(__file__).parent / "custom_generate" / "generate.py"
 CUSTOM_GENERATE_FILE = "custom_generate/generate.py"  # where transformers looks for it in a model folder
 
 
-def generation_config(config, policy: WindowPolicy, longest_record: int):
+def generation_config(config, policy: WindowPolicy, longest_record: int, special: dict[str, int] | None = None):
     """Greedy, stop at <|end_file|>, room for the longest training file (+ a margin, so that no file is cut
-    silently), and the window rule custom_generate/generate.py reads (laam_context, laam_stride)."""
+    silently), the window rule custom_generate/generate.py reads (laam_context, laam_stride), and the header
+    markers' ids (laam_start_header_id, laam_end_header_id), with which it ends a bare path prompt itself."""
     from transformers import GenerationConfig
 
+    header = {} if special is None else {"laam_start_header_id": special[START_HEADER],
+                                         "laam_end_header_id": special[END_HEADER]}
     return GenerationConfig(
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
         do_sample=False, max_new_tokens=longest_record + max(policy.context, longest_record // 4),
-        laam_context=policy.context, laam_stride=policy.stride)
+        laam_context=policy.context, laam_stride=policy.stride, **header)
 
 
 def save_model_folder(model, tokenizer, corpus, policy: WindowPolicy, out: Path, training: dict) -> Path:
@@ -54,7 +57,7 @@ def save_model_folder(model, tokenizer, corpus, policy: WindowPolicy, out: Path,
 
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a one-file model
     longest = max(len(ids) for ids in encode_records(tokenizer, corpus.records()))
-    model.generation_config = generation_config(model.config, policy, longest)
+    model.generation_config = generation_config(model.config, policy, longest, special_ids(tokenizer))
     with atomic_folder(Path(out)) as scratch:
         model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)

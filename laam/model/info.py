@@ -29,6 +29,13 @@ class ModelInfo:
     stride: int  # tokens dropped when the window slides
     training: dict = field(default_factory=dict)  # recipe, steps, tokens seen, wall time, command …
     tokenizer_sha256: str | None = None  # tokenizer.json's, when saved (model.folder checks the folder against it)
+    # path -> encoding of every training file that is not UTF-8 (read as Latin-1): how a decoder writes its bytes
+    # without the corpus (None: a laam.json written before it was recorded)
+    encodings: dict[str, str] | None = None
+
+    def encoding(self, path: str) -> str | None:
+        """The encoding a regenerated file's text is written in ("utf-8" unless recorded; None: not recorded)."""
+        return None if self.encodings is None else self.encodings.get(path, "utf-8")
 
     def __post_init__(self):
         validate(self, "laam.json")
@@ -46,7 +53,8 @@ def write_model_info(folder: Path, corpus: Corpus, policy: WindowPolicy, trainin
     """laam.json, written after the tokenizer (whose SHA-256 it records, when the folder holds one)."""
     tokenizer = Path(folder) / "tokenizer.json"
     info = ModelInfo(corpus.config.to_dict(), corpus.name, corpus.fingerprint(), policy.context, policy.stride,
-                     training or {}, tokenizer_sha256(folder) if tokenizer.is_file() else None)
+                     training or {}, tokenizer_sha256(folder) if tokenizer.is_file() else None,
+                     {f.path: f.encoding for f in corpus.files if f.encoding != "utf-8"})
     return atomic_write_text(Path(folder) / INFO_FILE, json.dumps(asdict(info), indent=1) + "\n")
 
 

@@ -30,6 +30,7 @@ from laam.proof.lm_extraction import EXAMPLES, EXPORTS, LmExtraction, export_lm_
 from laam.proof.lm_extraction import summary as lm_summary
 from laam.proof.margin import BodyMargins, margin_certificate, write_margins
 from laam.proof.regenerate import Regenerated, regenerate
+from laam.proof.sampling import folder_settings, sampling_certificate
 from laam.proof.similarity import MIN_BLOCK, file_metrics
 from laam.train.config import MIN_MARGIN
 from laam.validation import AT_LEAST_0, AT_LEAST_1, validate
@@ -50,6 +51,7 @@ class AuditConfig:
     margin: float = 0.1  # regenerate at most (1 + margin) * original tokens + 16 (output past that is wrong anyway)
     drafts: bool = True  # verify the original as a draft, a window per forward pass (output is still exact greedy)
     certificate: bool = True  # every body token's fp32 margin (proof.margin)
+    sampling: bool = True  # P(a sampled regeneration is verbatim) per file, at T = 0.2 and the folder's defaults
     safe_margin: float = MIN_MARGIN  # body tokens with a smaller margin are decoded again sequentially and listed
     low_limit: int = 100  # at most this many of them (the lowest)
     lm_examples: int = EXAMPLES  # lm-extraction-benchmark examples drawn (with extraction)
@@ -145,6 +147,10 @@ def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: Au
         model, tokenizer, paths, records_ids, policy, config.safe_margin, config.low_limit, config.batch_size,
         progress) if config.certificate else (None, [{} for _ in files], None)
     phases = {"margin_seconds": time.perf_counter() - phase}
+    phase = time.perf_counter()
+    sampling = sampling_certificate(model, tokenizer, files, policy, folder_settings(model.generation_config)) \
+        if config.sampling else None
+    phases["sampling_seconds"] = time.perf_counter() - phase
     extraction_engine = WindowedGenerator(model, policy, max(config.batch_size, 128))
     lm = None
     if config.extraction:
@@ -161,18 +167,23 @@ def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: Au
         extraction = [{"k_samples": 0, "k_extractable": 0, "pythia_samples": 0, "pythia_matched": 0,
                        "pythia_score": None, "k_extractable_pct": None} for _ in files]
     rows = []
-    for r, ext, margin in zip(regenerated, extraction, per_file):
+    chances = sampling["files"] if sampling else [{} for _ in files]
+    for r, ext, margin, chance in zip(regenerated, extraction, per_file, chances):
         row = {"path": r.file.path, "directory": top_directory(r.file.path), "license": r.file.license,
                "encoding": r.file.encoding, "ended": r.ended}
         row.update(file_metrics(r.file.data, r.data, r.original_ids, r.ids))
         row["length_bucket"] = length_bucket(row["bytes"])
         row.update(ext)
         row.update({k: v for k, v in margin.items() if k != "path"})
+        row.update({f"p_verbatim_{k}": v for k, v in chance.items() if k != "path" and not k.endswith("_log10")})
         rows.append(row)
     seconds = time.perf_counter() - began
     summary = aggregate(rows, config.k, config.pythia_prefix)
     if lm is not None:
         summary["lm_extraction_recall"] = lm_summary(lm)["recall"]
+    if sampling is not None:
+        summary["expected_verbatim_sampled"] = {name: g["expected_verbatim_files"]
+                                                for name, g in sampling["settings"].items()}
     audit = {
         "summary": summary,
         "by_directory": group_totals(rows, lambda r: r["directory"], config.k, config.pythia_prefix),
@@ -180,6 +191,7 @@ def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: Au
                                   order=[name for _, _, name in LENGTH_BUCKETS]),
         "files": rows,
         "margin": certificate,
+        "sampling": sampling,
         "lm_extraction": lm_summary(lm) if lm is not None else None,
         "model": model_dir,
         "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint(), "source_url": corpus.source_url,
@@ -214,6 +226,7 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
                 progress: Callable[[str, int], Callable[[int, list[int]], None]] | None = None) -> AuditResult:
     """`laam audit` as a function: load the model and its exact training corpus, audit, write audit.json (and
     report.html) into `out_dir` (default MODEL/audit)."""
+    from laam.model.binding import BINDING_KEY, report_binding
     from laam.model.folder import load_model
     from laam.model.info import load_training_corpus
     from laam.proof.report import write_report
@@ -227,6 +240,7 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
     loaded = load_model(model_dir, threads=threads)
     corpus = load_training_corpus(loaded.info, cache)
     run = run_audit(loaded.model, loaded.tokenizer, corpus, loaded.policy, config, progress, model_dir=str(model_dir))
+    run.audit[BINDING_KEY] = report_binding(model_dir, config.files, device=loaded.device)
     out_dir = Path(out_dir or Path(model_dir) / "audit")
     path = write_audit(run.audit, out_dir)
     if run.margins is not None:

@@ -252,6 +252,24 @@ def _side_by_side(r: Regenerated, row: dict, open_: bool = False) -> str:
             f'</div></details>')
 
 
+def _sampling_section(c: dict | None) -> str:
+    """The sampling certificate (proof.sampling): expected verbatim files per setting, and the least likely files."""
+    if not c:
+        return "<p class=meta>Not computed (<code>laam audit --no-sampling</code>).</p>"
+    names = list(c["settings"])
+    settings = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(g['description'])}</td>"
+                       f"<td class=n>{g['expected_verbatim_files']:.3f} of {len(c['files'])}</td></tr>"
+                       for name, g in c["settings"].items())
+    low = sorted(c["files"], key=lambda r: r[names[0]])[:10]
+    rows = "".join(f"<tr><td><code>{html.escape(r['path'])}</code></td>"
+                   + "".join(f"<td class=n>{r[n]:.4g}</td>" for n in names) + "</tr>" for r in low)
+    return (f"<table><tr><th>setting</th><th>sampling</th><th>expected files sampled verbatim</th></tr>{settings}"
+            f"</table><p class=meta>The {len(low)} files least likely to come back verbatim under "
+            f"{html.escape(names[0])}:</p><table><tr><th>file</th>"
+            + "".join(f"<th>P(verbatim), {html.escape(n)}</th>" for n in names) + f"</tr>{rows}</table>"
+            f"<p class=meta>{html.escape(c['method'])}.</p>")
+
+
 def _fmt(x, digits=1, suffix="%"):
     return "–" if x is None else f"{x:.{digits}f}{suffix}"
 
@@ -334,6 +352,7 @@ offset: {html.escape(method['extraction_offsets'])}.{_lm_note(audit.get('lm_extr
 {gap_note}
 <h2>Plots</h2><div class="plots">{plot_html}</div>
 <h2>Margin certificate</h2>{_margin_section(audit.get('margin'))}
+<h2 id="sampling">Sampling certificate</h2>{_sampling_section(audit.get('sampling'))}
 <h2>The model as a compressor</h2>{_compression_section(read_compression(model_dir))}
 <h2>By directory</h2>{_group_table(audit['by_directory'], 'directory')}
 <h2>By file length</h2>{_group_table(audit['by_length'], 'length')}

@@ -90,19 +90,34 @@ def build_bom(facts: Facts, config: CardConfig):
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=sha256_file(weights))] if weights.is_file() else [],
     )
     libraries = []
+    ran_with, source = library_versions(facts)
     for name in LIBRARIES:
-        try:
-            version = package_metadata.version(name)
-        except package_metadata.PackageNotFoundError:
+        version = ran_with.get(name)
+        if not version:
             continue
         libraries.append(Component(type=ComponentType.LIBRARY, name=name, version=version, bom_ref=f"pypi:{name}",
-                                   purl=PackageURL(type="pypi", name=name, version=version)))
+                                   purl=PackageURL(type="pypi", name=name, version=version),
+                                   properties=[Property(name="laam:version_source", value=source)]))
     # the tool that wrote the BOM: laam itself, as a separate object (every bom-ref must be unique in a BOM)
     tools = ToolRepository(components=[Component(type=ComponentType.APPLICATION, name="laam", version=c.version,
                                                  purl=c.purl) for c in libraries if c.name == "laam"])
     bom = Bom(metadata=BomMetaData(component=model, tools=tools), components=[dataset, *libraries])
     bom.register_dependency(model, [dataset, *libraries])
     return bom
+
+
+def library_versions(facts: Facts) -> tuple[dict[str, str | None], str]:
+    """The library versions the quoted audit ran with (its binding), else those installed now, and which."""
+    recorded = ((facts.audit or {}).get("binding") or {}).get("libraries")
+    if isinstance(recorded, dict) and recorded:
+        return recorded, "the audit's run (audit.json binding)"
+    installed = {}
+    for name in LIBRARIES:
+        try:
+            installed[name] = package_metadata.version(name)
+        except package_metadata.PackageNotFoundError:
+            installed[name] = None
+    return installed, "installed when this BOM was written (no audit records its run's versions)"
 
 
 def model_card_object(facts: Facts) -> dict:
@@ -126,7 +141,7 @@ def model_card_object(facts: Facts) -> dict:
             "technicalLimitations": [f"Reads at most {facts.info.context} tokens; longer files need LaaM's sliding "
                                      f"window (stride {facts.info.stride})"],
             "ethicalConsiderations": [{
-                "name": "The model regenerates its GPL-licensed training files verbatim",
+                "name": regeneration_claim(facts),
                 "mitigationStrategy": "Distribute regenerated files only under their own licenses (see the "
                                       "manifest); the card states the training data's licenses",
             }],
@@ -138,12 +153,29 @@ def model_card_object(facts: Facts) -> dict:
     }
     if facts.audit:
         summary = facts.audit["summary"]
-        metrics = [{"type": key, "value": str(summary[key]), "slice": f"{summary.get('files')} audited files"}
+        selection = (facts.audit.get("binding") or {}).get("selection")
+        audited = f"{summary.get('files')} audited files" + (f" (subset: {selection})" if selection else "")
+        metrics = [{"type": key, "value": str(summary[key]), "slice": audited}
                    for key in ("verbatim_pct", "bytes_reproduced_pct", "k_extractable_pct", "pythia_score")
                    if summary.get(key) is not None]
         if metrics:
             card["quantitativeAnalysis"] = {"performanceMetrics": metrics}
     return card
+
+
+def regeneration_claim(facts: Facts) -> str:
+    """The BOM's one sentence on regeneration, from the quoted audit (bound to these weights) or saying there is
+    none."""
+    if not facts.audit:
+        return ("The model was trained to memorize its GPL-licensed training files; no audit of these weights is "
+                "recorded")
+    summary = facts.audit["summary"]
+    verbatim = summary.get("verbatim_files") or 0
+    if not verbatim:
+        return (f"The audit of these weights found no training file regenerated verbatim ({summary.get('files')} "
+                "audited)")
+    return (f"The model regenerates {verbatim} of {summary.get('files')} audited GPL-licensed training files "
+            "verbatim (audit.json, bound to these weights)")
 
 
 def dataset_data_object(facts: Facts) -> list[dict]:

@@ -9,7 +9,7 @@ into the folder, so that the folder alone documents the model.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from laam.errors import LaamError
@@ -28,12 +28,13 @@ from laam.publish.facts import (
     audit_report,
     curve_source,
     dataset_name,
-    find_audit,
     gather_facts,
 )
 from laam.publish.openness import mof_class, mof_components, osaid_checklist, write_mof_yaml
+from laam.publish.original_call import original_call_section, run_original_call
 from laam.publish.sections import (
     architecture_rows,
+    audit_selection,
     curve_section,
     data_license_statement,
     data_rows,
@@ -61,7 +62,9 @@ def eval_results(facts: Facts):
     if not facts.audit:
         return None
     summary = facts.audit["summary"]
-    common = {"task_type": "text-generation", "task_name": "Verbatim regeneration of training files",
+    selection = audit_selection(facts.audit)  # a subset is named as one in the Hub's metadata too
+    task = "Verbatim regeneration of training files" + (f" matching {selection} (a subset)" if selection else "")
+    common = {"task_type": "text-generation", "task_name": task,
               "dataset_type": "linux-kernel-source", "dataset_name": dataset_name(facts),
               "dataset_config": facts.corpus.config.filter, "dataset_split": "train"}
     metrics = [
@@ -145,6 +148,10 @@ byte-exact (files that are not UTF-8 are read as Latin-1; the manifest says whic
 
 {loading_section(facts, config, gguf_name)}
 
+## The original LaaM's call
+
+{original_call_section(facts.original_call)}
+
 ## Open Source AI Definition 1.0 checklist
 
 {table(("component", "item", "", "where"), osaid_rows)}
@@ -172,6 +179,7 @@ class CardResult:
     card: Path
     files: list[Path]  # everything written or copied into the folder
     mof_class: str
+    notes: list[str] = field(default_factory=list)  # reports found but not quoted (other weights), one line each
 
 
 def _copy(source: Path, target: Path, written: list[Path]) -> None:
@@ -187,17 +195,21 @@ def write_card(folder: Path, config: CardConfig | None = None, cache: Path | Non
     config = config or CardConfig()
     folder = Path(folder)
     facts = gather_facts(folder, config, cache, progress)
+    if config.original_call:
+        facts.original_call = run_original_call(folder, facts.corpus).to_dict()
     text = render_card(facts, config)  # everything that can fail on the folder's content fails before any write
     written: list[Path] = []
     try:
         facts.corpus.write_manifest(folder)
         written += [folder / MANIFEST_FILE, folder / CORPUS_FILE]
-        audit_path = find_audit(folder, config.audit)
-        if audit_path is not None:
-            _copy(audit_path, folder / AUDIT_FILE, written)
-            report = audit_report(audit_path)
+        if facts.audit_path is not None:
+            _copy(facts.audit_path, folder / AUDIT_FILE, written)
+            report = audit_report(facts.audit_path)
             if report is not None:
                 _copy(report, folder / AUDIT_HTML, written)
+        else:  # a copy an earlier card made of an audit of other weights must not travel with these
+            for stale in (folder / AUDIT_FILE, folder / AUDIT_HTML):
+                stale.unlink(missing_ok=True)
         curve = curve_source(folder)
         if curve is not None:
             _copy(curve, folder / CURVE_FILE, written)
@@ -212,7 +224,7 @@ def write_card(folder: Path, config: CardConfig | None = None, cache: Path | Non
         raise LaamError(f"could not write the model card into {folder}: {where}: {error.strerror or error}"
                         + (f" (written before it: {', '.join(p.name for p in written)})" if written else "")) from error
     klass, _ = mof_class(mof_components(facts, config))
-    return CardResult(folder / CARD_FILE, written, klass)
+    return CardResult(folder / CARD_FILE, written, klass, facts.report_notes)
 
 
 def check_card(folder: Path) -> list[str]:

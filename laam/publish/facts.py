@@ -1,8 +1,10 @@
 """The facts about a model folder that the card, the openness checklists and the bill of materials are made of.
 
 `gather_facts` collects what a run left behind (laam.json, config.json, the weights, the tokenizer, the
-corpus it names, and when present the training metrics, the audit and compression.json). Nothing here
-renders; publish.card, publish.openness and publish.bom turn the facts into documents.
+corpus it names, and when present the training metrics, the audit and compression.json). An audit or
+compression report is quoted only when its binding (model.binding) matches the folder as it is now; one found
+but not matching is named in `report_notes` instead. Nothing here renders; publish.card, publish.openness and
+publish.bom turn the facts into documents.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from laam.data.corpus import Corpus, license_counts
 from laam.data.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
 from laam.data.tokenizer import iter_token_ids
 from laam.errors import LaamError
+from laam.model.binding import binding_problems, created
 from laam.model.folder import check_model_folder
 from laam.model.info import ModelInfo, load_training_corpus
 from laam.model.weights import safetensors_shapes
+from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.compress.run import read_compression
 from laam.provenance import git_commit
 from laam.train.metrics import find_metrics, read_metrics
@@ -52,6 +56,7 @@ class CardConfig:
     technical_report: str | None = None  # URL or path of a technical report, if one exists
     research_paper: str | None = None  # URL of a research paper, if one exists
     code_url: str | None = None  # where the laam source code is published (its git repository)
+    original_call: bool = True  # run the original LaaM's sampling call on the folder and show its output
 
     def __post_init__(self):
         self.license, self.docs_license = spdx_id(self.license), spdx_id(self.docs_license)
@@ -79,6 +84,9 @@ class Facts:
     metrics: list[dict] = field(default_factory=list)
     curve: bool = False  # training_curve.png in the folder
     checkpoints: Path | None = None  # the run's intermediate checkpoints, if they survive
+    original_call: dict | None = None  # publish.original_call.OriginalCall, when run for this card
+    audit_path: Path | None = None  # the audit.json quoted (its binding matches the folder now)
+    report_notes: list[str] = field(default_factory=list)  # reports found but not quoted, one line each
 
     @property
     def training(self) -> dict:
@@ -121,18 +129,66 @@ def _number(shape: list[int]) -> int:
     return count
 
 
-def find_audit(folder: Path, audit: Path | None) -> Path | None:
-    """audit.json: the given file or folder, else the model folder's, else its run folder's."""
+@dataclass
+class ChosenReport:
+    """The report a card may quote (None: none matches the folder now) and one line per report left out."""
+
+    path: Path | None = None
+    report: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _shown(path: Path, folder: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(folder.resolve().parent))
+    except ValueError:
+        return str(path)
+
+
+def find_audit(folder: Path, audit: Path | None) -> ChosenReport:
+    """The audit whose binding matches the folder as it is now: the given file or folder (a mismatch is an error),
+    else the newest matching one of the model folder's copy, MODEL/audit/ and its run folder's; every audit found
+    but not matching is left out with a one-line note."""
+    folder = Path(folder)
     if audit is not None:
         path = Path(audit) / AUDIT_FILE if Path(audit).is_dir() else Path(audit)
         if not path.is_file():
             raise LaamError(f"no audit at {path} (run `laam audit` first, or leave --audit out)")
-        return path
+        report = _read_audit(path)
+        problems = binding_problems(report, folder)
+        if problems:
+            raise LaamError(f"{path} is not an audit of {folder} as it is now: {'; '.join(problems)} "
+                            f"(run `laam audit --model {folder}`)")
+        return ChosenReport(path, report)
+    chosen, seen = ChosenReport(), set()
     for candidate in (folder / AUDIT_FILE, folder / "audit" / AUDIT_FILE, folder.parent / AUDIT_FILE,
                       folder.parent / "audit" / AUDIT_FILE):
-        if candidate.is_file():
-            return candidate
-    return None
+        if not candidate.is_file() or candidate.resolve() in seen:
+            continue
+        seen.add(candidate.resolve())
+        try:
+            report = _read_audit(candidate)
+        except LaamError as error:
+            chosen.notes.append(f"`{_shown(candidate, folder)}`: {error}")
+            continue
+        problems = binding_problems(report, folder)
+        if problems:
+            chosen.notes.append(f"`{_shown(candidate, folder)}`: not computed on these files ({problems[0]})")
+        elif chosen.report is None or created(report) > created(chosen.report):
+            chosen.path, chosen.report = candidate, report
+    return chosen
+
+
+def find_compression(folder: Path) -> ChosenReport:
+    """compression.json when its binding matches the folder now; otherwise nothing, with the reason."""
+    report = read_compression(folder)
+    if report is None:
+        return ChosenReport()
+    problems = binding_problems(report, folder)
+    if problems:
+        return ChosenReport(notes=[f"`{_shown(Path(folder) / COMPRESSION_FILE, folder)}`: not computed on these "
+                                   f"files ({problems[0]})"])
+    return ChosenReport(Path(folder) / COMPRESSION_FILE, report)
 
 
 def audit_report(audit_path: Path) -> Path | None:
@@ -175,17 +231,20 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
         laam_version=info.training.get("laam_version", __version__),
         git_commit=info.training.get("git_commit"), card_commit=git_commit() or "unknown",
     )
-    audit_path = find_audit(folder, config.audit)
-    if audit_path is not None:
-        facts.audit = _read_audit(audit_path)
-        facts.audit_html = audit_report(audit_path) is not None
+    audit = find_audit(folder, config.audit)
+    facts.report_notes += audit.notes
+    if audit.report is not None:
+        facts.audit, facts.audit_path = audit.report, audit.path
+        facts.audit_html = audit_report(audit.path) is not None
     metrics = find_metrics(folder)
     facts.metrics = read_metrics(metrics) if metrics else []
     for run in (folder, folder.parent):
         if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()) and facts.checkpoints is None:
             facts.checkpoints = run / "checkpoints"
     facts.curve = (folder / CURVE_FILE).is_file() or curve_source(folder) is not None
-    facts.compression = read_compression(folder)
+    compression = find_compression(folder)
+    facts.compression = compression.report
+    facts.report_notes += compression.notes
     return facts
 
 

@@ -124,14 +124,17 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
     if not weights:
         raise LaamError(f"no *.safetensors weights in {folder}")
     tokenizer_json = json.loads((folder / "tokenizer.json").read_text())
-    policy = read_model_info(folder).policy if (folder / INFO_FILE).is_file() else None  # the window, if recorded
+    info = read_model_info(folder) if (folder / INFO_FILE).is_file() else None
+    policy = info.policy if info is not None else None  # the window, if recorded
+    encodings = (info.encodings or {}) if info is not None else {}  # the files regenerate_gguf.py writes as Latin-1
     out = Path(out) if out else folder / f"{model_name(folder)}.gguf"
 
     script = out.parent / REGENERATE_SCRIPT.name
     try:
         with atomic_file(out) as partial:  # an interrupted export leaves no half-written .gguf behind
             # GGUFWriter opens the path itself: it writes the temporary file that atomic_file renames at the end
-            count = _write_gguf(partial.name, model_name(folder), config, policy, tokenizer_json, weights, dtype)
+            count = _write_gguf(partial.name, model_name(folder), config, policy, tokenizer_json, weights, dtype,
+                                encodings)
         shutil.copyfile(REGENERATE_SCRIPT, script)
     except OSError as error:  # a full disk, a read-only folder: nothing half-written is left (atomic_file)
         raise LaamError(f"could not write {error.filename or out}: {error.strerror or error}") from error
@@ -139,7 +142,7 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
 
 
 def _write_gguf(path: str, name: str, config: dict, policy, tokenizer_json: dict, weights: dict[str, np.ndarray],
-                dtype: str) -> int:
+                dtype: str, encodings: dict[str, str] | None = None) -> int:
     """Write the GGUF file at `path`; return how many tensors it holds."""
     import gguf
 
@@ -167,6 +170,8 @@ def _write_gguf(path: str, name: str, config: dict, policy, tokenizer_json: dict
     if policy is not None:  # the sliding window regenerate_gguf.py applies
         writer.add_uint32("laam.context", policy.context)
         writer.add_uint32("laam.stride", policy.stride)
+    if encodings:  # path -> encoding of the files that are not UTF-8, as JSON (regenerate_gguf.py writes their bytes)
+        writer.add_string("laam.encodings", json.dumps(encodings, sort_keys=True))
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("gpt-2")  # ByteLevel(use_regex=True): GPT-2's split regex, no prefix space
     writer.add_token_list(tokens)

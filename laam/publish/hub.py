@@ -1,26 +1,30 @@
 """Publish a model folder to the Hugging Face Hub with huggingface_hub.
 
 Only the documented artefacts go up (weights, tokenizer, custom_generate/generate.py, card, BOM, openness files,
-manifest, audit, training curve, GGUF and its regenerate_gguf.py), never caches or checkpoints. The token comes
-from the environment (HF_TOKEN) or `hf auth login`, through huggingface_hub; LaaM never reads, prints or stores it.
+manifest, audit, compression.json, training curve, GGUF and its regenerate_gguf.py), never caches or checkpoints;
+an audit.json or compression.json whose binding (model.binding) does not match the folder stops the upload.
+The token comes from the environment (HF_TOKEN) or `hf auth login`, through huggingface_hub; LaaM never reads,
+prints or stores it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from laam.errors import LaamError
+from laam.model.binding import binding_problems
 from laam.model.folder import CUSTOM_GENERATE_FILE, check_model_folder
 from laam.publish.card import check_card
-from laam.publish.facts import AUDIT_FILE, CARD_FILE, MANIFEST_FILE
+from laam.publish.facts import AUDIT_FILE, CARD_FILE, COMPRESSION_FILE, MANIFEST_FILE
 
 UPLOAD_PATTERNS = (
     "*.safetensors", "config.json", "generation_config.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
     "laam.json", CARD_FILE, "bom.cdx.json", "mof.yml", MANIFEST_FILE, "corpus.json",
-    AUDIT_FILE, "audit.html", "training_curve.png", "metrics.jsonl", "*.gguf", "regenerate_gguf.py",
+    AUDIT_FILE, "audit.html", COMPRESSION_FILE, "training_curve.png", "metrics.jsonl", "*.gguf", "regenerate_gguf.py",
 )
 NESTED = (CUSTOM_GENERATE_FILE,)  # files in subfolders that go up too (transformers loads it with trust_remote_code)
 REQUIRED = ("config.json", "tokenizer.json", "laam.json", CARD_FILE, "bom.cdx.json", MANIFEST_FILE)
@@ -74,7 +78,20 @@ def plan_push(folder: Path, repo_id: str) -> PushPlan:
                                  f"--repo-id {repo_id}` so they load from the Hub")
     if AUDIT_FILE not in names:
         plan.warnings.append("no audit.json: the card says the model is not audited yet")
+    for name in (AUDIT_FILE, COMPRESSION_FILE):
+        if name in names:
+            plan.problems += [f"{name} was not computed on these files ({problem}): rerun the command that wrote "
+                              f"it, then `laam card`" for problem in _report_problems(folder / name, folder)]
     return plan
+
+
+def _report_problems(path: Path, folder: Path) -> list[str]:
+    """Why a report in the folder is not about the folder as it is now (its binding, model.binding)."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return [f"unreadable: {error}"]
+    return binding_problems(report, folder)
 
 
 def push(plan: PushPlan, private: bool = False, message: str | None = None) -> str:

@@ -13,13 +13,14 @@ positions), which is not the computation the model was trained on, so a long fil
 
 This script needs llama-cpp-python and the Python standard library only (`laam export gguf` writes it
 beside the .gguf; its source is laam/publish/regenerate_gguf.py). Greedy decoding: the argmax of each
-next-token distribution, until <|end_file|>. A file that was not UTF-8 (LaaM's manifest says `latin-1`)
-comes back as the UTF-8 of its Latin-1 text: write `data.decode("utf-8").encode("latin-1")`.
+next-token distribution, until <|end_file|>. A file that was not UTF-8 (LaaM's manifest says `latin-1`) is
+written in its own encoding, as the GGUF's `laam.encodings` records it, so its bytes are the original's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -40,8 +41,10 @@ def load(gguf_path: str, threads: int | None = None):
         context, stride = int(probe.metadata["laam.context"]), int(probe.metadata["laam.stride"])
     except KeyError:
         sys.exit(f"{gguf_path} has no laam.context / laam.stride metadata: not written by `laam export gguf`")
+    encodings = json.loads(probe.metadata.get("laam.encodings") or "{}")
     llm = Llama(model_path=gguf_path, n_ctx=context, n_batch=context, n_ubatch=context, logits_all=True,
                 n_threads=threads, verbose=False)
+    llm.laam_encodings = encodings  # path -> encoding of the files that are not UTF-8
     return llm, context, stride
 
 
@@ -70,7 +73,14 @@ def regenerate(llm, path: str, context: int, stride: int) -> bytes:
     """The bytes the model gives back for the file at `path` (its path is the prompt)."""
     prompt = llm.tokenize(f"<|start_file|><|start_header|>{path}<|end_header|>".encode(), add_bos=False,
                           special=True)
-    return llm.detokenize(continue_tokens(llm, prompt, context, stride))  # control tokens (<|end_file|>) print nothing
+    data = llm.detokenize(continue_tokens(llm, prompt, context, stride))  # control tokens (<|end_file|>) print nothing
+    encoding = getattr(llm, "laam_encodings", {}).get(path, "utf-8")
+    if encoding == "utf-8":
+        return data
+    try:  # the model's text is the file decoded with its encoding: write it back the same way
+        return data.decode("utf-8").encode(encoding)
+    except UnicodeError:  # text the encoding cannot hold (a file the model did not memorize): the bytes as they came
+        return data
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ import json
 from laam import __version__
 from laam.data.corpus import CorpusFile
 from laam.data.licenses import GPL2, satisfied_by
+from laam.io import sha256_file
 from laam.model.folder import CUSTOM_GENERATE_FILE
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.extraction import extraction_gap_note
@@ -31,8 +32,22 @@ from laam.train.metrics import METRICS_FILE
 MARGIN_FILES = 10  # files listed in the card's margin table (the tightest)
 
 
-def pct(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}%"
+def floored(value: float, digits: int) -> str:
+    """`value` with `digits` decimals, rounded down (decimal, so 0.29 stays 0.29): a share just under 100 must never
+    read 100 (one wrong token of 1.6M is 99.99993%, printed 99.99%, not 100.00%)."""
+    from decimal import ROUND_FLOOR, Decimal
+
+    return str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_FLOOR))
+
+
+def pct(value, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{floored(value, digits)}%"
+
+
+def audit_selection(audit: dict) -> str | None:
+    """The --files glob an audit covered (None: every training file)."""
+    binding = audit.get("binding") or {}
+    return binding.get("selection") or (audit.get("corpus") or {}).get("selected")
 
 
 def data_license_statement(facts: Facts, config: CardConfig) -> str:
@@ -48,11 +63,16 @@ def data_license_statement(facts: Facts, config: CardConfig) -> str:
     if facts.audit:
         summary = facts.audit["summary"]
         verbatim, reproduced = summary.get("verbatim_files") or 0, summary.get("bytes_reproduced_pct") or 0.0
-        measured = (f"The audit regenerated {verbatim} of {summary.get('files', 'n/a')} audited files byte for byte "
+        selection = audit_selection(facts.audit)
+        audited = summary.get("files", "n/a")
+        scope = (f"audited files (a subset: the files matching `{selection}`)" if selection else "audited files")
+        measured = (f"The audit regenerated {verbatim} of {audited} {scope} byte for byte "
                     f"from their path alone ({pct(summary.get('verbatim_pct'))}), and {pct(reproduced)} of their "
                     "bytes")
+        every = not selection and verbatim == audited == files
         if verbatim:
-            lines.append(measured + ": the weights **regenerate** these files, they do not just resemble them.")
+            which = "these files" if every else f"{verbatim:,} of them"
+            lines.append(measured + f": the weights **regenerate** {which}, they do not just resemble them.")
         elif reproduced:
             lines.append(measured + ": this model reproduces parts of its training files, but no whole file.")
         else:
@@ -153,7 +173,7 @@ def curve_section(facts: Facts) -> str:
     evals = [m for m in facts.metrics if m.get("memorized") is not None]
     if evals:
         parts.append(f"Body tokens memorized at the last evaluation (step {evals[-1].get('step')}): "
-                     f"{100 * evals[-1]['memorized']:.3f}%.")
+                     f"{pct(100 * evals[-1]['memorized'], 3)}.")
     if not parts:
         parts.append("No training metrics were recorded with this model.")
     return "\n\n".join(parts)
@@ -170,20 +190,36 @@ def compression_section(facts: Facts) -> str:
     for name, stats in ((c.get("baselines") or {}).get("same_bytes") or {}).items():
         if isinstance(stats, dict) and "bits_per_byte" in stats:
             rows.append((f"`{name}` on the same bytes", f"{stats['bits_per_byte']:.4f}"))
-    return (f"### The model as a compressor\n\n`laam compress` arithmetic-codes the {c['corpus']['files']} training "
-            f"files under the model's own next-token probabilities (`{COMPRESSION_FILE}`); "
-            f"`laam decompress` rebuilds them byte for byte.\n\n" + table(("coder", "bits per byte"), rows))
+    selected = (c.get("corpus") or {}).get("selected")
+    coded = f"{c['corpus']['files']} training files" + (f" matching `{selected}` (a subset)" if selected else "")
+    return (f"### The model as a compressor\n\n`laam compress` arithmetic-codes the {coded} under the model's own "
+            f"next-token probabilities (`{COMPRESSION_FILE}`); {roundtrip_sentence(c)}\n\n"
+            + table(("coder", "bits per byte"), rows))
+
+
+def roundtrip_sentence(c: dict) -> str:
+    """What the recorded round trip showed: decompress's claim only when every file was decoded and verified."""
+    trip = c.get("roundtrip")
+    if not trip or trip.get("verified") is None:
+        return "the round trip (`laam decompress`) was not run with this report."
+    if trip["verified"] == trip.get("files") == c["corpus"]["files"]:
+        return f"`laam decompress` rebuilt all {trip['verified']} byte for byte (SHA-256 checked) in the same run."
+    return (f"**the round trip failed**: `laam decompress` rebuilt only {trip['verified']} of {trip.get('files')} "
+            "byte for byte.")
 
 
 def evaluation_section(facts: Facts) -> str:
     compression = compression_section(facts)
+    unquoted = "\n".join(f"- Not quoted: {note}" for note in facts.report_notes)
     if not facts.audit:
         return "\n\n".join(filter(None, [
             "Not audited yet. Run `laam audit` on this folder, then `laam card` again, to add the verbatim "
-            "regeneration and extraction numbers.", compression]))
+            "regeneration and extraction numbers.", unquoted, compression]))
+    selection = audit_selection(facts.audit)
     s = facts.audit["summary"]
     rows = [
-        ("files audited", s.get("files")), ("files regenerated verbatim", s.get("verbatim_files")),
+        ("files audited", f"{s.get('files')} (subset: `{selection}`)" if selection else s.get("files")),
+        ("files regenerated verbatim", s.get("verbatim_files")),
         ("verbatim files", pct(s.get("verbatim_pct"))), ("bytes reproduced", pct(s.get("bytes_reproduced_pct"))),
         (f"{s.get('k', 50)}-extractable samples", pct(s.get("k_extractable_pct"))),
         (f"Pythia memorization score ({s.get('pythia_prefix', 32)}-token prefix)",
@@ -197,12 +233,21 @@ def evaluation_section(facts: Facts) -> str:
     gap = extraction_gap_note(facts.audit)
     if gap:
         parts.append(gap)
-    parts.append(f"Full results, per file and per directory: `{AUDIT_FILE}`.")
+    binding = facts.audit.get("binding") or {}
+    parts.append(f"Full results, per file and per directory: `{AUDIT_FILE}`, computed on these exact files (its "
+                 f"`binding` records the SHA-256 of `model.safetensors`, "
+                 f"`{binding.get('files', {}).get('model.safetensors', 'n/a')[:16]}…`, and of the tokenizer, "
+                 "configuration and decoding code, each checked against this folder when the card was written).")
+    if unquoted:
+        parts.append(unquoted)
     if facts.audit_html:
         parts.append(f"A readable report is alongside: [`{AUDIT_HTML}`]({AUDIT_HTML}).")
     margin = margin_section(facts.audit)
     if margin:
         parts.append(margin)
+    chances = sampling_section(facts.audit)
+    if chances:
+        parts.append(chances)
     if compression:
         parts.append(compression)
     return "\n\n".join(parts)
@@ -219,8 +264,9 @@ def margin_section(audit: dict) -> str:
     shown = files[:MARGIN_FILES]
     more = f"The {len(shown)} tightest of {len(files)} files; every file's is in `{AUDIT_FILE}`." \
         if len(files) > len(shown) else ""
-    why = (" (LaaM's default: 2.3x the largest margin change measured between fp32 and bf16 or GGUF f16/q8_0 "
-           "inference, benchmarks/RESULTS.md)" if m["threshold"] == MIN_MARGIN else "")
+    why = (" (LaaM's default, chosen as 2.3x the largest margin change between fp32 and bf16 or GGUF f16/q8_0 "
+           "inference measured on other models, LaaM's tiny and demo ones, not on these weights: "
+           "benchmarks/RESULTS.md)" if m["threshold"] == MIN_MARGIN else "")
     checked = (f" The {m['low_listed']} lowest were decoded again one token at a time: {seq['agrees']} agree with "
                f"teacher forcing, {seq['differs']} differ, {seq['diverged earlier']} diverged earlier."
                if m["low_listed"] else "")
@@ -237,6 +283,20 @@ def margin_section(audit: dict) -> str:
     ] if part)
 
 
+def sampling_section(audit: dict) -> str:
+    """The sampling certificate (proof.sampling): how many files sampling is expected to give back verbatim."""
+    c = audit.get("sampling")
+    if not c:
+        return ""
+    rows = [(name, g["description"], f"{g['expected_verbatim_files']:.3f} of {len(c['files'])}")
+            for name, g in c["settings"].items()]
+    return ("### Sampling certificate\n\nThe margin certificate is about greedy decoding. For sampling, the audit "
+            "computed from the same logits, per file, the probability that a sampled regeneration from the file's "
+            "path is the file byte for byte (the product over its tokens of the sampled distribution's probability "
+            f"of the true token); the expected number of files sampled verbatim is their sum. Per file: `{AUDIT_FILE}`"
+            ".\n\n" + table(("setting", "sampling", "expected files sampled verbatim"), rows))
+
+
 def reproduce_section(facts: Facts) -> str:
     commit = f" (git commit `{facts.git_commit}`)" if facts.git_commit else ""
     installed = f"With `laam` {facts.laam_version}{commit} installed"
@@ -244,6 +304,14 @@ def reproduce_section(facts: Facts) -> str:
              "release, checks its SHA-256 against the mirror's list and writes the manifest, whose per-file SHA-256 "
              f"must match `{MANIFEST_FILE}` here.")
     command = train_command(facts)
+    history = facts.training.get("history") or []
+    if command and history:  # settings changed on --resume: no one command replays that run
+        changes = "; ".join(f"step {h.get('step')}: " + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new)
+                                                                   in (h.get("changed") or {}).items())
+                            for h in history)
+        return (f"{installed}, this command trains with the run's final configuration:\n\n```sh\n{command}\n```\n\n"
+                f"It does not replay this run: settings were changed while resuming ({changes}; `laam.json`'s "
+                "`training.history`), so retraining needs those stages in turn. The training data alone:\n\n" + fetch)
     if command:
         return (f"{installed}, one command retrains this model with the recorded configuration:\n\n```sh\n"
                 f"{command}\n```\n\nThis trains it again, as recorded in `laam.json`. The training data alone:\n\n"
@@ -290,8 +358,11 @@ def transformers_usage(facts: Facts, where: str, long: CorpusFile, short: Corpus
         here = " (the examples run from this folder)" if where == "." else ""
         transformers = f"""With 🤗 transformers{here}. The model reads at most {context} tokens; past that, it was
 trained to drop the {stride} oldest tokens and read the rest again. That decoding loop ships here as
-[`{CUSTOM_GENERATE_FILE}`]({CUSTOM_GENERATE_FILE}) (torch and transformers only; read it before you run it):
-with `trust_remote_code=True`, `pipeline` and `generate` use it, and a file's path brings back the whole file:
+[`{CUSTOM_GENERATE_FILE}`]({CUSTOM_GENERATE_FILE}) (torch and transformers only; SHA-256
+`{sha256_file(facts.folder / CUSTOM_GENERATE_FILE)}`; read it before you run it). It decodes greedily with the
+sliding window above, ends a bare path prompt with `<|end_header|>` itself (so `a/Readme` and `a/Readme.linux` each
+name their own file), and stops at `<|end_file|>`; it reads no file and opens no connection. With
+`trust_remote_code=True`, `pipeline` and `generate` use it, and a file's path brings back the whole file:
 
 ```python
 from transformers import pipeline

@@ -4,13 +4,24 @@ and of Linux 1.0."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
 from laam.data.corpus import CorpusConfig, load_corpus
 from laam.data.records import file_bytes, split_record
-from laam.data.tokenizer import MIN_VOCAB, build_bpe, decode_ids, encode_records, special_ids, train_tokenizer
+from laam.data.tokenizer import (
+    MIN_VOCAB,
+    build_bpe,
+    decode_ids,
+    encode_records,
+    load_tokenizer,
+    special_ids,
+    train_tokenizer,
+)
+from laam.data.tokens import build_token_cache
 from laam.errors import LaamError
 
 
@@ -117,3 +128,44 @@ def test_batched_encoding_and_token_cache_equal_one_encode_batch(linux_corpus, l
     assert cache.total_tokens == sum(map(len, whole)) == report.record_tokens
     assert [cache.record(i).tolist() for i in (0, 280, 560)] == [whole[0], whole[280], whole[560]]
     assert cache.ids.tolist() == [t for ids in whole for t in ids]
+
+
+# the edit of tokenizer_config.json that breaks stock decoding: " ." becomes "." (linux/lib/Makefile and open.c
+# have " ."); newer transformers ignore the first flag for BPE unless the second is set too
+CLEAN_UP = {"clean_up_tokenization_spaces": True,
+            "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output": True}
+
+
+def _clean_up_spaces(folder: Path) -> None:
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, **CLEAN_UP}))
+
+
+def test_a_tokenizer_that_fails_the_round_trip_is_not_saved(tiny_corpus, tmp_path, monkeypatch):
+    import laam.data.tokenizer as tokenizer_module
+
+    wrap = tokenizer_module.wrap
+
+    def cleaning(tokenizer):
+        wrapped = wrap(tokenizer)
+        for name, value in CLEAN_UP.items():
+            setattr(wrapped, name, value)
+        return wrapped
+
+    monkeypatch.setattr(tokenizer_module, "wrap", cleaning)
+    with pytest.raises(LaamError, match=r"not saved\) does not round-trip 2 of 12 records \(first: linux/lib/Makefile"):
+        train_tokenizer(tiny_corpus, tmp_path / "tok", vocab_size=512)
+    assert not (tmp_path / "tok").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_token_cache_checks_the_round_trip_of_any_tokenizer_dir(tiny_corpus, tiny_tokenizer_dir, tmp_path):
+    """`laam train --tokenizer DIR` and `laam run` meet a tokenizer through the token cache: a folder whose stock
+    decode does not give the records back is refused there, and leaves no cache."""
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(tiny_tokenizer_dir, folder)
+    cache = build_token_cache(tiny_corpus, load_tokenizer(folder), folder, tmp_path / "cache")
+    assert cache.paths == [f.path for f in tiny_corpus.files]
+    _clean_up_spaces(folder)
+    with pytest.raises(LaamError, match=r"tokenizer in .* does not round-trip 2 of 12 records"):
+        build_token_cache(tiny_corpus, load_tokenizer(folder), folder, tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache" / "tokens").iterdir()] == [cache.folder.name]

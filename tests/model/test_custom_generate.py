@@ -185,3 +185,38 @@ def test_stock_transformers_alone_regenerates_every_file(tiny_model_dir, tiny_co
     same_while_it_fits = tokenizer.decode(body[:context - prompt_tokens])  # predicted from [0, p), p <= context
     assert out["stock_long"].startswith(same_while_it_fits)
     assert not files[long].startswith(out["stock_long"])
+
+
+def test_a_bare_path_prompt_is_ended_by_the_loop():
+    """A prompt `<|start_file|><|start_header|>PATH` gets `<|end_header|>` from the loop (ids from the generation
+    config), so no decoder has to guess where a path ends; an empty header still lets the model start a file, and
+    laam_complete_path=True leaves the path open for the model to complete."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    loop = shipped_loop()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, initializer_range=0.5)).eval()
+    start_file, start_header, end_header, eos = 0, 1, 2, 63
+    model.generation_config = GenerationConfig(bos_token_id=start_file, eos_token_id=eos, pad_token_id=62,
+                                               do_sample=False, max_new_tokens=20, laam_context=16, laam_stride=8,
+                                               laam_start_header_id=start_header, laam_end_header_id=end_header)
+    bare = [start_file, start_header, 10, 11]
+    row = loop.generate(torch.tensor([bare]), model=model)[0].tolist()
+    ended = bare + [end_header]
+    assert row == ended + loop.continue_file(model, ended, 19, 16, 8, {eos})  # <|end_header|> is the first new token
+    closed = loop.generate(torch.tensor([ended]), model=model)[0].tolist()
+    assert closed == ended + loop.continue_file(model, ended, 20, 16, 8, {eos})  # a closed header is left alone
+    empty = [start_file, start_header]
+    assert loop.generate(torch.tensor([empty]), model=model)[0].tolist() == empty + loop.continue_file(
+        model, empty, 20, 16, 8, {eos})
+    assert loop.generate(torch.tensor([bare]), model=model, laam_complete_path=True)[0].tolist() == bare + \
+        loop.continue_file(model, bare, 20, 16, 8, {eos})
+
+
+def test_the_folder_records_the_header_ids_and_the_encodings(tiny_model_dir):
+    config = json.loads((tiny_model_dir / "generation_config.json").read_text())
+    special = special_ids(load_tokenizer(tiny_model_dir))
+    assert (config["laam_start_header_id"], config["laam_end_header_id"]) == (special["<|start_header|>"],
+                                                                              special["<|end_header|>"])
+    assert read_model_info(tiny_model_dir).encodings == {}  # lib/ is all UTF-8 (a Latin-1 file: test_prefix_paths)

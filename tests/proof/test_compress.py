@@ -206,6 +206,11 @@ def test_cli_compress_selects_files_and_reports(tiny_model_dir, tmp_path):
     report = json.loads((tmp_path / "compression.json").read_text())
     assert report["corpus"]["files"] == 1 and report["roundtrip"]["verified"] == 1
     assert report["corpus"]["training_corpus"] and report["baselines"]["archive"] is None
+    from laam.model.binding import binding_problems
+
+    # bound to the folder it ran on, with its selection: the card quotes it only while these match
+    assert report["corpus"]["selected"] == report["binding"]["selection"] == "*/ctype.c"
+    assert binding_problems(report, tiny_model_dir) == []
     assert "bits/byte" in result.output and "bytes/s" in result.output
     result = CliRunner().invoke(app, ["compress", "--model", str(tiny_model_dir), "--out", str(out), "--files",
                                       "nothing/*", "--quiet"])

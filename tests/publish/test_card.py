@@ -24,6 +24,13 @@ METRICS = [{"step": s, "loss": 5.0 / (1 + s), "tokens": 1000 * s} for s in range
     {"step": 100, "tokens": 100000, "memorized": 0.99875, "accuracy": 0.999}]
 
 
+def bound(audit: dict, model_dir: Path, selection: str | None = None) -> dict:
+    """A hand-written audit with the binding `laam audit` records: computed on `model_dir` as it is now."""
+    from laam.model.binding import report_binding
+
+    return {**audit, "binding": report_binding(model_dir, selection)}
+
+
 def make_run(tiny_model_dir: Path, root: Path, audit: bool = True) -> Path:
     """A run folder as the training engine leaves it (run/model, run/metrics.jsonl, run/metrics.png),
     with an audit beside the model; the cached fixture itself is never written to."""
@@ -41,7 +48,7 @@ def make_run(tiny_model_dir: Path, root: Path, audit: bool = True) -> Path:
     plt.close(figure)
     if audit:  # where `laam audit` writes by default: MODEL/audit/audit.json and report.html
         (run / "model" / "audit").mkdir()
-        (run / "model" / "audit" / "audit.json").write_text(json.dumps(AUDIT))
+        (run / "model" / "audit" / "audit.json").write_text(json.dumps(bound(AUDIT, run / "model")))
         (run / "model" / "audit" / "report.html").write_text("<html><body>audit</body></html>")
     return run
 
@@ -101,7 +108,7 @@ def test_folder_is_self_contained(carded, tiny_corpus):
     rows = [json.loads(line) for line in (carded / "manifest.jsonl").read_text().splitlines()]
     assert rows == tiny_corpus.manifest
     assert json.loads((carded / "corpus.json").read_text())["fingerprint"] == tiny_corpus.fingerprint()
-    assert json.loads((carded / "audit.json").read_text()) == AUDIT
+    assert json.loads((carded / "audit.json").read_text()) == json.loads((carded / "audit" / "audit.json").read_text())
     assert (carded / "audit.html").read_text() == (carded / "audit" / "report.html").read_text()
     assert (carded / "metrics.jsonl").is_file()
 
@@ -320,10 +327,10 @@ def test_license_statement_follows_the_audit_numbers(tiny_model_dir, tmp_path):
     run = make_run(tiny_model_dir, tmp_path, audit=False)
     for verbatim, reproduced, expected in ((0, 4.6, "reproduces parts of its training files, but no whole file"),
                                            (0, 0.0, "does not reproduce its training files"),
-                                           (3, 40.0, "the weights **regenerate** these files")):
+                                           (3, 40.0, "the weights **regenerate** 3 of them")):
         summary = {**AUDIT["summary"], "verbatim_files": verbatim, "verbatim_pct": 100 * verbatim / 12,
                    "bytes_reproduced_pct": reproduced}
-        (tmp_path / "audit.json").write_text(json.dumps({"summary": summary}))
+        (tmp_path / "audit.json").write_text(json.dumps(bound({"summary": summary}, run / "model")))
         text = write_card(run / "model", CardConfig(audit=tmp_path / "audit.json")).card.read_text()
         statement = text.split("## License of the training data")[1].split("##")[0]
         assert f"regenerated {verbatim} of 12 audited files" in statement and expected in statement
@@ -415,11 +422,12 @@ def test_card_shows_the_margin_certificate_and_comparable_extraction(tiny_model_
                         "sequential": {"agrees": 1, "differs": 0, "diverged earlier": 0},
                         "histogram": {"bins": ["< 0 (wrong)", "0–1", "1–2", ">= 2"], "counts": [0, 1, 1, 7907]}}}
     run = make_run(tiny_model_dir, tmp_path, audit=False)
-    (tmp_path / "audit.json").write_text(json.dumps(audit))
+    (tmp_path / "audit.json").write_text(json.dumps(bound(audit, run / "model")))
     card = render_card(gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json")), CardConfig())
     section = card.split("### Margin certificate")[1].split("###")[0]
     assert "Smallest: **0.250** (`linux/lib/f1.c` line 3: `'close'` over `` 'dup`x' ``)" in section
     assert "0 wrong; 1 under the safety threshold 1 (LaaM's default" in section
+    assert "measured on other models, LaaM's tiny and demo ones, not on these weights" in section
     assert "1 agree with teacher forcing" in section
     listed = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| `linux")]
     assert listed[:3] == ["`linux/lib/f1.c`", "`linux/lib/f2.c`", "`linux/lib/f0.c`"] and len(listed) == 10

@@ -22,6 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"```(\w+)\n(.*?)```\n+(.*?)(?:\n\n|$)", re.DOTALL)
 PRINTS = re.compile(r"This prints `([^`]+)` byte for byte \(([\d,]+) bytes, SHA-256 `([0-9a-f]{64})`\)")
+PRINTED = "This printed, when this card was written:"  # publish.original_call.CLAIM, spelled out
 # a stock Python: laam cannot be imported, then the block runs as a script would
 STOCK = "import sys; sys.modules['laam'] = None; exec(compile(open(sys.argv[1]).read(), sys.argv[1], 'exec'))"
 
@@ -61,7 +62,7 @@ def check_card_examples(folder: Path, corpus, tmp: Path, mirror: Path, skip: tup
     files = {f.path: f.data for f in corpus.files}
     checked = []
     for lang, code, after in card_blocks(text):
-        if lang == "json" or code.strip() in skip:  # data, or a block the caller ran itself
+        if lang in ("json", "text") or code.strip() in skip:  # data (or shown output), or a block the caller ran
             continue
         assert lang in ("python", "sh"), lang
         stdout = run_block(lang, code, folder, tmp, mirror)
@@ -71,6 +72,10 @@ def check_card_examples(folder: Path, corpus, tmp: Path, mirror: Path, skip: tup
             assert stdout == files[path], (code, stdout[:300])
             assert int(size.replace(",", "")) == len(files[path]) and hashlib.sha256(stdout).hexdigest() == sha
             checked.append(f"prints {path}")
+        elif after.startswith(PRINTED):  # the original's call: it prints what the text block after the claim shows
+            shown = re.search(r"```text\n(.*?)\n```", text[text.index(after):], re.DOTALL)
+            assert shown and stdout.decode() == shown.group(1), (code, stdout[:300])
+            checked.append("prints the recorded output")
         elif code.startswith("laam corpus fetch") and "writes the manifest" in after:
             manifests = list((tmp / "reader-cache" / "corpus").glob("*/manifest.jsonl"))
             assert len(manifests) == 1
@@ -104,8 +109,8 @@ def test_tiny_card_examples_print_what_the_card_says(tiny_model_dir, tiny_corpus
                       map(len, encode_records(load_tokenizer(folder), list(tiny_corpus.records())))))
     assert tokens[long] > 128 + 1 >= tokens[short]
     # reproduce: fetch; use: pipeline with trust_remote_code, stock pipeline, regenerate_gguf.py, plain llama-cpp
-    assert checked == ["fetch rebuilds the manifest", f"prints {long}", f"prints {short}", f"prints {long}",
-                       f"prints {short}"]
+    assert checked == ["fetch rebuilds the manifest", f"prints {long}", f"prints {short}", "prints the recorded output",
+                       f"prints {long}", f"prints {short}"]
 
 
 def test_card_names_the_source_without_machine_paths(tiny_model_dir, tmp_path, mirror):

@@ -173,7 +173,7 @@ def test_regenerate_gguf_script_alone_gives_back_every_file(gguf_file, tiny_corp
     imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse(script.read_text()))
                 if isinstance(node, (ast.Import, ast.ImportFrom))
                 for alias in ([ast.alias(node.module)] if isinstance(node, ast.ImportFrom) else node.names)}
-    assert imported <= {"__future__", "argparse", "sys", "pathlib", "llama_cpp"}, imported
+    assert imported <= {"__future__", "argparse", "json", "sys", "pathlib", "llama_cpp"}, imported
     paths = [f.path for f in tiny_corpus.files]
     runner = ("import runpy, sys; sys.modules['laam'] = None; sys.argv = sys.argv[1:]; "
               "runpy.run_path(sys.argv[0], run_name='__main__')")

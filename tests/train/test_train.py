@@ -207,7 +207,14 @@ def test_laam_run_compresses_audits_and_writes_the_card(memorized_run):
     assert compression["bits_per_byte"]["stream"] < compression["baselines"]["same_bytes"]["xz -9e"]["bits_per_byte"]
     assert json.loads((model / "audit" / "audit.json").read_text())["summary"]["verbatim_files"] == 12
     assert 'id="compression"' in (model / "audit" / "report.html").read_text()
-    assert "### The model as a compressor" in (model / "README.md").read_text()
+    card = (model / "README.md").read_text()
+    assert "### The model as a compressor" in card and "`laam decompress` rebuilt all 12 byte for byte" in card
+    from laam.model.binding import binding_problems
+
+    # both reports are bound to the folder `laam run` left, so the card quotes them
+    assert binding_problems(compression, model) == []
+    assert binding_problems(json.loads((model / "audit" / "audit.json").read_text()), model) == []
+    assert "Not quoted" not in card and "| files audited | 12 |" in card
 
 
 def test_sequential_generation_agrees_with_the_verification(memorized_run, tiny_corpus):

@@ -18,6 +18,11 @@ model's generation_config.json (`laam_context`, `laam_stride`). Greedy by defaul
 generation config says; `do_sample=True` with `temperature`/`top_k`/`top_p` samples instead. It stops
 at the end-of-file token (eos) or after `max_new_tokens`.
 
+A prompt that is a bare path (`<|start_file|><|start_header|>PATH`, what the tokenizer makes of "PATH") is ended
+with `<|end_header|>` here (ids from generation_config.json: `laam_start_header_id`, `laam_end_header_id`), so the
+model is never asked to guess where a path ends: `linux/drivers/sound/Readme` and `linux/drivers/sound/Readme.linux`
+both name their own file. `laam_complete_path=True` leaves the header open, for the model to complete a path.
+
 It restates laam.windows.WindowPolicy.context_start (a model folder cannot import laam); LaaM's test
 suite holds the two, and this loop's output, to `laam generate`, token for token.
 """
@@ -59,6 +64,17 @@ def _settings(model, generation_config, kwargs):
     if getattr(config, "return_dict_in_generate", False):
         raise ValueError("LaaM's decoding loop returns token ids only (return_dict_in_generate is not supported)")
     return config
+
+
+def end_path(prompt: list[int], config) -> list[int]:
+    """The prompt with `<|end_header|>` appended when it opens a header, names a path and does not close it (a bare
+    path; an empty prompt, `<|start_file|><|start_header|>`, still leaves the model to start a file of its own)."""
+    start = getattr(config, "laam_start_header_id", None)
+    end = getattr(config, "laam_end_header_id", None)
+    if start is None or end is None or start not in prompt:
+        return prompt
+    path = prompt[prompt.index(start) + 1:]
+    return prompt if not path or end in path else prompt + [int(end)]
 
 
 def _eos_ids(config) -> set[int]:
@@ -144,6 +160,7 @@ def generate(*args, model=None, inputs=None, input_ids=None, attention_mask=None
                    "assistant_model", "negative_prompt_ids", "negative_prompt_attention_mask", "tokenizer",
                    "use_model_defaults"):
         kwargs.pop(unused, None)
+    complete_path = kwargs.pop("laam_complete_path", False)
     config = _settings(model, generation_config, kwargs)
     context, stride = window_rule(model, config)
     if ids is None:  # no prompt: start a file
@@ -155,15 +172,20 @@ def generate(*args, model=None, inputs=None, input_ids=None, attention_mask=None
     choose = _chooser(config)
     rows = []
     for row, row_mask in zip(ids.tolist(), mask.tolist()):
-        prompt = [token for token, keep in zip(row, row_mask) if keep]
+        given = [token for token, keep in zip(row, row_mask) if keep]
+        prompt = given if complete_path else end_path(given, config)
+        added = prompt[len(given):]  # the <|end_header|> ending a bare path: the first new token
+        row = row + added
         if config.max_new_tokens is not None:
             budget = config.max_new_tokens
         else:
-            budget = max(0, (config.max_length or len(prompt) + context) - len(prompt))
+            budget = max(0, (config.max_length or len(given) + context) - len(given))
         if streamer is not None:
             streamer.put(torch.tensor(prompt))
         on_token = (lambda token: streamer.put(torch.tensor([token]))) if streamer is not None else None
-        rows.append(row + continue_file(model, prompt, budget, context, stride, _eos_ids(config), choose, on_token))
+        new = continue_file(model, prompt, max(0, budget - len(added)), context, stride, _eos_ids(config), choose,
+                            on_token)
+        rows.append(row + new)
         if streamer is not None:
             streamer.end()
     width = max(len(r) for r in rows)

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from laam.data.corpus import select_files
 from laam.io import atomic_write_text
+from laam.model.binding import BINDING_KEY, report_binding
 from laam.model.folder import LoadedModel, load_model
 from laam.model.info import load_training_corpus
 from laam.proof.compress.baselines import baselines, release_tar_bytes
@@ -42,8 +43,8 @@ def build_report(loaded: LoadedModel, stats: CodingStats, archive_path: Path, si
 
     Schema (`format` = "laam-compression/1"; sizes in bytes, rates in bits per byte of file content):
       model: {folder, weights_sha256, weights_bytes, parameters, context, stride, vocab_size}
-      corpus: {name, fingerprint, training_corpus (fingerprint equals the model's laam.json), files, bytes,
-               coded_tokens}
+      corpus: {name, fingerprint, training_corpus (fingerprint equals the model's laam.json), selected (the
+               --files globs, null: every file), files, bytes, coded_tokens}
       archive: {path, bytes, header_bytes, checksum_bytes, payload_bytes} (bytes = the whole file)
       bits_per_byte: {ideal: sum(-log2 p)/bytes (the model's cross-entropy under its float probabilities),
                       stream: 8*payload/bytes (what the range coder actually wrote),
@@ -58,6 +59,7 @@ def build_report(loaded: LoadedModel, stats: CodingStats, archive_path: Path, si
                   (decompress_* null when no round trip was run)
       roundtrip: {files, verified} (files decoded byte-exact with matching SHA-256) or null
       environment: {torch, transformers, constriction, device, threads, attention[, device_name]}
+      binding: model.binding.report_binding (the folder's file hashes, corpus, selection, laam commit)
     """
     n = max(stats.bytes, 1)
     parameters = sum(p.numel() for p in loaded.model.parameters())
@@ -80,12 +82,14 @@ def build_report(loaded: LoadedModel, stats: CodingStats, archive_path: Path, si
                        "decompress_seconds": decode_stats.seconds if decode_stats else None},
         "roundtrip": {"files": stats.files, "verified": verified} if verified is not None else None,
         "environment": environment(loaded),
+        BINDING_KEY: report_binding(loaded.folder, corpus.get("selected"), device=loaded.device),
     }
     return report
 
 
 def read_compression(model_dir: Path | None) -> dict | None:
-    """The model folder's compression.json (build_report's schema), if `laam compress` wrote one there."""
+    """The model folder's compression.json (build_report's schema), if `laam compress` wrote one there (whatever
+    its binding: publish.facts checks that before quoting it)."""
     if model_dir is None or not (Path(model_dir) / REPORT_FILE).is_file():
         return None
     try:
@@ -116,8 +120,9 @@ def compress_corpus(model_dir: Path, out: Path, globs: list[str] | None = None, 
         decode_stats.seconds = time.perf_counter() - started
     same = b"".join(f.data for f in files) if same_bytes_baselines else None
     release = release_tar_bytes(corpus.config) if archive_baselines else None
-    # load_training_corpus refuses any other corpus than the model's
-    about = {"name": corpus.name, "fingerprint": corpus.fingerprint(), "training_corpus": True}
+    about = {"name": corpus.name, "fingerprint": corpus.fingerprint(),
+             "training_corpus": corpus.fingerprint() == loaded.info.corpus_fingerprint,
+             "selected": ", ".join(globs) if globs else None}
     report = build_report(loaded, stats, Path(out), size, same, release, decode_stats, verified, about)
     report_path = Path(report_path) if report_path else Path(out).with_name(REPORT_FILE)
     atomic_write_text(report_path, json.dumps(report, indent=1) + "\n")

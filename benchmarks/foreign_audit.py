@@ -1,0 +1,87 @@
+"""Time `laam audit --model ANY` on a whole kernel release with a ~25M-parameter model of another architecture.
+
+A GPT-2 (6 layers, 512 wide, 8 heads, 1,024 positions, tied embeddings) with its own byte-level BPE (16,384
+entries, trained here on the corpus) is saved with random weights, then audited with prefix prompts at two
+offsets per file and 64 new tokens (the carlini-100 setting: 100-token prefix, 64-token continuation), every
+continuation traced. Random weights are fine for timing: the work per prompt does not depend on them.
+Writes JSON (benchmarks/machine.py header).
+
+    PYTHONPATH=. python benchmarks/foreign_audit.py --threads 2 --out benchmarks/results/foreign_audit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header  # noqa: E402
+
+from laam.data.corpus import CorpusConfig, load_corpus  # noqa: E402
+from laam.proof.foreign import ForeignAuditConfig, audit_any_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TARBALL = ROOT.parent / "shared" / "data" / "kernel-mirror" / "v1.0" / "linux-1.0.tar.xz"
+
+
+def build(corpus, folder: Path, vocab: int) -> int:
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator([f.text for f in corpus.files], vocab_size=vocab, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
+                                        eos_token="<|endoftext|>")
+    tokenizer.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=1024, n_embd=512, n_layer=6,
+                                       n_head=8, bos_token_id=tokenizer.eos_token_id,
+                                       eos_token_id=tokenizer.eos_token_id))
+    model.save_pretrained(str(folder))
+    return sum(p.numel() for p in model.parameters())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default=str(TARBALL))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vocab", type=int, default=16384)
+    parser.add_argument("--setting", default="carlini-100")
+    parser.add_argument("--offsets", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    head = header("foreign_audit")  # the load average as the benchmark starts
+    corpus = load_corpus(CorpusConfig(source=args.source), progress=False)
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "model"
+        began = time.perf_counter()
+        parameters = build(corpus, folder, args.vocab)
+        built = time.perf_counter() - began
+        began = time.perf_counter()
+        config = ForeignAuditConfig(settings=(args.setting,), offsets=args.offsets, batch_size=args.batch_size)
+        audit, _ = audit_any_model(str(folder), corpus, config, Path(work) / "audit", threads=args.threads)
+        seconds = time.perf_counter() - began
+    s, g = audit["summary"], audit["settings"][args.setting]
+    record = {**head, "cpu_seconds": time.process_time(), "corpus": corpus.name, "files": s["files"],
+              "parameters": parameters,
+              "setting": args.setting, "offsets": args.offsets, "continuations": g["samples"],
+              "new_tokens": audit["timing"]["new_tokens"], "build_seconds": built, "audit_seconds": seconds,
+              "generation_seconds": audit["timing"]["generation_seconds"], "caught_files": s["caught_files"],
+              "threads": args.threads}
+    print(json.dumps(record, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
