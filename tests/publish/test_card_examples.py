@@ -109,8 +109,11 @@ def test_tiny_card_examples_print_what_the_card_says(tiny_model_dir, tiny_corpus
                       map(len, encode_records(load_tokenizer(folder), list(tiny_corpus.records())))))
     assert tokens[long] > 128 + 1 >= tokens[short]
     # reproduce: fetch; use: pipeline with trust_remote_code, stock pipeline, regenerate_gguf.py, plain llama-cpp
-    assert checked == ["fetch rebuilds the manifest", f"prints {long}", f"prints {short}", "prints the recorded output",
-                       f"prints {long}", f"prints {short}"]
+    assert checked[:-1] == ["fetch rebuilds the manifest", f"prints {long}", f"prints {short}", f"prints {long}",
+                            f"prints {short}"]
+    # the original call samples (T = 0.2): its claim is the recorded output, or the file it gave back whole
+    whole = {f"prints {f.path}" for f in tiny_corpus.files}
+    assert checked[-1] == "prints the recorded output" or checked[-1] in whole
 
 
 def test_card_names_the_source_without_machine_paths(tiny_model_dir, tmp_path, mirror):
