@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from machine import header
@@ -79,13 +80,15 @@ def main() -> None:
         tokens = (f"{s['stop_tokens'] - s['start_tokens']:,}"
                   if s.get("stop_tokens") is not None and s.get("start_tokens") is not None else "?")
         print(f"| {i} | {s['cpu']} ({s['cpus']} CPUs) | {known('start_step')} → {known('stop_step')} | {tokens} | "
-              f"{known('seconds', '{:.0f}')} | {s.get('status', 'no stop logged')} | "
+              f"{known('seconds', '{:.0f}')} | {s.get('status', 'no stop logged')}"
+              f"{' (lost with its machine; not in the run)' if s.get('lost') else ''} | "
               f"{known('median_tokens_per_s', '{:.0f}')} |")
     print()
     print("| step | input tokens | body tokens right | files exact | smallest margin |")
     print("|---|---|---|---|---|")
     for c in found:
-        right = f"{100 * c['body_correct'] / c['body_total']:.4f}".rstrip("0").rstrip(".")
+        # floored, never rounded up: one wrong token of 1.7M must not read as 100%
+        right = f"{math.floor(1e6 * c['body_correct'] / c['body_total']) / 1e4:.4f}".rstrip("0").rstrip(".")
         print(f"| {c['step']:,} | {c['tokens']:,} | {right}% ({c['body_total'] - c['body_correct']:,} wrong) | "
               f"{args.files - c['wrong_files']} | {c['min_margin']} |")
     if args.json:
