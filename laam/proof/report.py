@@ -184,9 +184,9 @@ def render_report(audit: dict, regenerated: list[Regenerated] | None = None, mod
             break
         shown += len(r.file.data) + len(r.data)
         blocks = aligned_blocks(r.file.data, r.data)
-        views.append({"regenerated": r, "row": row, "open": not views,  # the first one open
+        views.append({"path": r.file.path, "row": row, "open": not views,  # the first one open
                       "original": marked(r.file.data, [(a, a + n) for a, _, n in blocks], r.file.encoding),
-                      "regenerated_html": marked(r.data, [(b, b + n) for _, b, n in blocks], r.file.encoding)})
+                      "regenerated": marked(r.data, [(b, b + n) for _, b, n in blocks], r.file.encoding)})
     margin, sampling, compression = audit.get("margin"), audit.get("sampling"), read_compression(model_dir)
     compression_rows = _compression_rows(compression) if compression else []
     return render(
