@@ -55,8 +55,8 @@ def _default(config_field: Field):
 
 
 def _flag_type(hint):
-    """The type a flag parses into: a field's type less None (a flag absent is None already), a tuple as a list
-    (click's repeatable option)."""
+    """The type a flag parses into: a field's type less None (no value a flag can spell; a field defaulting to it
+    keeps the default), a tuple as a list (click's repeatable option)."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     if typing.get_origin(hint) in (list, tuple):

@@ -18,8 +18,8 @@ MIN_MARGIN = 1.0
 
 @dataclass
 class TrainConfig:
-    """How to train: every field is a `laam train` flag of the same name (dashes for underscores) and a key of a
-    recipe file's `train` table or `stages`; its help text is the flag's."""
+    """How to train: each field is a key of a recipe file's `train` table or `stages` and, unless declared
+    `flag=False`, a `laam train` flag of the same name (dashes for underscores) whose help is the field's."""
 
     batch_size: int = setting(32, "Windows per optimizer step, all processes together.")
     micro_batch_size: int = setting(0, "Windows per forward pass per process (gradient accumulation below the batch "
