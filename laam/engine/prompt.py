@@ -19,6 +19,7 @@ from laam.engine.sampling import Sampling
 from laam.errors import LaamError
 from laam.model.folder import LoadedModel
 from laam.model.info import load_training_corpus
+from laam.validation import AT_LEAST_1, check_value
 
 
 @dataclass
@@ -49,6 +50,7 @@ def generate(loaded: LoadedModel, path: str | None = None, prompt: str | None = 
     max_new_tokens. `on_bytes` receives the output as it grows, whole characters at a time (for streaming)."""
     if (path is None) == (prompt is None):
         raise LaamError("give exactly one of a path or a prompt")
+    check_value("max_new_tokens", max_new_tokens, AT_LEAST_1)
     encoding = path_encoding(loaded, path, cache) if path is not None else "utf-8"
     ids = encode_records(loaded.tokenizer, [path_prompt(path) if path is not None else prompt])[0]
     stop = loaded.special[END_FILE]

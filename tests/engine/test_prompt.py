@@ -45,3 +45,5 @@ def test_a_raw_prompt_is_continued_and_exactly_one_is_given(loaded):
     for both in ({}, {"path": PATH, "prompt": "x"}):
         with pytest.raises(LaamError, match="exactly one"):
             generate(loaded, **both)
+    with pytest.raises(LaamError, match="max_new_tokens must be >= 1, got 0"):
+        generate(loaded, path=PATH, max_new_tokens=0)
