@@ -56,8 +56,6 @@ SIZES = {  # model shapes; context and stride are the preset's throughout, so wi
     "l": {"hidden_size": 256, "intermediate_size": 1024, "num_layers": 6, "num_heads": 8, "num_kv_heads": 8},
 }
 THRESHOLDS = (0.99, 0.999, 1.0)  # shares of body tokens right whose token counts are fitted
-FLAGS = {"hidden_size": "--hidden-size", "intermediate_size": "--intermediate-size", "num_layers": "--layers",
-         "num_heads": "--heads", "num_kv_heads": "--kv-heads"}
 
 
 def load_slice(args, include: list[str]):
@@ -102,7 +100,7 @@ def train_run(args, name: str, include: list[str], size: str, corpus_tokens: int
            "--overwrite", "--until-memorized", "--verify", "--threads", str(args.threads), "-q",
            "--eval-every", str(eval_every(args, corpus_tokens)), *[f"--include={i}" for i in include]]
     for key, value in SIZES[size].items():
-        cmd += [FLAGS[key], str(value)]
+        cmd += ["--" + key.replace("_", "-"), str(value)]  # every ModelConfig field's flag is its name
     if args.budget:
         cmd += ["--max-time", str(args.budget)]
     started = time.perf_counter()
