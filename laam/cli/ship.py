@@ -31,7 +31,8 @@ def ship_command(
                                                 "card's loading examples (default: the local folder).")] = None,
     original_call: Annotated[bool, typer.Option(help="Run the original LaaM's sampling call with stock "
                                                 "transformers and show its output on the card.")] = True,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for the audit (default: torch's).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for the checks and the audit (default: "
+                                                "torch's).")] = None,
     cache: Cache = default_cache(),
     quiet: Quiet = False,
 ):

@@ -167,17 +167,16 @@ def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: st
     write_model_files(source, dest, chosen, weights)
     try:
         if folder_bytes(dest) >= max_bytes:
-            raise LaamError(f"{dest}'s model files alone take {folder_bytes(dest):,} bytes, over the limit of "
+            raise LaamError(f"its model files alone take {folder_bytes(dest):,} bytes, over the limit of "
                             f"{max_bytes:,}")
         finished = finish_model(dest, cache, threads, progress=progress, card_config=card_config)
         missing = not_exact(finished)
         if missing:
-            raise LaamError(f"{len(missing)} of {len(corpus.files)} files did not come back byte-exact from {dest} "
-                            f"(first: {missing[0]}); the folder was removed")
+            raise LaamError(f"{len(missing)} of {len(corpus.files)} files did not come back byte-exact from it "
+                            f"(first: {missing[0]})")
         size = folder_bytes(dest)
         if size >= max_bytes:
-            raise LaamError(f"{dest} takes {size:,} bytes with its reports, over the limit of {max_bytes:,}; the "
-                            "folder was removed")
+            raise LaamError(f"it takes {size:,} bytes with its reports, over the limit of {max_bytes:,}")
         trip = finished.compression["roundtrip"]
         record = {"source": {"folder": str(source), "files": fingerprints(source)},
                   "dtype": chosen, "asked": dtype, "reason": reason, "precision": check.to_dict(),
@@ -187,8 +186,10 @@ def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: st
                   "seconds": round(time.perf_counter() - began, 1)}
         record[BINDING_KEY] = report_binding(dest, dtype=chosen)
         atomic_write_text(dest / SHIP_FILE, json.dumps(record, indent=1) + "\n")
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
+    except BaseException as error:
+        shutil.rmtree(dest, ignore_errors=True)  # nothing half-proven stays at DEST
+        if isinstance(error, LaamError):
+            raise LaamError(f"not shipped, {dest} removed: {error}") from error
         raise
     return ShipResult(dest, chosen, reason, len(corpus.files), folder_bytes(dest), time.perf_counter() - began, record,
                       finished)

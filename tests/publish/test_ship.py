@@ -167,9 +167,37 @@ def test_a_destination_with_other_content_is_refused_without_force(shipped, tiny
 
 def test_a_folder_over_the_size_limit_is_removed(tiny_model_dir, tmp_path):
     dest = tmp_path / "big"
-    with pytest.raises(LaamError, match="over the limit of 100,000"):
+    with pytest.raises(LaamError, match=r"not shipped, .*big removed: its model files alone take .* over the limit of "
+                                        "100,000"):
         ship_model(tiny_model_dir, dest, dtype="float32", max_bytes=100_000, progress=False)
     assert not dest.exists()
+
+
+def test_a_file_the_audit_of_dest_does_not_get_back_removes_dest(tiny_model_dir, tmp_path, monkeypatch):
+    """The audit on DEST's own weights is the last word: one file not byte-exact there and DEST is gone."""
+    from types import SimpleNamespace
+
+    from laam.publish import finish
+
+    def one_file_off(model_dir, *args, **kwargs):
+        rows = [{"path": "linux/lib/ctype.c", "verbatim": False, "ended": True},
+                {"path": "linux/lib/errno.c", "verbatim": True, "ended": True}]
+        return finish.Finished({"roundtrip": {"files": 12, "verified": 12}}, SimpleNamespace(audit={"files": rows}),
+                               None)
+
+    monkeypatch.setattr(finish, "finish_model", one_file_off)
+    dest = tmp_path / "dest"
+    with pytest.raises(LaamError, match=r"dest removed: 1 of 12 files did not come back byte-exact from it \(first: "
+                                        r"linux/lib/ctype.c\)"):
+        ship_model(tiny_model_dir, dest, progress=False)
+    assert not dest.exists()
+
+
+def test_every_option_of_laam_ship_has_help():
+    import typer.main
+
+    command = typer.main.get_command(app).commands["ship"]
+    assert command.help and all(p.help for p in command.params), [p.name for p in command.params if not p.help]
 
 
 def _pass(body, margin) -> Pass:
