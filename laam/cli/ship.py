@@ -14,8 +14,8 @@ from laam.publish.ship import DTYPES, MAX_BYTES
 
 @app.command("ship")
 def ship_command(
-    model: Annotated[Path, typer.Argument(help="The finished model folder (a run's model/), every training file "
-                                          "memorized.")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL_DIR", help="The finished model folder (a run's model/), "
+                                          "every training file memorized.")],
     dest: Annotated[Path, typer.Option("--to", help="The folder to ship it into (e.g. models/linux-1.0): new, "
                                        "empty, or an earlier ship of the same model.")],
     dtype: Annotated[str, typer.Option(help=f"Weights' dtype: {', '.join(DTYPES)}. auto: bfloat16 when no body "

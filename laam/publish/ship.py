@@ -48,6 +48,17 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
+def largest_files(folder: Path, count: int = 5) -> dict[str, int]:
+    """The `count` largest files under `folder` (relative path -> bytes): what a size over the limit is made of."""
+    sizes = {p.relative_to(folder).as_posix(): p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()}
+    return dict(sorted(sizes.items(), key=lambda item: -item[1])[:count])
+
+
+def over_limit(folder: Path, size: int, limit: int, what: str) -> LaamError:
+    biggest = ", ".join(f"{name} {n:,}" for name, n in largest_files(folder).items())
+    return LaamError(f"{what} take {size:,} bytes, over the limit of {limit:,} (largest: {biggest})")
+
+
 def choose_dtype(check, asked: str) -> tuple[str, str]:
     """(dtype, why) from a proof.precision.PrecisionCheck: bfloat16 when asked for or left to measurement ("auto")
     and no position flips; float32 otherwise. Asking for bfloat16 where positions flip is a LaamError."""
@@ -167,8 +178,7 @@ def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: st
     write_model_files(source, dest, chosen, weights)
     try:
         if folder_bytes(dest) >= max_bytes:
-            raise LaamError(f"its model files alone take {folder_bytes(dest):,} bytes, over the limit of "
-                            f"{max_bytes:,}")
+            raise over_limit(dest, folder_bytes(dest), max_bytes, "its model files alone")
         finished = finish_model(dest, cache, threads, progress=progress, card_config=card_config)
         missing = not_exact(finished)
         if missing:
@@ -176,13 +186,13 @@ def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: st
                             f"(first: {missing[0]})")
         size = folder_bytes(dest)
         if size >= max_bytes:
-            raise LaamError(f"it takes {size:,} bytes with its reports, over the limit of {max_bytes:,}")
+            raise over_limit(dest, size, max_bytes, "its files, reports included,")
         trip = finished.compression["roundtrip"]
         record = {"source": {"folder": str(source), "files": fingerprints(source)},
                   "dtype": chosen, "asked": dtype, "reason": reason, "precision": check.to_dict(),
                   "exact": {"files": len(corpus.files), "audit_byte_exact": len(corpus.files) - len(missing),
                             "roundtrip_verified": trip["verified"]},
-                  "bytes": {"without_this_file": size, "limit": max_bytes},
+                  "bytes": {"without_this_file": size, "limit": max_bytes, "largest": largest_files(dest)},
                   "seconds": round(time.perf_counter() - began, 1)}
         record[BINDING_KEY] = report_binding(dest, dtype=chosen)
         atomic_write_text(dest / SHIP_FILE, json.dumps(record, indent=1) + "\n")
