@@ -194,6 +194,27 @@ def test_a_file_the_audit_of_dest_does_not_get_back_removes_dest(tiny_model_dir,
     assert not dest.exists()
 
 
+def test_the_run_s_training_metrics_and_curve_travel_with_the_model(tiny_model_dir, tmp_path):
+    """A run's model/ has its metrics.jsonl and metrics.png beside it, in the run folder: DEST gets them under the
+    names the card reads (train.metrics.find_metrics, publish.facts.CURVE_FILE), and only the model's own files."""
+    from laam.publish.facts import CURVE_FILE
+    from laam.publish.ship import SHIPPED_METRICS, write_model_files
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run / "model")
+    (run / "model" / "audit").mkdir()
+    (run / "model" / "audit" / "audit.json").write_text("{}")  # a report of the source: not DEST's
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    (run / "metrics.png").write_bytes(b"\x89PNG curve")
+    dest = tmp_path / "dest"
+    write_model_files(run / "model", dest, "float32", {"dtype": "float32", "reason": "asked", "evidence": SHIP_FILE})
+    assert (dest / SHIPPED_METRICS).read_text() == (run / "metrics.jsonl").read_text()
+    assert (dest / CURVE_FILE).read_bytes() == b"\x89PNG curve"
+    assert not (dest / "audit").exists()
+    assert (dest / "model.safetensors").read_bytes() == (tiny_model_dir / "model.safetensors").read_bytes()
+    assert json.loads((dest / "laam.json").read_text())["weights"]["dtype"] == "float32"
+
+
 def test_every_option_of_laam_ship_has_help():
     import typer.main
 
