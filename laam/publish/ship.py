@@ -85,12 +85,10 @@ def check_destination(source: Path, dest: Path, force: bool) -> None:
     here, there = source.resolve(), dest.resolve()
     if there == here or there.is_relative_to(here) or here.is_relative_to(there):
         raise LaamError(f"--to {dest} overlaps the model folder {source}: ship into a folder outside it")
-    if not dest.is_dir() or not any(dest.iterdir()):
-        return
-    why = protected(dest)
+    why = protected(dest) if dest.is_dir() else None
     if why:
         raise LaamError(f"refusing to replace {dest}: {why}")
-    if force:
+    if force or not dest.is_dir() or not any(dest.iterdir()):
         return
     try:
         earlier = json.loads((dest / SHIP_FILE).read_text())["source"]["files"]
