@@ -422,7 +422,8 @@ class Trainer:
         untrue = untrue_records(cache, self.corpus, self.tokenizer)
         if not untrue:
             return memo, status
-        body = {path: int(n - b) for path, n, b in zip(cache.paths, cache.lengths, cache.body_starts)}
+        body = {path: int(n - e if e >= 0 else n - b)  # the checked tokens: with the path's end, where scored
+                for path, n, b, e in zip(cache.paths, cache.lengths, cache.body_starts, self.window_set.header_ends)}
         lost = sum(body.get(path, 0) for path in untrue)
         counts = {k: memo.get(k, 0) for k in ("body_correct", "body_total", "all_correct", "all_total")}
         counts.update(body_correct=max(0, counts["body_correct"] - lost),
