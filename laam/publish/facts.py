@@ -19,13 +19,13 @@ from laam.data.corpus import Corpus, license_counts
 from laam.data.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
 from laam.data.tokenizer import iter_token_ids
 from laam.errors import LaamError
-from laam.model.binding import binding_problems, created
+from laam.model.binding import BOUND_FILES, binding_problems, created
 from laam.model.folder import check_model_folder
 from laam.model.info import ModelInfo, load_training_corpus
 from laam.model.weights import safetensors_shapes
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.compress.run import read_compression
-from laam.provenance import git_commit
+from laam.provenance import folder_revision, git_commit
 from laam.train.metrics import find_metrics, read_metrics
 
 CARD_FILE = "README.md"
@@ -87,6 +87,7 @@ class Facts:
     original_call: dict | None = None  # publish.original_call.OriginalCall, when run for this card
     audit_path: Path | None = None  # the audit.json quoted (its binding matches the folder now)
     report_notes: list[str] = field(default_factory=list)  # reports found but not quoted, one line each
+    revision: str | None = None  # the git/Hub commit holding exactly these decoding files (provenance.folder_revision)
 
     @property
     def training(self) -> dict:
@@ -230,6 +231,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
         record_tokens={f.path: len(ids) for f, ids in zip(corpus.files, iter_token_ids(tokenizer, corpus.records()))},
         laam_version=info.training.get("laam_version", __version__),
         git_commit=info.training.get("git_commit"), card_commit=git_commit() or "unknown",
+        revision=folder_revision(folder, BOUND_FILES),
     )
     audit = find_audit(folder, config.audit)
     facts.report_notes += audit.notes

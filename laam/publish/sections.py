@@ -344,6 +344,22 @@ def prints(facts: Facts, f: CorpusFile) -> str:
     return f"prints the model's regeneration of `{f.path}` (the original: {size}; not checked by an audit here)"
 
 
+def pin_sentence(facts: Facts, where: str) -> str:
+    """How the transformers example is pinned: with `trust_remote_code=True` transformers runs the code of whatever
+    revision it downloads, so the example names the commit holding the hashed file when the folder knows it."""
+    if facts.revision and where != ".":
+        return (f"`revision` pins commit `{facts.revision}`, which holds these weights and the "
+                f"`{CUSTOM_GENERATE_FILE}` whose SHA-256 is given above: a later push to the repository cannot change "
+                "the code this line runs.")
+    if facts.revision:
+        return (f"Loading from the Hub instead, pass `revision=\"{facts.revision}\"` (the commit holding these weights "
+                f"and the `{CUSTOM_GENERATE_FILE}` hashed above), so that a later push cannot change the code it runs.")
+    return (f"Loading from the Hub, pass `revision=\"COMMIT\"`, the commit at which you read "
+            f"`{CUSTOM_GENERATE_FILE}` (the repository's history lists each commit's hash), and check the file's "
+            "SHA-256 against the one above: with `trust_remote_code=True`, transformers runs the code of whatever "
+            "revision it downloads.")
+
+
 def transformers_usage(facts: Facts, where: str, long: CorpusFile, short: CorpusFile | None) -> str:
     """Stock transformers: the folder's custom_generate loop for any file, plain generation for files that fit."""
     context, stride = facts.info.context, facts.info.stride
@@ -356,6 +372,7 @@ def transformers_usage(facts: Facts, where: str, long: CorpusFile, short: Corpus
                         f"transformers brings back only files that fit in the context; `laam generate` slides.")
     else:
         here = " (the examples run from this folder)" if where == "." else ""
+        pin = f', revision="{facts.revision}"' if facts.revision and where != "." else ""
         transformers = f"""With 🤗 transformers{here}. The model reads at most {context} tokens; past that, it was
 trained to drop the {stride} oldest tokens and read the rest again. That decoding loop ships here as
 [`{CUSTOM_GENERATE_FILE}`]({CUSTOM_GENERATE_FILE}) (torch and transformers only; SHA-256
@@ -367,13 +384,15 @@ name their own file), and stops at `<|end_file|>`; it reads no file and opens no
 ```python
 from transformers import pipeline
 
-generate = pipeline("text-generation", "{where}", trust_remote_code=True)
+generate = pipeline("text-generation", "{where}", trust_remote_code=True{pin})
 print(generate("{long.path}", return_full_text=False)[0]["generated_text"], end="")
 ```
 
 This {prints(facts, long)}: {facts.record_tokens[long.path]:,} tokens{longer}.
 `generation_config.json` stops at `<|end_file|>` and allows {generation.get("max_new_tokens", "?")} new tokens (the
-longest training file is {max(facts.record_tokens.values()):,} tokens with its header), so no file is cut."""
+longest training file is {max(facts.record_tokens.values()):,} tokens with its header), so no file is cut.
+
+{pin_sentence(facts, where)}"""
     if short is not None:
         transformers += f"""
 
