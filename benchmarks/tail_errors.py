@@ -22,10 +22,10 @@ from machine import describe
 from safetensors.torch import load_file
 
 from laam.data.tokens import build_token_cache
+from laam.engine.forcing import iter_margins
 from laam.model.folder import load_model
 from laam.model.info import load_training_corpus
 from laam.train.batches import WindowSet
-from laam.train.memorization import iter_margins
 
 
 def shared_run(ids: np.ndarray, target: int, start: int, longest: int) -> int:

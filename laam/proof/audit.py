@@ -23,6 +23,7 @@ from laam.data.corpus import Corpus, select_files, top_directory
 from laam.data.records import PAD
 from laam.data.tokenizer import encode_records, special_ids
 from laam.engine import WindowedGenerator
+from laam.engine.forcing import MIN_MARGIN
 from laam.errors import LaamError
 from laam.io import atomic_write_text
 from laam.proof.extraction import count_extraction_samples, extraction_metrics
@@ -32,7 +33,6 @@ from laam.proof.margin import BodyMargins, margin_certificate, write_margins
 from laam.proof.regenerate import Regenerated, regenerate
 from laam.proof.sampling import folder_settings, sampling_certificate
 from laam.proof.similarity import MIN_BLOCK, file_metrics
-from laam.train.config import MIN_MARGIN
 from laam.validation import AT_LEAST_0, AT_LEAST_1, validate
 from laam.windows import WindowPolicy
 
@@ -244,7 +244,7 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
     out_dir = Path(out_dir or Path(model_dir) / "audit")
     path = write_audit(run.audit, out_dir)
     if run.margins is not None:
-        write_margins(run.margins, [r["path"] for r in run.audit["files"]], out_dir)
+        write_margins(run.margins, [r["path"] for r in run.audit["files"]], out_dir, run.audit[BINDING_KEY])
     exports = {}
     if "lm-extraction" in config.export:
         exports["lm-extraction"] = export_lm_extraction(run.lm_extraction, loaded.tokenizer, out_dir / "lm-extraction")

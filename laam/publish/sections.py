@@ -8,6 +8,7 @@ import json
 from laam import __version__
 from laam.data.corpus import CorpusFile
 from laam.data.licenses import GPL2, satisfied_by
+from laam.engine.forcing import MIN_MARGIN
 from laam.io import sha256_file
 from laam.model.folder import CUSTOM_GENERATE_FILE
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
@@ -26,7 +27,6 @@ from laam.publish.facts import (
     source_description,
     train_command,
 )
-from laam.train.config import MIN_MARGIN
 from laam.train.metrics import METRICS_FILE
 
 MARGIN_FILES = 10  # files listed in the card's margin table (the tightest)

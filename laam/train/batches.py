@@ -14,9 +14,8 @@ import torch
 
 from laam.data.records import prefix_paths
 from laam.data.tokens import TokenCache
+from laam.engine.forcing import IGNORE
 from laam.windows import WindowPolicy
-
-IGNORE = -100
 
 
 class WindowSet:

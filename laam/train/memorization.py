@@ -9,14 +9,13 @@ another's, which no model can end and every decoder ends itself (data.records.pr
 (engine.forcing: true logit minus the best other) says how near: `--min-margin` asks every body token to be
 right by at least that much, so that another dtype or batch shape cannot flip it. `verify_records`
 (`--verify`, after training) regenerates every file with the decoding engine and compares it with the file's
-real bytes. `iter_margins` is the one
-batched teacher-forcing loop; the audit's margin certificate (proof.margin) runs it too.
+real bytes. Both decode or force through engine/ (engine.forcing.iter_margins: the one batched
+teacher-forcing loop, which the audit's margin certificate runs too).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,44 +24,11 @@ import torch
 from laam.data.records import END_FILE, END_HEADER, generated_bytes, path_prompt, prefix_paths
 from laam.data.tokenizer import decode_ids, encode_records, special_ids
 from laam.engine import Request, WindowedGenerator
-from laam.engine.forcing import Margins, forced_margins
-from laam.train.batches import IGNORE, WindowSet
+from laam.engine.forcing import iter_margins
+from laam.train.batches import WindowSet
 from laam.windows import WindowPolicy
 
 NO_WRONG = np.iinfo(np.int64).max  # measure_memorization's first_wrong for a file with every body token right
-
-
-@dataclass
-class ForcedBatch:
-    """Teacher-forced margins of one batch of windows, with where each scored target lies."""
-
-    records: np.ndarray  # record index of each target
-    windows: np.ndarray  # window index (WindowSet row) of each target
-    positions: np.ndarray  # its position in the record
-    body: torch.Tensor  # bool: after <|end_header|> (<|end_file|> included)
-    margins: Margins
-    header_end: torch.Tensor | None = None  # bool: the record's <|end_header|>, where checks score it
-
-
-def iter_margins(model, window_set: WindowSet, pad_id: int, batch_size: int = 64, rank: int = 0, world: int = 1,
-                 device=None, autocast=None) -> Iterator[ForcedBatch]:
-    """Teacher forcing over every window of `window_set` (this process's share), batched: each target's margin
-    under exactly the context greedy generation gives it (laam.windows). The model is left in eval mode."""
-    model.eval()
-    device = device or next(model.parameters()).device
-    indices = np.arange(rank, len(window_set), world)
-    for i in range(0, len(indices), batch_size):
-        chunk = indices[i:i + batch_size]
-        batch = window_set.batch(chunk, pad_id)
-        labels = batch["labels"]
-        scored = labels != IGNORE
-        margins = forced_margins(model, batch["input_ids"].to(device), labels.to(device), scored.to(device),
-                                 autocast)
-        rows, columns = (t.numpy() for t in scored.nonzero(as_tuple=True))  # the row-major order of labels[scored]
-        windows = window_set.rows[chunk]
-        margins = Margins(*(t.cpu() for t in (margins.target, margins.predicted, margins.rival, margins.margin)))
-        yield ForcedBatch(windows[rows, 0], chunk[rows], windows[rows, 1] + 1 + columns, batch["body"][scored],
-                          margins, batch["header_end"][scored])
 
 
 def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: int = 64, rank: int = 0,

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from laam.engine.forcing import iter_margins
 from laam.errors import LaamError
 from laam.train.config import MIN_MARGIN, TrainConfig
-from laam.train.memorization import iter_margins, measure_memorization, reached, summarize
+from laam.train.memorization import measure_memorization, reached, summarize
 
 
 @pytest.fixture(scope="module")
