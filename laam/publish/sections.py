@@ -230,6 +230,9 @@ def evaluation_section(facts: Facts) -> str:
         rows.append((f"lm-extraction-benchmark recall ({lm['examples']:,} drawn 50+50-token examples)",
                      f"{lm['recall']:.4f} ({lm['exact']:,} exact)"))
     parts = [table(("metric", "value"), rows)]
+    decoders = decoders_section(facts)
+    if decoders:
+        parts.append(decoders)
     gap = extraction_gap_note(facts.audit)
     if gap:
         parts.append(gap)
@@ -251,6 +254,34 @@ def evaluation_section(facts: Facts) -> str:
     if compression:
         parts.append(compression)
     return "\n\n".join(parts)
+
+
+def decoder_line(d: dict, gguf_sha256: str | None) -> str:
+    """One decoder's result as the audit recorded it: files exact of those it ran on, the sample named, the failures
+    named (a GGUF's line only while the file in the folder is the one decoded)."""
+    name = f"`{d['call']}`"
+    if d.get("not_run"):
+        return f"- {name}: not run ({d['not_run']})."
+    if d.get("sha256") and d["sha256"] != gguf_sha256:
+        return f"- {name}: not quoted: the file decoded then (SHA-256 {d['sha256'][:12]}…) is not in this folder now."
+    sel = d.get("selection") or {}
+    which = (f" ({sel['rule']}, of {sel['of']} audited files)" if sel.get("kind") == "sample" else "")
+    failed = d.get("failed") or []
+    shown = ", ".join(f"`{p}`" for p in failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+    return (f"- {name}: {d['exact']} of {d['files']} files byte for byte{which}"
+            + (f"; not exact: {shown}." if failed else "."))
+
+
+def decoders_section(facts: Facts) -> str:
+    """Each decoder the audit ran, on its own line: laam's engine, and the stock ones a reader runs from the bare
+    path (proof.stock), with their bytes written in the encoding the folder records."""
+    decoders = (facts.audit or {}).get("decoders")
+    if not decoders:
+        return ""
+    gguf = {p.name: sha256_file(p) for p in facts.folder.glob("*.gguf")}
+    lines = [decoder_line(d, gguf.get(d["decoder"].removeprefix("gguf "))) for d in decoders]
+    return ("Each decoder, as the audit ran it in one run (the stock ones from the bare path, in a Python that could "
+            "not import laam, each file's bytes written in the encoding the folder records):\n\n" + "\n".join(lines))
 
 
 def margin_section(audit: dict) -> str:
