@@ -10,6 +10,7 @@ from laam.data.corpus import CorpusFile
 from laam.data.licenses import GPL2, satisfied_by
 from laam.engine.forcing import MIN_MARGIN
 from laam.io import sha256_file
+from laam.model.binding import BINDING_KEY, binding_problems
 from laam.model.folder import CUSTOM_GENERATE_FILE
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.extraction import extraction_gap_note
@@ -153,6 +154,15 @@ def training_section(facts: Facts) -> str:
              f"`laam card` {__version__}, git commit `{facts.card_commit}`.",
              f"- Command, as run: `{recorded_command(facts)}`" if t.get("command")
              else "- Command: not recorded by this run."]
+    # laam.json's training result is bound to the weights it was measured on (model.binding): about other weights
+    # (a folder whose files changed since), its verdict and figures are not facts of these
+    unbound = binding_problems(t, facts.folder) if isinstance(t.get(BINDING_KEY), dict) else []
+    if unbound:
+        shown = [(k, v) for k, v in shown if k not in ("status", "memorized", "accuracy")]
+        parts.append(f"- Not quoted: the training result's status and memorization figures, recorded for other files "
+                     f"than this folder's ({'; '.join(unbound)}).")
+    if t.get("status_lowered"):
+        parts.append("- Not called memorized: " + "; ".join(t["status_lowered"]) + ".")
     if shown:
         parts.append("\n" + table(("fact", "value"), shown))
     configs = {k: t[k] for k in ("model_config", "train_config") if isinstance(t.get(k), dict)}
