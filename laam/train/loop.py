@@ -430,6 +430,10 @@ class Trainer:
                 f"{status}: {state['step']} steps, {state['tokens']:,} tokens, {state['seconds']:.0f} s, body "
                 f"memorized {100 * memo['memorized']:.3f}% ({memo['body_total'] - memo['body_correct']} tokens wrong "
                 f"in {memo['wrong_files']} files, smallest body margin {memo.get('min_margin')}); model in {model_dir}")
+        if self.world > 1:  # --verify ran on the main process only: every process returns its claimed status
+            from accelerate.utils import broadcast_object_list
+
+            result.status = broadcast_object_list([result.status])[0]
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return result
