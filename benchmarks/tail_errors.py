@@ -68,12 +68,13 @@ def main():
     windows = WindowSet(cache, info.policy)
     wrong = []
     for batch in iter_margins(model, windows, tokenizer.pad_token_id):
-        hits = np.nonzero(batch.body.numpy() & (batch.margins.margin.numpy() < 0))[0]
+        checked = (batch.body | batch.header_end).numpy()  # the body and the path's end, as the checks score them
+        hits = np.nonzero(checked & (batch.margins.margin.numpy() < 0))[0]
         wrong += [(int(batch.records[i]), int(batch.positions[i]), float(batch.margins.margin[i]),
                    int(batch.margins.target[i]), int(batch.margins.predicted[i])) for i in hits]
     ids = np.asarray(cache.ids)
-    body_tokens = int((cache.lengths - cache.body_starts).sum())
-    print(f"{args.checkpoint or folder}: {len(wrong)} body tokens wrong of {body_tokens:,} "
+    body_tokens = int((cache.lengths - cache.body_starts).sum()) + int((windows.header_ends >= 0).sum())
+    print(f"{args.checkpoint or folder}: {len(wrong)} checked tokens (bodies and path ends) wrong of {body_tokens:,} "
           f"(context {info.policy.context}, stride {info.policy.stride})")
     for record, position, margin, target, predicted in sorted(wrong):
         start = int(cache.offsets[record])
