@@ -19,6 +19,7 @@ from laam.data.corpus import Corpus, license_counts
 from laam.data.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
 from laam.data.tokenizer import iter_token_ids
 from laam.errors import LaamError
+from laam.io import sha256_file
 from laam.model.binding import BOUND_FILES, binding_problems, created
 from laam.model.folder import check_model_folder
 from laam.model.info import ModelInfo, load_training_corpus
@@ -362,3 +363,19 @@ def recorded_command(facts: Facts) -> str | None:
 
 def today() -> str:
     return date.today().isoformat()
+
+
+def audited_decoders(facts: Facts) -> list[tuple[dict, str | None]]:
+    """audit.json's decoders (proof.stock), each with why it is not quoted (None: quoted): one that did not run, or
+    a GGUF whose file in the folder is not the one it decoded (the audit's binding covers the folder's other files)."""
+    ggufs = {p.name: sha256_file(p) for p in facts.folder.glob("*.gguf")}
+    out = []
+    for d in (facts.audit or {}).get("decoders") or []:
+        why = None
+        if d.get("not_run"):
+            why = f"not run ({d['not_run']})"
+        elif d.get("sha256") and ggufs.get(d["decoder"].removeprefix("gguf ")) != d["sha256"]:
+            why = f"not quoted: the file decoded then (SHA-256 {d['sha256'][:12]}…) is not in this folder now"
+        out.append((d, why))
+    return out
+

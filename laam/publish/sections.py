@@ -22,6 +22,7 @@ from laam.publish.facts import (
     MANIFEST_FILE,
     CardConfig,
     Facts,
+    audited_decoders,
     fetch_command,
     public_source,
     recorded_command,
@@ -266,14 +267,12 @@ def evaluation_section(facts: Facts) -> str:
     return "\n\n".join(parts)
 
 
-def decoder_line(d: dict, gguf_sha256: str | None) -> str:
+def decoder_line(d: dict, unquoted: str | None) -> str:
     """One decoder's result as the audit recorded it: files exact of those it ran on, the sample named, the failures
-    named (a GGUF's line only while the file in the folder is the one decoded)."""
+    named (or why it is not quoted: publish.facts.audited_decoders)."""
     name = f"`{d['call']}`"
-    if d.get("not_run"):
-        return f"- {name}: not run ({d['not_run']})."
-    if d.get("sha256") and d["sha256"] != gguf_sha256:
-        return f"- {name}: not quoted: the file decoded then (SHA-256 {d['sha256'][:12]}…) is not in this folder now."
+    if unquoted:
+        return f"- {name}: {unquoted}."
     sel = d.get("selection") or {}
     which = (f" ({sel['rule']}, of {sel['of']} audited files)" if sel.get("kind") == "sample" else "")
     failed = d.get("failed") or []
@@ -285,11 +284,10 @@ def decoder_line(d: dict, gguf_sha256: str | None) -> str:
 def decoders_section(facts: Facts) -> str:
     """Each decoder the audit ran, on its own line: laam's engine, and the stock ones a reader runs from the bare
     path (proof.stock), with their bytes written in the encoding the folder records."""
-    decoders = (facts.audit or {}).get("decoders")
+    decoders = audited_decoders(facts)
     if not decoders:
         return ""
-    gguf = {p.name: sha256_file(p) for p in facts.folder.glob("*.gguf")}
-    lines = [decoder_line(d, gguf.get(d["decoder"].removeprefix("gguf "))) for d in decoders]
+    lines = [decoder_line(d, why) for d, why in decoders]
     return ("Each decoder, as the audit ran it in one run (the stock ones from the bare path, in a Python that could "
             "not import laam, each file's bytes written in the encoding the folder records):\n\n" + "\n".join(lines))
 

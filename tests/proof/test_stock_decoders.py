@@ -67,6 +67,21 @@ def test_every_decoder_gives_every_file_back_and_the_card_says_so_line_by_line(w
     calls = ("laam generate --model MODEL --path PATH", TRANSFORMERS_CALL, "python regenerate_gguf.py tiny.gguf PATH")
     for call in calls:
         assert f"- `{call}`: 12 of 12 files byte for byte." in card
+    bom = json.loads((with_gguf / "bom.cdx.json").read_text())
+    metrics = bom["metadata"]["component"]["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]
+    assert [(m["value"], m["slice"].split(" (")[0]) for m in metrics if m["type"] == "files_byte_exact"] == [
+        ("12/12", call) for call in calls]
+    # a GGUF replaced since the audit: its line is not quoted any more, the others still are
+    gguf = with_gguf / "tiny.gguf"
+    data = bytearray(gguf.read_bytes())
+    data[-1] ^= 0x01
+    gguf.write_bytes(bytes(data))
+    result = CliRunner().invoke(app, ["card", "--model", str(with_gguf), "--quiet", "--no-original-call"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    card = (with_gguf / "README.md").read_text()
+    decoded = decoders["gguf tiny.gguf"]["sha256"][:12]
+    assert f"- `{calls[2]}`: not quoted: the file decoded then (SHA-256 {decoded}" in card
+    assert f"- `{TRANSFORMERS_CALL}`: 12 of 12 files byte for byte." in card
 
 
 def test_a_stock_decoder_that_differs_is_reported_apart_from_laams(with_gguf, tiny_corpus, tmp_path):
