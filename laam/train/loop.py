@@ -422,9 +422,10 @@ class Trainer:
                         "regeneration": result.regeneration, "history": state["history"],
                         "ambiguous_positions": len(self.ambiguous), "untrue_files": memo.get("untrue_files", []),
                         **self.facts}
-            # the binding records the decoding files' SHA-256 and the dtype the claim rests on (model.binding)
+            # the binding records the decoding files' SHA-256 and the dtype of the check whose figures it holds
+            # (model.binding); a float32 confirmation's figures are under float32_confirmation
             save_model_folder(self.model, self.tokenizer, self.corpus, self.model_config.policy, model_dir, training,
-                              dtype="float32" if confirmation else self.check_dtype, device=str(accelerator.device))
+                              dtype=self.check_dtype, device=str(accelerator.device))
             plot_metrics(self.metrics.path, self.run_dir / "metrics.png")
             self.bar.console.print(
                 f"{status}: {state['step']} steps, {state['tokens']:,} tokens, {state['seconds']:.0f} s, body "

@@ -86,6 +86,6 @@ def test_a_bf16_check_is_confirmed_in_float32(tiny_corpus, tiny_tokenizer_dir, t
         AcceleratorState._reset_state(True)
     if training["memorized"] < 1.0:
         pytest.fail(f"the bf16 tiny run did not reach memorized in bf16 ({training['memorized']})")
-    assert len(confirmations) == 1 and training["check_dtype"] == "bfloat16"
+    assert len(confirmations) == 1 and training["check_dtype"] == training["binding"]["dtype"] == "bfloat16"
     assert training["status"] == "finished" and "in float32" in training["status_lowered"][0]
     assert training["float32_confirmation"]["body_correct"] == confirmations[0] - 1
