@@ -34,7 +34,7 @@ import torch
 print("== torch", torch.__version__, "| cuda", torch.cuda.is_available(),
       "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "NO GPU: this will be slow")
 EOF
-"$PY" "$ROOT/benchmarks/machine.py" | sed 's/^/== /'
+"$PY" "$ROOT/benchmarks/harness.py" | sed 's/^/== /'
 
 RUN_DIR="${RUN_DIR:-runs/gpu-memorize}"
 PRESET="${PRESET:-linux-gpu}"
