@@ -21,6 +21,7 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS = BENCHMARKS / "results"
 PAGE = BENCHMARKS / "RESULTS.md"
+FIGURES = BENCHMARKS / "figures"  # figures/NAME.png is drawn under the table for result NAME
 REQUIRED = ("benchmark", "command", "commit", "machine", "date")
 
 
@@ -141,11 +142,18 @@ def memorize_scaling(r: dict) -> str:
 
 
 def memorize_kernel(r: dict) -> str:
-    now = r["sides"]["now"]
-    state = "100%" if now["reached"] else f"stopped at {pct(now['memorized'])}"
-    ratio = r["sides"]["before"]["tokens"] / now["tokens"] if "before" in r["sides"] else None
-    return (f"now: {state} after {count(now['tokens'])} tokens, {now['seconds']:.0f} s; "
-            + (f"before / now {ratio:.2f}x tokens" if ratio else ""))
+    cells = []
+    for name, side in r["sides"].items():
+        state = "100%" if side["reached"] else f"stopped at {pct(side['memorized'])}"
+        cells.append(f"{name}: {state} after {count(side['tokens'])} tokens")
+    return "; ".join(cells)
+
+
+def recipe_sweep(r: dict) -> str:
+    memorized = [x for x in r["recipes"] if x["to"]["1.0"]]
+    best = min(memorized, key=lambda x: x["to"]["1.0"]) if memorized else None
+    return (f"{len(memorized)} of {len(r['recipes'])} recipes reached 100%"
+            + (f"; fewest tokens: {best['run']} ({best['flags']}), {count(best['to']['1.0'])}" if best else ""))
 
 
 def sampling_certificate(r: dict) -> str:
@@ -185,7 +193,8 @@ def bench_compress(r: dict) -> str:
 HEADLINES = {f.__name__: f for f in (
     throughput, head_loss, memorize_efficiency, demo, gpu_memorize, margin_drift, min_margin_cost, equivalence,
     stock_pipeline_check, licenses, modern_kernel, threads_under_load, tail_errors, memorize_scaling, memorize_kernel,
-    sampling_certificate, foreign_audit, trace_speed, whole_kernel_run, step_speed, bench_audit, bench_compress)}
+    recipe_sweep, sampling_certificate, foreign_audit, trace_speed, whole_kernel_run, step_speed, bench_audit,
+    bench_compress)}
 
 MEANING = {
     "throughput": "Non-pad input tokens per second of training steps, the original LaaM's HF Trainer against "
@@ -220,6 +229,9 @@ MEANING = {
     "memorize_kernel": "Tokens and time to 100% byte-exact on `linux/kernel/`, today's `demo-kernel` recipe against "
                        "earlier ones (goals: at most 1/3 of the tokens of the recipe issue 12 was filed against; at "
                        "most 3 minutes).",
+    "recipe_sweep": "`laam train` runs of recipes that differ from a base recipe by the flags listed, on one slice: "
+                    "input tokens to 99%, 99.9% and the first 100% of body tokens, and to the stop with every body "
+                    "token right by 1 logit.",
     "sampling_certificate": "The predicted probability that sampling returns a file verbatim, checked against the "
                             "count in N samples of stock sampling (Wilson 99.9% interval).",
     "foreign_audit": "Time to audit a model laam did not train (any causal LM) on all of Linux 1.0.",
@@ -275,9 +287,13 @@ def render(results: dict[str, dict]) -> str:
                      f"{cell(when(record))} | {cell(provenance(record))} |")
     lines += ["", "## What each figure means", ""]
     for benchmark in sorted({r["benchmark"] for r in results.values()}):
-        script = f"benchmarks/{benchmark}.sh" if (BENCHMARKS / f"{benchmark}.sh").is_file() else \
-            f"benchmarks/{benchmark}.py"
-        lines.append(f"- **{benchmark}** (`{script}`): {MEANING[benchmark]}")
+        scripts = [f"`benchmarks/{p.name}`" for p in (BENCHMARKS / f"{benchmark}.py", BENCHMARKS / f"{benchmark}.sh")
+                   if p.is_file()] or ["`laam train` runs, no script of its own"]
+        lines.append(f"- **{benchmark}** ({scripts[0]}): {MEANING[benchmark]}")
+    figures = [name for name in results if (FIGURES / f"{name}.png").is_file()]
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{name}](figures/{name}.png)" for name in figures]
     return "\n".join(lines) + "\n"
 
 
