@@ -4,7 +4,7 @@
 
 Rows: laam generate; stock transformers with the folder's custom_generate (pipeline and generate, fp32 and bf16);
 stock generation without it; the GGUF export (f32, f16, q8_0) run by regenerate_gguf.py in llama-cpp-python;
-llama.cpp's own context shift and plain llama-cpp-python on the f16 file (laam.publish.equivalence). Prints the
+llama.cpp's own context shift and plain llama-cpp-python on the f16 file (laam.proof.equivalence). Prints the
 matrix as Markdown, then the files that differ; each decoder's count of exact files goes to
 benchmarks/results/equivalence.json (benchmarks/harness.py).
 """
@@ -20,7 +20,9 @@ from harness import describe, header, write_result
 
 from laam.data.corpus import select_files
 from laam.model.info import load_training_corpus, read_model_info
-from laam.publish.equivalence import DECODERS, equivalence, matrix_markdown
+from laam.proof.equivalence import DECODERS, GgufTools, equivalence, matrix_markdown
+from laam.publish import regenerate_gguf
+from laam.publish.gguf import export_gguf
 
 
 def main() -> None:
@@ -45,6 +47,7 @@ def main() -> None:
           f"{llama_cpp.__version__}", flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         rows = equivalence(args.model, files, decoders, Path(workdir), args.threads,
+                           gguf=GgufTools(export_gguf, regenerate_gguf),
                            on_row=lambda r: print(f"  {r.decoder}: {len(r.exact(files))}/{len(files)} exact, "
                                                   f"{r.seconds:.1f} s", flush=True))
     print()

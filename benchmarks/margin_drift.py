@@ -47,10 +47,10 @@ def torch_logits(model, records, starts, policy, context=contextlib.nullcontext)
 
 def gguf_logits(path: Path, records, starts, policy, threads: int) -> np.ndarray:
     """The same logits from llama.cpp: each window evaluated from an empty KV cache at position 0
-    (laam.publish.equivalence.gguf_body_logits, which the equivalence matrix's margins use too)."""
+    (laam.proof.equivalence.gguf_body_logits, which the equivalence matrix's margins use too)."""
     import llama_cpp
 
-    from laam.publish.equivalence import gguf_body_logits
+    from laam.proof.equivalence import gguf_body_logits
 
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=policy.context, n_batch=policy.context, n_threads=threads,
                           logits_all=True, verbose=False)

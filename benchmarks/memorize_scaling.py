@@ -48,8 +48,6 @@ SIZES = {  # model shapes; context and stride are the preset's throughout, so wi
     "l": {"hidden_size": 256, "intermediate_size": 1024, "num_layers": 6, "num_heads": 8, "num_kv_heads": 8},
 }
 THRESHOLDS = (0.99, 0.999, 1.0)  # shares of body tokens right whose token counts are fitted
-FLAGS = {"hidden_size": "hidden_size", "intermediate_size": "intermediate_size", "num_layers": "layers",
-         "num_heads": "heads", "num_kv_heads": "kv_heads"}  # `laam train`'s flag for each model field
 
 
 def load_slice(args, include: list[str]):
@@ -92,7 +90,7 @@ def train_run(args, name: str, include: list[str], size: str, corpus_tokens: int
     settings = {"source": "1.0", "mirror": args.mirror, "cache": Path(args.work) / "cache", "preset": args.preset,
                 "vocab_size": args.vocab, "out": out, "overwrite": True, "until_memorized": True, "verify": True,
                 "threads": args.threads, "q": True, "eval_every": eval_every(args, corpus_tokens), "include": include,
-                **{FLAGS[key]: value for key, value in SIZES[size].items()}, "max_time": args.budget or None}
+                **SIZES[size], "max_time": args.budget or None}  # a ModelConfig field's flag is its name
     wall = train(settings, what=f"{name}-{size}")
     result = summarize(out)
     result["wall"] = wall

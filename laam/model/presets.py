@@ -84,8 +84,8 @@ PRESETS: dict[str, dict] = {
         "corpus": {},
         "model": {"hidden_size": 384, "intermediate_size": 1536, "num_layers": 8, "num_heads": 6, "num_kv_heads": 6,
                   "context": 1024, "stride": 768, "vocab_size": 8192},
-        # a 60-epoch decay, so the LR is low by the time the last tokens are learned (with stride 512 and a
-        # 300-epoch decay an H200 stood at 99.47% after 400 s, the LR still at 1.7e-3), to a 5% floor with
+        # a 60-epoch decay, so the LR is low by the time the last tokens are learned (a 300-epoch decay at stride
+        # 512 still has it at 1.7e-3 when an H200 reaches 99.47% of body tokens, after 400 s), to a 5% floor with
         # error-focused replay (on kernel/ on CPU that clears the last wrong tokens, where a 0.5% floor leaves some
         # for good: benchmarks/results/demo_kernel_recipes.json; a 0.5% floor with replay stands still: benchmark
         # memorize_kernel, benchmarks/results/memorize_kernel-replay.json). Not measured on a GPU
