@@ -65,3 +65,14 @@ def test_write_result_puts_the_header_before_the_figures(tmp_path):
     assert record["command"].startswith("python ") and record["machine"].startswith("machine: ")
     assert len(record["commit"]) == 7 and isinstance(record["dirty"], bool) and record["date"][:2] == "20"
     assert record["cpus"] >= 1
+
+
+def test_train_runs_this_checkout_s_laam_and_the_run_reads_back(tarball, tmp_path):
+    out = tmp_path / "run"
+    wall = harness.train({"source": tarball, "cache": tmp_path / "cache", "preset": "tiny", "out": out,
+                          "until_memorized": True, "verify": False, "threads": 1, "q": True})
+    run = harness.read_run(out)
+    assert wall > 0 and run.steps and run.checks
+    assert run.first_at(1.0) is not None and run.training()["status"] == "memorized"
+    with pytest.raises(SystemExit, match="(?s)tiny-run failed:\n.*No such option: --no-such-flag"):
+        harness.train({"source": tarball, "preset": "tiny", "no_such_flag": 1}, what="tiny-run")
