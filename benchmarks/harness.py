@@ -28,10 +28,14 @@ DEFAULT_MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
 
 # --- the mirror -------------------------------------------------------------------------------------------------
 
-def mirror(given: str | Path | None = None) -> Path:
-    """The folder laid out like kernel.org's pub/linux/kernel/: `given` (a --mirror flag), else $LAAM_MIRROR,
-    else ../shared/data/kernel-mirror beside the checkout. One line, not a traceback, when it is not there."""
-    folder = Path(given or os.environ.get("LAAM_MIRROR") or DEFAULT_MIRROR)
+def mirror(given: str | Path | None = None) -> Path | str:
+    """The mirror laid out like kernel.org's pub/linux/kernel/: `given` (a --mirror flag), else $LAAM_MIRROR,
+    else ../shared/data/kernel-mirror beside the checkout. A URL is passed on as it is (laam fetches from it); a
+    folder must exist: one line, not a traceback, when it is not there."""
+    chosen = str(given or os.environ.get("LAAM_MIRROR") or DEFAULT_MIRROR)
+    if "://" in chosen:
+        return chosen
+    folder = Path(chosen)
     if not folder.is_dir():
         raise SystemExit(f"kernel mirror {folder} not found: set LAAM_MIRROR or pass --mirror to a folder holding "
                          "v1.0/linux-1.0.tar.xz")
@@ -39,8 +43,11 @@ def mirror(given: str | Path | None = None) -> Path:
 
 
 def tarball(given: str | Path | None = None) -> Path:
-    """Linux 1.0's release archive in the mirror (see `mirror`)."""
-    path = mirror(given) / "v1.0" / "linux-1.0.tar.xz"
+    """Linux 1.0's release archive in the mirror (see `mirror`), which must be a local folder here."""
+    folder = mirror(given)
+    if isinstance(folder, str):
+        raise SystemExit(f"{folder} is a URL: this benchmark reads Linux 1.0 from a local mirror folder")
+    path = folder / "v1.0" / "linux-1.0.tar.xz"
     if not path.is_file():
         raise SystemExit(f"{path} not found: the mirror holds no Linux 1.0 archive")
     return path

@@ -56,6 +56,9 @@ def test_mirror_comes_from_the_flag_then_the_environment_and_says_what_to_set_wh
         harness.mirror(tmp_path / "nowhere")
     with pytest.raises(SystemExit, match="holds no Linux 1.0 archive"):
         harness.tarball(tmp_path)
+    assert harness.mirror("https://cdn.kernel.org/pub/linux/kernel/") == "https://cdn.kernel.org/pub/linux/kernel/"
+    with pytest.raises(SystemExit, match="is a URL"):
+        harness.tarball("https://cdn.kernel.org/pub/linux/kernel/")
 
 
 def test_write_result_puts_the_header_before_the_figures(tmp_path):
