@@ -34,7 +34,8 @@ PRESETS: dict[str, dict] = {
     },
     "demo": {
         "description": "lib/ (13 files, 20 KB, malloc.c's 16 KB among them) on a 2-core CPU: the README's "
-                       "run. kernel/ (154 KB) reached only 99.97-99.99% in 10 minutes (benchmarks/RESULTS.md).",
+                       "run. kernel/ (154 KB) reached only 99.97-99.99% in 10 minutes "
+                       "(benchmarks/results/demo_on_kernel.json).",
         "corpus": {"include": ["lib/"]},  # relative to the kernel's root: any release, any top folder
         "model": {**_CPU_DEMO_MODEL, "vocab_size": 2048},
         # batch 4 over a 60-epoch decay: 100% after 681k tokens (72 s), against 1.76M at batch 16 over 200 epochs
