@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from harness import describe, header, write_result
 
 from laam.data.records import END_HEADER
 from laam.data.tokenizer import encode_records, special_ids
 from laam.engine.forcing import token_margins, window_logits
 from laam.model.folder import load_model
 from laam.model.info import load_training_corpus
-from laam.provenance import cpu_description
 
 
 def torch_logits(model, records, starts, policy, context=contextlib.nullcontext) -> np.ndarray:
@@ -47,10 +47,10 @@ def torch_logits(model, records, starts, policy, context=contextlib.nullcontext)
 
 def gguf_logits(path: Path, records, starts, policy, threads: int) -> np.ndarray:
     """The same logits from llama.cpp: each window evaluated from an empty KV cache at position 0
-    (laam.publish.equivalence.gguf_body_logits, which the equivalence matrix's margins use too)."""
+    (laam.proof.equivalence.gguf_body_logits, which the equivalence matrix's margins use too)."""
     import llama_cpp
 
-    from laam.publish.equivalence import gguf_body_logits
+    from laam.proof.equivalence import gguf_body_logits
 
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=policy.context, n_batch=policy.context, n_threads=threads,
                           logits_all=True, verbose=False)
@@ -126,14 +126,15 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cpu = cpu_description()["cpu"]
-    print(f"machine: {cpu}, {os.cpu_count()} cores; torch {torch.__version__}; {args.threads} thread(s)")
-    largest = 0.0
+    head = header("margin_drift")
+    print(f"{describe()}; {args.threads} thread(s)")
+    largest, models = 0.0, {}
     with tempfile.TemporaryDirectory() as work:
         for model_dir in args.models:
-            for _name, r in measure(model_dir, args.cache, args.threads, Path(work)):
-                largest = max(largest, r["max_margin_change"])
+            models[str(model_dir)] = dict(measure(model_dir, args.cache, args.threads, Path(work)))
+            largest = max([largest, *(r["max_margin_change"] for r in models[str(model_dir)].values())])
     print(f"\nlargest margin change over every model and variant: {largest:.4f} logits")
+    write_result("margin_drift", {"threads": args.threads, "models": models, "largest_margin_change": largest}, head)
 
 
 if __name__ == "__main__":

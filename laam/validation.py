@@ -1,7 +1,10 @@
 """Checks of settings where they are parsed: each config dataclass states its rules as data (`RULES`, field name ->
 `Range` or `OneOf`), and `validate` holds every field to its declared type, every number to being finite, and
 the ruled fields to their rule. The CLI and recipe files build the same dataclasses, so both are checked here;
-a field that breaks a rule is one `SettingError` line naming the setting, the rule and the value given."""
+a field that breaks a rule is one `SettingError` line naming the setting, the rule and the value given.
+
+Each field's help text sits beside it (`setting`), so the CLI's flags, a recipe file's keys and the docs read one
+description of one name (laam/cli/options.py builds `laam train`'s flags from them)."""
 
 from __future__ import annotations
 
@@ -9,10 +12,21 @@ import math
 import os
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, Field, dataclass, fields
+from dataclasses import field as dataclass_field
 from functools import cache
 
 from laam.errors import LaamError
+
+
+def setting(default=MISSING, help: str = "", *, default_factory=MISSING, flag: bool = True):  # noqa: A002
+    """A config dataclass field with its help text (shown by `--help`); `flag=False` keeps an internal field (set by
+    code, never by a user) off the command line."""
+    return dataclass_field(default=default, default_factory=default_factory, metadata={"help": help, "flag": flag})
+
+
+def help_of(config_field: Field) -> str:
+    return config_field.metadata.get("help", "")
 
 
 class SettingError(LaamError):

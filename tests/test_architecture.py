@@ -1,5 +1,7 @@
-"""The package's shape: every module imports, data flows one way (no import circles), the CLI's app module
-imports no command module, and data.records (like the scripts shipped into model folders) imports nothing of laam."""
+"""The package's shape (docs/architecture.md): every module imports and has a place (a stage, or shared), data flows
+one way (each stage imports only itself and earlier stages, the shared modules no stage, no import circles), the CLI
+calls the pipeline and never the reverse, the CLI's app module imports no command module, and data.records (like the
+scripts shipped into model folders) imports nothing of laam."""
 
 from __future__ import annotations
 
@@ -79,29 +81,66 @@ def test_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def test_layers_point_one_way():
+# The pipeline's stages in the order data flows through them: a module imports from its own stage and the ones
+# before it, never from a later one. pipeline.py strings the stages together; the CLI parses options and calls it.
+STAGES = ("laam.data", "laam.model", "laam.engine", "laam.train", "laam.proof", "laam.publish", "laam.pipeline",
+          "laam.cli")
+# The top-level modules every stage may use; they import only each other.
+SHARED = ("laam.errors", "laam.io", "laam.progress", "laam.provenance", "laam.validation", "laam.windows")
+ENTRY_POINTS = ("laam", "laam.__main__")  # the package and `python -m laam`, which runs the CLI
+
+
+def stage_of(module: str) -> str | None:
+    return next((stage for stage in STAGES if module == stage or module.startswith(stage + ".")), None)
+
+
+def test_every_module_has_a_place():
+    """A new top-level module must be named here as shared or as a stage, so the rules below cover it."""
+    unplaced = [m for m in import_graph() if stage_of(m) is None and m not in SHARED + ENTRY_POINTS]
+    assert unplaced == []
+    assert set(SHARED) <= set(import_graph()), "a shared top-level module is missing"
+
+
+def test_shared_modules_import_only_each_other():
     graph = import_graph()
-    assert not {t for t in graph["laam.cli.app"] if t.startswith("laam.cli.")}
+    for module in SHARED:
+        assert graph[module] <= set(SHARED), (module, graph[module] - set(SHARED))
+
+
+def backward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(module, target) for every import of a later stage than the module's own."""
+    found = []
+    for module, targets in graph.items():
+        stage = stage_of(module)
+        if stage is not None:
+            later = STAGES[STAGES.index(stage) + 1:]
+            found += [(module, t) for t in sorted(targets) if stage_of(t) in later]
+    return found
+
+
+def test_stages_import_only_their_own_and_earlier_stages():
+    assert backward_imports(import_graph()) == []
+
+
+def test_backward_imports_finds_an_import_of_a_later_stage():
+    graph = {"laam.proof.x": {"laam.publish.y", "laam.train.z"}, "laam.publish.y": {"laam.proof.x"},
+             "laam.pipeline": {"laam.cli.app"}, "laam.cli.app": {"laam.pipeline"}, "laam.io": {"laam.errors"}}
+    assert sorted(backward_imports(graph)) == [("laam.pipeline", "laam.cli.app"), ("laam.proof.x", "laam.publish.y")]
+
+
+def test_the_cli_calls_the_pipeline_and_the_pipeline_never_the_cli():
+    graph = import_graph()
+    assert not [t for t in graph["laam.pipeline"] if stage_of(t) == "laam.cli"]
+    assert any("laam.pipeline" in targets for module, targets in graph.items() if stage_of(module) == "laam.cli")
+
+
+def test_the_cli_app_imports_no_command_module():
+    assert not {t for t in import_graph()["laam.cli.app"] if t.startswith("laam.cli.")}
+
+
+def test_self_contained_modules_import_nothing_of_laam():
+    graph = import_graph()
     assert graph["laam.data.records"] == set()
     # shipped into model folders and beside GGUF files, run where laam is not installed
     assert graph["laam.model.custom_generate.generate"] == set()
     assert graph["laam.publish.regenerate_gguf"] == set()
-    lower_to_higher = {"laam.data": ("laam.model", "laam.engine", "laam.train", "laam.proof", "laam.publish",
-                                     "laam.cli", "laam.pipeline"),
-                       "laam.engine": ("laam.train", "laam.proof", "laam.publish", "laam.cli", "laam.pipeline"),
-                       "laam.train": ("laam.proof", "laam.publish", "laam.cli", "laam.pipeline"),
-                       "laam.proof": ("laam.publish", "laam.cli", "laam.pipeline"),
-                       "laam.publish": ("laam.cli", "laam.pipeline"),
-                       "laam.model": ("laam.engine", "laam.train", "laam.proof", "laam.publish", "laam.cli",
-                                      "laam.pipeline"),
-                       "laam.pipeline": ("laam.cli",)}
-    stages = ("laam.data", "laam.model", "laam.engine", "laam.train", "laam.proof", "laam.publish", "laam.pipeline",
-              "laam.cli")
-    shared = ("laam.errors", "laam.io", "laam.progress", "laam.provenance", "laam.windows")
-    assert set(shared) <= set(graph), "a shared top-level module is missing"
-    for module in shared:
-        assert not [t for t in graph[module] if t.startswith(stages)], (module, graph[module])
-    for module, targets in graph.items():
-        for layer, above in lower_to_higher.items():
-            if module.startswith(layer + ".") or module == layer:
-                assert not [t for t in targets if t.startswith(above)], (module, targets)

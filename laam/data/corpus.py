@@ -27,7 +27,7 @@ from laam.data.records import decode, find_marker, make_record
 from laam.errors import LaamError
 from laam.io import atomic_write_text
 from laam.progress import counter
-from laam.validation import validate
+from laam.validation import setting, validate
 
 # The original LaaM's selection (case-insensitive suffixes): 506 files of Linux 1.0.
 ORIGINAL_EXTENSIONS = (".c", ".cc", ".cpp", ".cxx", ".c++", ".h", ".hh", ".hpp", ".hxx", ".h++", ".s", ".rs", ".txt")
@@ -44,13 +44,21 @@ DEFAULT_MAX_FILE_SIZE = 1 << 20
 class CorpusConfig:
     """What to read and which files to keep."""
 
-    source: str = "1.0"  # a kernel version, a tarball path, or an unpacked source folder
-    mirror: str = DEFAULT_MIRROR
-    cache: Path | None = None
-    filter: str = "source"
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    source: str = setting("1.0", "Kernel version (1.0, 1.2.13, 2.6.39, 6.9.4, or v1.0/1.0), a tarball path, or an "
+                                 "unpacked source folder.")
+    mirror: str = setting(DEFAULT_MIRROR, "kernel.org-style mirror: an http(s) URL or a local folder laid out like "
+                                          "pub/linux/kernel/.")
+    cache: Path | None = setting(None, "Where archives, manifests and tokenizers are cached.")
+    filter: str = setting("source", f"File selection: {' or '.join(FILTERS)}. 'source' keeps every text file (code, "
+                                    "Makefiles, config scripts, READMEs: what GPL-2.0 calls complete source); "
+                                    "'original' keeps the original LaaM's extensions (.c .h .s .txt …).")
+    include: tuple[str, ...] = setting((), "Keep only paths matching this glob (repeatable; `*` crosses `/`; a "
+                                           "trailing `/` means the whole folder), written from the kernel's root "
+                                           "whatever the archive's top folder, e.g. 'kernel/', 'lib/lzo/' (the older "
+                                           "'linux/kernel/' works too).")
+    exclude: tuple[str, ...] = setting((), "Drop paths matching this glob (repeatable; written like --include, e.g. "
+                                           "'lib/malloc.c').")
+    max_file_size: int = setting(DEFAULT_MAX_FILE_SIZE, "Drop files larger than this many bytes.")
 
     def __post_init__(self):  # every command builds one of these, so every command refuses the same values
         validate(self, "corpus")

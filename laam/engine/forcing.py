@@ -23,9 +23,9 @@ from laam.windows import WindowPolicy
 
 LOGITS_PER_CHUNK = 1 << 24  # 64 MB of float32 logits per LM-head call in forced_margins
 IGNORE = -100  # the label of a position nothing is scored at (torch's cross_entropy ignore_index)
-# The default --min-margin and the audit's safety threshold: a logit gap (fp32). Measured (benchmarks/margin_drift.py,
-# benchmarks/RESULTS.md): bf16 (autocast or weights) and GGUF f16/q8_0 moved a body token's margin by at most 0.43
-# logits on tiny and demo models (five models: with and without --min-margin); this is 2.3x that.
+# The default --min-margin and the audit's safety threshold: a logit gap (fp32). Measured (benchmark margin_drift,
+# benchmarks/results/margin_drift.json): bf16 (autocast or weights) and GGUF f16/q8_0 moved a body token's margin by
+# at most 0.43 logits on tiny and demo models (five models: with and without --min-margin); this is 2.3x that.
 MIN_MARGIN = 1.0
 
 

@@ -1,6 +1,6 @@
 """The model: a stock `transformers.LlamaForCausalLM` built from a typed config.
 
-Every architecture knob is a field (and a `laam train` flag). The weights stay a plain
+Every architecture knob is a field (and a `laam train` flag of the same name). The weights stay a plain
 LlamaForCausalLM so `save_pretrained` output loads in stock `pipeline("text-generation")`.
 """
 
@@ -9,10 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
-import torch
-
 from laam.errors import LaamError
-from laam.validation import AT_LEAST_1, POSITIVE, OneOf, SettingError, validate
+from laam.validation import AT_LEAST_1, POSITIVE, OneOf, SettingError, setting, validate
 from laam.windows import WindowPolicy
 
 PRECISIONS = ("auto", "float32", "bf16")
@@ -20,19 +18,24 @@ PRECISIONS = ("auto", "float32", "bf16")
 
 @dataclass
 class ModelConfig:
-    hidden_size: int = 128
-    intermediate_size: int = 512
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 4
-    context: int = 256  # most tokens the model reads (max_position_embeddings); see laam.windows
-    stride: int = 128  # tokens dropped when the window slides (laam.windows)
-    tie_embeddings: bool = False
-    vocab_size: int = 4096  # the tokenizer is trained with exactly this many tokens
-    # auto: bf16 autocast on CUDA; on CPU float32, or bf16 autocast of the training step where the CPU multiplies
-    # bf16 natively and a measurement says it is faster (train.step_mode; emulated bf16 is several times slower)
-    precision: str = "auto"
-    rope_theta: float = 10000.0
+    """The model's shape: every field is a `laam train` flag of the same name (dashes for underscores) and a key of a
+    recipe file's `model` table; laam.json records them under these names (transformers' config.json under its own,
+    `llama_config`)."""
+
+    hidden_size: int = setting(128, "Model width.")
+    intermediate_size: int = setting(512, "MLP width.")
+    num_layers: int = setting(4, "Transformer layers.")
+    num_heads: int = setting(4, "Attention heads.")
+    num_kv_heads: int = setting(4, "Key/value heads (grouped-query attention; divides --num-heads).")
+    context: int = setting(256, "Most tokens the model reads (its positions; laam.windows).")
+    stride: int = setting(128, "Tokens the window slides by past the context (1..context; laam.windows).")
+    tie_embeddings: bool = setting(False, "Share input and output embeddings.")
+    vocab_size: int = setting(4096, "Vocabulary size (the tokenizer is trained with exactly this many tokens).")
+    # emulated bf16 is several times slower than float32 on a CPU without native bf16, hence the measurement
+    precision: str = setting("auto", "auto (bf16 autocast on CUDA; on CPU float32, or bf16 autocast for the training "
+                                     "step where the CPU has native bf16 and it measured faster, checks staying "
+                                     "float32), float32 or bf16.")
+    rope_theta: float = setting(10000.0, "RoPE base frequency.")
 
     RULES: ClassVar[dict] = {
         "hidden_size": AT_LEAST_1, "intermediate_size": AT_LEAST_1, "num_layers": AT_LEAST_1, "num_heads": AT_LEAST_1,
@@ -85,6 +88,7 @@ def llama_config(config: ModelConfig, special: dict[str, int]):
 
 def build_model(config: ModelConfig, special: dict[str, int], seed: int = 0):
     """A freshly initialised float32 LlamaForCausalLM (mixed precision is applied by autocast, not here)."""
+    import torch  # here, not at the top: the CLI reads this module's fields for its flags without loading torch
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)

@@ -35,10 +35,6 @@ class ForeignModel:
     policy: WindowPolicy
     laam_records: bool  # the tokenizer has laam's record markers: documents are laam records
 
-    @property
-    def eos_id(self) -> int | None:
-        return self.tokenizer.eos_token_id
-
 
 def model_context(config, generation_config=None) -> WindowPolicy:
     """The window the model generates with: laam's rule when its generation config names one, else its whole

@@ -23,14 +23,13 @@ in the file's metadata for it to read.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from laam.errors import LaamError
-from laam.io import atomic_file
+from laam.io import atomic_file, atomic_write_bytes
 from laam.model.folder import check_model_folder
 
 GGUF_DTYPES = ("f32", "f16", "q8_0")
@@ -135,7 +134,7 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
             # GGUFWriter opens the path itself: it writes the temporary file that atomic_file renames at the end
             count = _write_gguf(partial.name, model_name(folder), config, policy, tokenizer_json, weights, dtype,
                                 encodings)
-        shutil.copyfile(REGENERATE_SCRIPT, script)
+        atomic_write_bytes(script, REGENERATE_SCRIPT.read_bytes())
     except OSError as error:  # a full disk, a read-only folder: nothing half-written is left (atomic_file)
         raise LaamError(f"could not write {error.filename or out}: {error.strerror or error}") from error
     return GgufResult(out, count, config["vocab_size"], out.stat().st_size, script)

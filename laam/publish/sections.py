@@ -305,7 +305,7 @@ def margin_section(audit: dict) -> str:
         if len(files) > len(shown) else ""
     why = (" (LaaM's default, chosen as 2.3x the largest margin change between fp32 and bf16 or GGUF f16/q8_0 "
            "inference measured on other models, LaaM's tiny and demo ones, not on these weights: "
-           "benchmarks/RESULTS.md)" if m["threshold"] == MIN_MARGIN else "")
+           "benchmark margin_drift, benchmarks/results/margin_drift.json)" if m["threshold"] == MIN_MARGIN else "")
     checked = (f" The {m['low_listed']} lowest were decoded again one token at a time: {seq['agrees']} agree with "
                f"teacher forcing, {seq['differs']} differ, {seq['diverged earlier']} diverged earlier."
                if m["low_listed"] else "")

@@ -3,61 +3,73 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from laam.engine.forcing import MIN_MARGIN  # the default --min-margin (and the audit's threshold)
 from laam.model.config import strict_from_dict
-from laam.validation import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, OneOf, Range, validate
+from laam.validation import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, OneOf, Range, setting, validate
 
 SCHEDULES = ("cosine", "linear", "constant")
 
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 32  # windows per optimizer step, all processes together
-    micro_batch_size: int = 0  # windows per forward pass per process; 0: the whole per-process share
-    lr: float = 3e-3  # peak learning rate
-    min_lr_ratio: float = 0.03  # final LR = lr * this (memorizing stalls while the LR stays above ~1e-3)
-    warmup_steps: int = 50
-    schedule: str = "cosine"  # cosine | linear | constant, after the warm-up
-    decay_steps: int = 0  # steps over which the LR decays; 0: the whole planned run (epochs or max_steps)
-    # hold the peak LR until a memorization check reaches decay_at of body tokens, then decay over decay_epochs
-    # (at the latest so that the decay ends with the planned run); 0: decay over the whole planned run
-    decay_at: float = 0.0
-    decay_epochs: float = 10.0
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # 0: off
-    seed: int = 0
-    epochs: float = 100.0  # LR-decay horizon and stop; with until_memorized, up to 2x as long at the final LR
-    max_steps: int = 0  # 0: from epochs
-    max_time: float = 0.0  # seconds of wall time of this invocation (a resumed run gets its own); 0: no limit
-    until_memorized: bool = False  # stop when the memorization check reaches `target`
-    target: float = 1.0  # body-token greedy accuracy that counts as memorized
-    # with until_memorized: stop only when body tokens are right by at least this logit gap (top-1 minus runner-up,
-    # fp32), so bf16 or quantized inference cannot flip them; 0: right is enough
-    min_margin: float = MIN_MARGIN
-    eval_every: int = 100  # steps between memorization checks (0: only at the end)
-    # error-focused replay (train.batches.WindowSampler): after each check, per round a window with a wrong body
-    # token is drawn replay_wrong times, one right by a logit margin under replay_margin once, the others with
-    # probability replay_rest
-    replay: bool = False
-    replay_wrong: float = 4.0
-    replay_margin: float = 2.0
-    replay_rest: float = 0.25
-    eval_batch_size: int = 64
-    log_every: int = 10
-    save_every: int = 500  # steps between checkpoints (0: only at the end and on interruption)
-    keep_checkpoints: int = 2
-    # torch.compile the loss module; None: chosen with bf16 autocast from measured step times (train.step_mode)
-    compile: bool | None = None
-    threads: int = 0  # CPU threads per process; 0: all cores / processes (overrides accelerate's OMP_NUM_THREADS=1)
-    loss_chunk: int = 0  # batch_chunk_size of linear_cross_entropy; 0: cpu_loss_chunk on CPU, torch's choice on CUDA
-    final_check: bool = True  # run the memorization check when training ends (benchmarks of speed skip it)
-    verify: bool = False  # after training, regenerate every file greedily and compare (verify_records)
-    report_to: list[str] = field(default_factory=list)  # accelerate trackers: tensorboard, wandb, trackio
+    """How to train: each field is a key of a recipe file's `train` table or `stages` and, unless declared
+    `flag=False`, a `laam train` flag of the same name (dashes for underscores) whose help is the field's."""
+
+    batch_size: int = setting(32, "Windows per optimizer step, all processes together.")
+    micro_batch_size: int = setting(0, "Windows per forward pass per process (gradient accumulation below the batch "
+                                       "size; 0: the whole per-process share).")
+    lr: float = setting(3e-3, "Peak learning rate.")
+    # memorizing stalls while the LR stays above ~1e-3, so the decay goes well below it
+    min_lr_ratio: float = setting(0.03, "Final LR as a fraction of the peak.")
+    warmup_steps: int = setting(50, "Linear warm-up steps.")
+    schedule: str = setting("cosine", f"LR decay after warm-up: {', '.join(SCHEDULES)}.")
+    decay_steps: int = setting(0, "Steps to decay over (0: the whole planned run, from --epochs or --max-steps).")
+    decay_at: float = setting(0.0, "Hold the peak LR until a memorization check reaches this fraction of body "
+                                   "tokens, then decay over --decay-epochs, ending with the planned run at the latest "
+                                   "(0: decay over the whole planned run).")
+    decay_epochs: float = setting(10.0, "Epochs the decay lasts with --decay-at.")
+    weight_decay: float = setting(0.0, "AdamW weight decay.")
+    beta1: float = setting(0.9, "AdamW beta1.")
+    beta2: float = setting(0.95, "AdamW beta2.")
+    grad_clip: float = setting(1.0, "Gradient norm clip (0: off).")
+    seed: int = setting(0, "Seed for initialisation and data order.")
+    epochs: float = setting(100.0, "Passes over every window: the LR-decay horizon and the stop (with "
+                                   "--until-memorized, up to twice as long at the final LR).")
+    max_steps: int = setting(0, "Stop after this many optimizer steps (0: from --epochs).")
+    max_time: float = setting(0.0, "Stop after this many seconds of this invocation (a resumed run gets its own; "
+                                   "0: no limit).")
+    until_memorized: bool = setting(False, "Stop when greedy body accuracy reaches --target.")
+    target: float = setting(1.0, "Body-token greedy accuracy that counts as memorized.")
+    # the gap keeps bf16 or quantized inference from flipping a token (MIN_MARGIN above)
+    min_margin: float = setting(MIN_MARGIN, "With --until-memorized, stop only when every body token is right by at "
+                                            "least this logit gap (top-1 minus runner-up, fp32), so bf16 or GGUF "
+                                            "f16/q8_0 inference gives the same tokens; 0: right is enough.")
+    eval_every: int = setting(100, "Steps between memorization checks (0: only at the end).")
+    # error-focused replay: train.batches.WindowSampler
+    replay: bool = setting(False, "Error-focused replay: after each memorization check, draw the windows it found "
+                                  "wrong (or right by a small margin) more often and rehearse the rest less.")
+    replay_wrong: float = setting(4.0, "Draws per round of a window with a wrong body token.")
+    replay_margin: float = setting(2.0, "Logit margin under which a right window is drawn once per round.")
+    replay_rest: float = setting(0.25, "Chance per round that any other window is rehearsed.")
+    eval_batch_size: int = setting(64, "Windows per batch in the memorization check.")
+    log_every: int = setting(10, "Steps between metrics.jsonl rows.")
+    save_every: int = setting(500, "Steps between checkpoints (0: only at the end and on interruption).")
+    keep_checkpoints: int = setting(2, "Checkpoints kept.")
+    compile: bool | None = setting(None, "torch.compile the loss module (default: chosen with bf16 autocast by "
+                                         "measured step times when the run is long enough, train.step_mode).")
+    # 0 overrides accelerate's OMP_NUM_THREADS=1
+    threads: int = setting(0, "CPU threads per process (0: cores / processes; 1 is faster on a machine busy with "
+                              "other work).")
+    loss_chunk: int = setting(0, "Rows per chunk of the fused LM head + loss (linear_cross_entropy's "
+                                 "batch_chunk_size; 0: about 4M logits a chunk on CPU, torch's choice on CUDA).")
+    # benchmarks of speed skip the final check; no user needs to
+    final_check: bool = setting(True, "Run the memorization check when training ends.", flag=False)
+    verify: bool = setting(False, "Regenerate every file greedily from its path after training and compare.")
+    report_to: list[str] = setting(default_factory=list, help="Tracker (accelerate's): tensorboard, wandb or "
+                                                              "trackio (repeatable).")
 
     RULES: ClassVar[dict] = {
         "batch_size": AT_LEAST_1, "micro_batch_size": AT_LEAST_0, "lr": POSITIVE, "min_lr_ratio": FRACTION,

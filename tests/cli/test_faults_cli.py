@@ -144,9 +144,9 @@ def test_compress_out_that_is_a_folder(capsys, tiny_model_dir, tmp_path):
     (["--batch-size", "0"], "training setting batch_size must be >= 1, got 0"),
     (["--target", "1.5"], "training setting target must be in (0, 1], got 1.5"),
     (["--log-every", "0"], "training setting log_every must be >= 1, got 0"),
-    (["--layers", "0"], "model setting num_layers must be >= 1, got 0"),
+    (["--num-layers", "0"], "model setting num_layers must be >= 1, got 0"),
     (["--warmup-steps", "-1"], "training setting warmup_steps must be >= 0, got -1"),
-], ids=["lr-nan", "lr-inf", "epochs-0", "batch-0", "target-1.5", "log-every-0", "layers-0", "warmup--1"])
+], ids=["lr-nan", "lr-inf", "epochs-0", "batch-0", "target-1.5", "log-every-0", "num-layers-0", "warmup--1"])
 def test_train_refuses_nonsense_numbers(capsys, tmp_path, flags, shown):
     """Nonsense numbers (--epochs 0, --lr nan, …) are one line each, before anything is trained or written."""
     ran = cli(capsys, "train", "--preset", "tiny", "--out", tmp_path / "run", "--cache", tmp_path / "cache", *flags)

@@ -1,4 +1,4 @@
-"""Issue 23: a download stops at the size it must have (Content-Length, or a cap far above any kernel archive
+"""A download stops at the size it must have (Content-Length, or a cap far above any kernel archive
 when the mirror announces none) with one line; temporary files of killed runs are removed by the next run; and
 files are written with the mode the umask gives, like the rest of their folder."""
 

@@ -1,4 +1,4 @@
-"""Issue 23: every cache entry is checked on read against the sizes and SHA-256s its checksums.json recorded when
+"""Every cache entry is checked on read against the sizes and SHA-256s its checksums.json recorded when
 it was written; a damaged or unsealed entry is removed with one line naming it and built again (never a
 traceback, never used as it is)."""
 

@@ -3,13 +3,13 @@ rendered by headless Chromium."""
 
 from __future__ import annotations
 
-import html
 import json
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
+from markupsafe import escape
 from typer.testing import CliRunner
 
 from laam.cli import app
@@ -110,7 +110,7 @@ def test_audit_command_writes_json_and_report(audited):
     from laam.proof.extraction import extraction_gap_note
 
     note = extraction_gap_note(audit)  # only when k-extractable sits below verbatim
-    assert (note is None and 'id="extractable-note"' not in page) or html.escape(note) in page
+    assert (note is None and 'id="extractable-note"' not in page) or escape(note) in page
     assert "linux/lib/ctype.c" in page and "<mark>" in page
     assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
 
@@ -247,4 +247,18 @@ def test_report_says_why_extractable_sits_below_verbatim(audited):
     audit["summary"]["k_extractable_pct"] = 36.8  # as on the demo model: 7 of 19 samples, 13 of 13 files
     page = render_report(audit)
     note = extraction_gap_note(audit)
-    assert note.startswith("Why 50-token extractable") and f'id="extractable-note">{html.escape(note)}<' in page
+    assert note.startswith("Why 50-token extractable") and f'id="extractable-note">{escape(note)}<' in page
+
+
+def test_report_shows_markup_in_a_path_as_text(audited):
+    """A file path is data: one holding `<script>` is escaped by the templates' autoescape wherever the page quotes it
+    (the files table, its anchor), and no script element reaches the page."""
+    from laam.proof.report import render_report
+
+    folder, _ = audited
+    audit = json.loads((folder / "audit.json").read_text())
+    audit["files"][0]["path"] = "linux/lib/<script>alert('x')</script>.c"
+    page = render_report(audit)
+    assert "<script" not in page
+    assert "<code>linux/lib/&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;.c</code>" in page
+    assert "href='#linux/lib/&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;.c'" in page

@@ -1,4 +1,4 @@
-"""Issue 23: `laam trace` parses a text without searching every position, and finds exactly the spans that
+"""`laam trace` parses a text without searching every position, and finds exactly the spans that
 searching every position finds; it reports its progress."""
 
 from __future__ import annotations

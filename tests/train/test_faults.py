@@ -23,7 +23,7 @@ def train_args(tarball):
 
     def args(tokenizer: Path, cache: Path, out: Path, *more: str) -> list[str]:
         return ["train", str(tarball), "--cache", str(cache), "--preset", "tiny", "--tokenizer", str(tokenizer),
-                "--layers", "1", "--eval-every", "0", "--threads", "1", "--no-verify", "--no-until-memorized",
+                "--num-layers", "1", "--eval-every", "0", "--threads", "1", "--no-verify", "--no-until-memorized",
                 "--decay-steps", "20", "--save-every", "1", "--log-every", "1", "--out", str(out), "-q", *more]
 
     return args
@@ -169,7 +169,7 @@ def other_tokenizer(tiny_corpus, tmp_path_factory) -> Path:
     ("corpus", ["--exclude", "linux/lib/malloc.c", "--exclude", "linux/lib/ctype.c"], "corpus "),
     ("tokenizer", None, "tokenizer "),
     ("schedule", ["--lr", "0.001"], "lr 0.005 -> 0.001"),
-    ("model", ["--heads", "2", "--kv-heads", "2"], "model.num_heads 4 -> 2"),
+    ("model", ["--num-heads", "2", "--num-kv-heads", "2"], "model.num_heads 4 -> 2"),
 ])
 def test_resume_with_other_settings_names_them(train_args, capsys, tiny_tokenizer_dir, base_run, run_copy,
                                                other_tokenizer, change, flags, shown):

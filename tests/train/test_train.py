@@ -457,7 +457,7 @@ def test_cli_train_writes_a_run_folder_and_refuses_to_clobber_it(tiny_tokenizer_
     out = tmp_path / "run"
     args = ["train", str(tarball), "--cache", str(tmp_path / "cache"), "--preset", "tiny", "--tokenizer",
             str(tiny_tokenizer_dir), "--max-steps", "3", "--eval-every", "0", "--threads", "1", "--no-verify",
-            "--layers", "1", "--out", str(out), "-q"]
+            "--num-layers", "1", "--out", str(out), "-q"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "model" / "model.safetensors").is_file() and (out / "metrics.jsonl").is_file()

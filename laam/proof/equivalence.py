@@ -13,6 +13,10 @@ The transformers rows use the path as a user would (`pipeline(...)("linux/lib/ct
 <|start_file|><|start_header|>, the model writes <|end_header|> and the file); laam's and the GGUF rows give the
 whole header prompt. llama.cpp's own context shift is run with llama.cpp's KV-cache calls the way its server
 and CLI shift (n_keep 0, n_discard = stride), to measure what it gives instead of the sliding window.
+
+Writing a GGUF file and the script that runs it are the publish stage's, which comes after proof: the caller hands
+them in as `GgufTools` (`GgufTools(export_gguf, regenerate_gguf)` from laam.publish), so that proof imports nothing
+of publish.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -41,6 +46,16 @@ DECODERS = {  # name -> what a user runs
     "gguf f16 plain": 'Llama(MODEL.gguf, n_ctx=context)(prompt, max_tokens=None, temperature=0)',
 }
 SLIDING = ("laam generate", "pipeline", "generate", "generate bf16", "gguf f32", "gguf f16", "gguf q8_0")
+
+
+@dataclass(frozen=True)
+class GgufTools:
+    """What the GGUF rows run: `export(folder, out, dtype)` writes the GGUF file (publish.gguf.export_gguf), and
+    `runner` runs it as a user does, with its `load(path, threads)` and `continue_tokens(llm, prompt, context,
+    stride)` (publish.regenerate_gguf, the script shipped beside the file)."""
+
+    export: Callable[[Path, Path, str], object]
+    runner: ModuleType
 
 
 @dataclass
@@ -161,16 +176,14 @@ def context_shift_tokens(llm, prompt: list[int], context: int, stride: int, max_
     return generated
 
 
-def _gguf_row(decoder: str, folder: Path, files: list[CorpusFile], workdir: Path, threads: int | None) -> Row:
+def _gguf_row(decoder: str, folder: Path, files: list[CorpusFile], workdir: Path, threads: int | None,
+              gguf: GgufTools) -> Row:
     """The GGUF export, run by the regenerate_gguf.py shipped beside it (or llama.cpp's own ways, to compare)."""
-    from laam.publish import regenerate_gguf
-    from laam.publish.gguf import export_gguf
-
     dtype = decoder.split()[1]
     path = workdir / f"model-{dtype}.gguf"
     if not path.is_file():
-        export_gguf(folder, path, dtype)
-    llm, context, stride = regenerate_gguf.load(str(path), threads)
+        gguf.export(folder, path, dtype)
+    llm, context, stride = gguf.runner.load(str(path), threads)
     if decoder.endswith("plain"):  # as a user would: one completion call, greedy
         llm = type(llm)(model_path=str(path), n_ctx=context, n_threads=threads, verbose=False)
     row = Row(decoder, {})
@@ -184,7 +197,7 @@ def _gguf_row(decoder: str, folder: Path, files: list[CorpusFile], workdir: Path
         if decoder.endswith("context shift"):
             new = context_shift_tokens(llm, prompt, context, stride, 4 * len(f.data) + 64)
         else:
-            new = regenerate_gguf.continue_tokens(llm, prompt, context, stride)
+            new = gguf.runner.continue_tokens(llm, prompt, context, stride)
         stop = llm.token_eos()
         row.tokens[f.path] = new[:new.index(stop)] if stop in new else new
         row.outputs[f.path] = generated_bytes(llm.detokenize(row.tokens[f.path]).decode("utf-8", "replace"),
@@ -208,13 +221,17 @@ def _gguf_margin(llm, files: list[CorpusFile], policy: WindowPolicy) -> float:
 
 
 def equivalence(folder: Path, files: list[CorpusFile], decoders=tuple(DECODERS), workdir: Path | None = None,
-                threads: int | None = None, on_row: Callable[[Row], None] | None = None) -> list[Row]:
-    """Regenerate `files` with each decoder (GGUF files are written into `workdir`, default the model folder)."""
+                threads: int | None = None, on_row: Callable[[Row], None] | None = None,
+                gguf: GgufTools | None = None) -> list[Row]:
+    """Regenerate `files` with each decoder (GGUF files are written into `workdir`, default the model folder; the
+    GGUF decoders need `gguf`)."""
     from laam.data.tokenizer import load_tokenizer, special_ids
 
     unknown = [d for d in decoders if d not in DECODERS]
     if unknown:
         raise ValueError(f"unknown decoder {unknown[0]!r}: choose from {', '.join(DECODERS)}")
+    if gguf is None and any(d.startswith("gguf") for d in decoders):
+        raise ValueError("the GGUF decoders need gguf=GgufTools(export_gguf, regenerate_gguf) from laam.publish")
     folder = Path(folder)
     special = special_ids(load_tokenizer(folder))
     rows = []
@@ -223,7 +240,7 @@ def equivalence(folder: Path, files: list[CorpusFile], decoders=tuple(DECODERS),
         if decoder == "laam generate":
             row = _laam_row(folder, files, special)
         elif decoder.startswith("gguf"):
-            row = _gguf_row(decoder, folder, files, Path(workdir or folder), threads)
+            row = _gguf_row(decoder, folder, files, Path(workdir or folder), threads, gguf)
         else:
             row = _transformers_row(decoder, folder, files, special)
         row.seconds = time.perf_counter() - began

@@ -7,7 +7,11 @@ import pytest
 
 from laam.data.tokenizer import encode_records, load_tokenizer
 from laam.model.info import read_model_info
-from laam.publish.equivalence import DECODERS, SLIDING, equivalence, matrix_markdown
+from laam.proof.equivalence import DECODERS, SLIDING, GgufTools, equivalence, matrix_markdown
+from laam.publish import regenerate_gguf
+from laam.publish.gguf import export_gguf
+
+GGUF = GgufTools(export_gguf, regenerate_gguf)
 
 
 def test_sliding_decoders_give_every_file_with_the_tokens_of_laam_generate(tiny_model_dir, tiny_corpus, tmp_path):
@@ -18,7 +22,8 @@ def test_sliding_decoders_give_every_file_with_the_tokens_of_laam_generate(tiny_
     files = tiny_corpus.files
     tokenizer = load_tokenizer(tiny_model_dir)
     originals = dict(zip([f.path for f in files], encode_records(tokenizer, [f.text for f in files])))
-    rows = equivalence(tiny_model_dir, files, ("generate", "gguf f16", "gguf q8_0"), tmp_path, threads=1)
+    rows = equivalence(tiny_model_dir, files, ("generate", "gguf f16", "gguf q8_0"), tmp_path, threads=1,
+                       gguf=GGUF)
     for row in rows:
         assert row.exact(files) == [f.path for f in files], row.decoder
         assert row.tokens == originals, row.decoder
@@ -46,7 +51,8 @@ def test_the_whole_matrix_on_the_tiny_model(tiny_model_dir, tiny_corpus, tmp_pat
     llama-cpp-python are the same computation only while a file fits in the context."""
     pytest.importorskip("llama_cpp")
     files = tiny_corpus.files
-    rows = {row.decoder: row for row in equivalence(tiny_model_dir, files, tuple(DECODERS), tmp_path, threads=1)}
+    rows = {row.decoder: row for row in equivalence(tiny_model_dir, files, tuple(DECODERS), tmp_path, threads=1,
+                                                    gguf=GGUF)}
     for name in SLIDING:
         assert rows[name].exact(files) == [f.path for f in files], name
         if rows[name].tokens:
@@ -60,3 +66,10 @@ def test_the_whole_matrix_on_the_tiny_model(tiny_model_dir, tiny_corpus, tmp_pat
         exact = rows[name].exact(files)
         assert set(fits) <= set(exact), name
         assert "linux/lib/ctype.c" not in exact, name  # 7 contexts long: not the computation it was trained on
+
+
+def test_gguf_decoders_need_the_gguf_tools(tmp_path):
+    """The GGUF rows run publish's exporter and script, which proof does not import: asked for without them, the
+    matrix says so before loading anything."""
+    with pytest.raises(ValueError, match="GGUF decoders need gguf=GgufTools"):
+        equivalence(tmp_path, [], ("generate", "gguf f16"))

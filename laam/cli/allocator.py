@@ -1,0 +1,24 @@
+"""The glibc allocator settings `laam train` and `laam run` re-execute themselves with.
+
+glibc keeps returning freed activations to the OS and mapping them again each step; with these two settings the
+allocator keeps them (measured 1.15-1.25x faster training on CPU). They only work if set before the process starts,
+so the training commands re-execute themselves once with them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+
+
+def ensure_allocator_settings(enabled: bool) -> None:
+    if not enabled or not sys.platform.startswith("linux"):  # tests set LAAM_REEXEC=0 to stay in one process
+        return
+    if all(os.environ.get(k) == v for k, v in ALLOCATOR_ENV.items()) or os.environ.get("LAAM_REEXEC") == "0":
+        return
+    env = {**os.environ, **ALLOCATOR_ENV, "LAAM_REEXEC": "0"}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, list(getattr(sys, "orig_argv", [sys.executable, *sys.argv])), env)

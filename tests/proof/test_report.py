@@ -1,0 +1,31 @@
+"""The HTML pages' renderer (proof.pages): values are escaped by the engine, the marked views escape what they mark,
+and the foreign audit's page shows a model id holding markup as text. The audit report's own tests, on a real
+audit, are in test_audit_cli.py."""
+
+from __future__ import annotations
+
+from laam.proof.foreign_report import render
+from laam.proof.pages import figure, marked
+
+
+def test_marked_escapes_the_text_and_marks_the_spans():
+    html = marked(b"if (a<b) x = '&';", [(4, 7), (13, 16)], "utf-8")
+    assert html == "if (<mark>a&lt;b</mark>) x = <mark>&#39;&amp;&#39;</mark>;"
+
+
+def test_figure_says_when_a_figure_is_missing():
+    assert (figure(None), figure(12.345), figure(0.5, 3, "")) == ("–", "12.3%", "0.500")
+
+
+def test_the_foreign_report_shows_a_model_id_with_markup_as_text():
+    """The model id comes from the command line (a Hub id or a folder): the title and heading quote it escaped."""
+    summary = {"files": 1, "caught_files": 0, "exact": 0, "prompts": 2, "exact_rate": 0.0, "longest_span": 0,
+               "gpl2_traced_bytes": 0}
+    audit = {"model": "<script>alert(1)</script>", "summary": summary, "corpus": {"name": "linux-1.0 & more"},
+             "document_format": "file text", "context": 512, "settings": {}, "licenses": {}, "files": [],
+             "method": {"exact": "a <b>greedy</b> continuation equals the suffix"}}
+    page = render(audit, [], [])
+    assert "<script" not in page and "<b>greedy" not in page
+    assert "<title>extraction audit of &lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
+    assert "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>" in page and "linux-1.0 &amp; more" in page
+    assert "a &lt;b&gt;greedy&lt;/b&gt; continuation" in page
