@@ -100,3 +100,12 @@ def test_a_stock_decoder_that_differs_is_reported_apart_from_laams(with_gguf, ti
     audit = _audit(folder)
     transformers = audit["decoders"][1]
     assert sorted(transformers["failed"]) == sorted(changed) and transformers["exact"] == 12 - len(changed)
+
+
+def test_a_decoder_that_cannot_run_is_recorded_with_the_reason(tmp_path):
+    from laam.proof.stock import run_gguf
+
+    gguf = tmp_path / "alone.gguf"
+    gguf.write_bytes(b"GGUF")
+    result = run_gguf(gguf, [_file("linux/lib/a.c")], {"kind": "all", "files": 1})
+    assert result.not_run == "no regenerate_gguf.py beside alone.gguf" and (result.files, result.exact) == (0, 0)
