@@ -1,5 +1,5 @@
 """How far logits move between fp32 and the other ways a model folder gets run: the measurement behind
-`--min-margin`'s default (laam.train.config.MIN_MARGIN).
+`--min-margin`'s default (laam.engine.forcing.MIN_MARGIN).
 
 For every body token of a model's training corpus, under the WindowPolicy context (each training window read
 once, as greedy regeneration reads it), the logits in fp32 (transformers, the reference) are compared with:

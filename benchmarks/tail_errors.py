@@ -25,10 +25,10 @@ from harness import describe, header, write_result
 from safetensors.torch import load_file
 
 from laam.data.tokens import build_token_cache
+from laam.engine.forcing import iter_margins
 from laam.model.folder import load_model
 from laam.model.info import load_training_corpus
 from laam.train.batches import WindowSet
-from laam.train.memorization import iter_margins
 
 
 def shared_run(ids: np.ndarray, target: int, start: int, longest: int) -> int:
@@ -73,12 +73,13 @@ def main():
     windows = WindowSet(cache, info.policy)
     wrong = []
     for batch in iter_margins(model, windows, tokenizer.pad_token_id):
-        hits = np.nonzero(batch.body.numpy() & (batch.margins.margin.numpy() < 0))[0]
+        checked = (batch.body | batch.header_end).numpy()  # the body and the path's end, as the checks score them
+        hits = np.nonzero(checked & (batch.margins.margin.numpy() < 0))[0]
         wrong += [(int(batch.records[i]), int(batch.positions[i]), float(batch.margins.margin[i]),
                    int(batch.margins.target[i]), int(batch.margins.predicted[i])) for i in hits]
     ids = np.asarray(cache.ids)
-    body_tokens = int((cache.lengths - cache.body_starts).sum())
-    print(f"{args.checkpoint or folder}: {len(wrong)} body tokens wrong of {body_tokens:,} "
+    body_tokens = int((cache.lengths - cache.body_starts).sum()) + int((windows.header_ends >= 0).sum())
+    print(f"{args.checkpoint or folder}: {len(wrong)} checked tokens (bodies and path ends) wrong of {body_tokens:,} "
           f"(context {info.policy.context}, stride {info.policy.stride})")
     listed = []
     for record, position, margin, target, predicted in sorted(wrong):
