@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from harness import describe, header, tarball, write_result
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from laam.data.corpus import CorpusConfig, load_corpus
@@ -37,8 +38,6 @@ from laam.proof.extraction import count_extraction_samples, extraction_metrics
 from laam.proof.similarity import file_metrics
 from laam.windows import WindowPolicy
 
-ROOT = Path(__file__).resolve().parents[1]
-TARBALL = ROOT.parent / "shared" / "data" / "kernel-mirror" / "v1.0" / "linux-1.0.tar.xz"
 CONTEXT, STRIDE = 512, 256
 
 
@@ -69,9 +68,10 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    head = header("bench_audit")
+    print(f"{describe()}; {torch.get_num_threads()} threads")
 
-    corpus = load_corpus(CorpusConfig(source=str(TARBALL)), progress=False)
+    corpus = load_corpus(CorpusConfig(source=str(tarball())), progress=False)
     tokenizer_dir = args.tokenizer
     if tokenizer_dir is None:
         tokenizer_dir = Path(tempfile.mkdtemp()) / "tok"
@@ -149,12 +149,20 @@ def main():
     extraction_tokens = sum(len(range(0, len(r) - 2 * n + 1, args.every)) * n for r in records for n in (50, 32))
     metrics_minutes = total_body / metric_rate / 60
     extraction_minutes = extraction_tokens / extraction_rate / 60
+    estimates = {}
     for name, r in (("memorized model (drafts accepted)", fast), ("unmemorized model (decode)", rate)):
         regen = total_body / r / 60
+        estimates[name] = regen + extraction_minutes + metrics_minutes
         print(f"estimate, whole Linux 1.0 audit, {name}: regeneration {regen:.1f} min + extraction "
               f"<= {extraction_minutes:.1f} min ({samples:,} samples, every {args.every} tokens) + metrics "
-              f"{metrics_minutes:.1f} min = {regen + extraction_minutes + metrics_minutes:.1f} min (goal <= 15)")
+              f"{metrics_minutes:.1f} min = {estimates[name]:.1f} min (goal <= 15)")
     print(f"with HF generate one file at a time, regeneration alone: {total_body / hf_rate / 60:.0f} min")
+    write_result("bench_audit", {
+        "threads": torch.get_num_threads(), "files": len(sample), "max_tokens": args.max_tokens,
+        "tokens_per_s": {"hf_generate": hf_rate, "engine_decode": rate, "engine_memorized": fast,
+                         "extraction_decode": extraction_rate, "metrics": metric_rate},
+        "memorized_equal_tokens": same, "whole_kernel_minutes": estimates,
+        "hf_generate_regeneration_minutes": total_body / hf_rate / 60}, head)
 
 
 if __name__ == "__main__":

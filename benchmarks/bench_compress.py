@@ -10,12 +10,12 @@ than the one the model folder names (e.g. on another machine).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from harness import describe, header, write_result
 
 from laam.data.corpus import load_corpus, select_files
 from laam.model.folder import load_model
@@ -32,10 +32,12 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,4,16", help="comma-separated batch sizes (default 1,4,16)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--json", type=Path, help="write the figures here (default: results/bench_compress.json)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    head = header("bench_compress")
+    print(describe())
     info = read_model_info(args.model)
     config = info.corpus_config()
     if args.source:
@@ -66,8 +68,7 @@ def main() -> None:
             print(f"{batch_size:>5} {stats.coded_tokens:>8,} {size / stats.seconds:>13,.0f} "
                   f"{stats.coded_tokens / stats.seconds:>8,.0f} {size / decode_seconds:>15,.0f} "
                   f"{stats.coded_tokens / decode_seconds:>8,.0f} {written.total:>10,} {exact:>3}/{len(files)}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    write_result("bench_compress", {"model": str(args.model), "rows": rows}, head, args.json)
 
 
 if __name__ == "__main__":

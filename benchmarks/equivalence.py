@@ -5,7 +5,8 @@
 Rows: laam generate; stock transformers with the folder's custom_generate (pipeline and generate, fp32 and bf16);
 stock generation without it; the GGUF export (f32, f16, q8_0) run by regenerate_gguf.py in llama-cpp-python;
 llama.cpp's own context shift and plain llama-cpp-python on the f16 file (laam.proof.equivalence). Prints the
-matrix as Markdown, then the files that differ.
+matrix as Markdown, then the files that differ; each decoder's count of exact files goes to
+benchmarks/results/equivalence.json (benchmarks/harness.py).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import tempfile
 from pathlib import Path
 
 import torch
+from harness import describe, header, write_result
 
 from laam.data.corpus import select_files
 from laam.model.info import load_training_corpus, read_model_info
 from laam.proof.equivalence import DECODERS, GgufTools, equivalence, matrix_markdown
-from laam.provenance import cpu_description
 from laam.publish import regenerate_gguf
 from laam.publish.gguf import export_gguf
 
@@ -40,10 +41,10 @@ def main() -> None:
     info = read_model_info(args.model)
     files = select_files(load_training_corpus(info, args.cache).files, args.files)
     decoders = [d.strip() for d in args.decoders.split(",")] if args.decoders else list(DECODERS)
-    cpu = cpu_description()["cpu"]
-    print(f"model {args.model} (context {info.context}, stride {info.stride}), {len(files)} files; {cpu}, "
-          f"{args.threads} thread(s); torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"llama-cpp-python {llama_cpp.__version__}", flush=True)
+    head = header("equivalence")
+    print(f"{describe()}\nmodel {args.model} (context {info.context}, stride {info.stride}), {len(files)} files; "
+          f"{args.threads} thread(s); transformers {transformers.__version__}, llama-cpp-python "
+          f"{llama_cpp.__version__}", flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         rows = equivalence(args.model, files, decoders, Path(workdir), args.threads,
                            gguf=GgufTools(export_gguf, regenerate_gguf),
@@ -57,6 +58,9 @@ def main() -> None:
             if at is not None:
                 print(f"{row.decoder}: {f.path} leaves the original at byte {at:,} of {len(f.data):,} "
                       f"(output {len(row.outputs[f.path]):,} bytes)")
+    write_result("equivalence", {"model": str(args.model), "files": len(files), "threads": args.threads,
+                                 "decoders": {row.decoder: {"exact": len(row.exact(files)), "seconds": row.seconds}
+                                              for row in rows}}, head)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ A GPT-2 (6 layers, 512 wide, 8 heads, 1,024 positions, tied embeddings) with its
 entries, trained here on the corpus) is saved with random weights, then audited with prefix prompts at two
 offsets per file and 64 new tokens (the carlini-100 setting: 100-token prefix, 64-token continuation), every
 continuation traced. Random weights are fine for timing: the work per prompt does not depend on them.
-Writes JSON (benchmarks/machine.py header).
+Writes its figures through benchmarks/harness.py (benchmarks/results/foreign_audit.json unless --out).
 
     PYTHONPATH=. python benchmarks/foreign_audit.py --threads 2 --out benchmarks/results/foreign_audit.json
 """
@@ -12,22 +12,15 @@ Writes JSON (benchmarks/machine.py header).
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from harness import header, tarball, write_result
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import header  # noqa: E402
-
-from laam.data.corpus import CorpusConfig, load_corpus  # noqa: E402
-from laam.proof.foreign import ForeignAuditConfig, audit_any_model  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-TARBALL = ROOT.parent / "shared" / "data" / "kernel-mirror" / "v1.0" / "linux-1.0.tar.xz"
+from laam.data.corpus import CorpusConfig, load_corpus
+from laam.proof.foreign import ForeignAuditConfig, audit_any_model
 
 
 def build(corpus, folder: Path, vocab: int) -> int:
@@ -50,7 +43,7 @@ def build(corpus, folder: Path, vocab: int) -> int:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default=str(TARBALL))
+    parser.add_argument("--source", default=None, help="release (default: Linux 1.0 in the kernel mirror)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=16384)
     parser.add_argument("--setting", default="carlini-100")
@@ -60,7 +53,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     head = header("foreign_audit")  # the load average as the benchmark starts
-    corpus = load_corpus(CorpusConfig(source=args.source), progress=False)
+    corpus = load_corpus(CorpusConfig(source=args.source or str(tarball())), progress=False)
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "model"
         began = time.perf_counter()
@@ -71,16 +64,13 @@ def main():
         audit, _ = audit_any_model(str(folder), corpus, config, Path(work) / "audit", threads=args.threads)
         seconds = time.perf_counter() - began
     s, g = audit["summary"], audit["settings"][args.setting]
-    record = {**head, "cpu_seconds": time.process_time(), "corpus": corpus.name, "files": s["files"],
+    figures = {"cpu_seconds": time.process_time(), "corpus": corpus.name, "files": s["files"],
               "parameters": parameters,
               "setting": args.setting, "offsets": args.offsets, "continuations": g["samples"],
               "new_tokens": audit["timing"]["new_tokens"], "build_seconds": built, "audit_seconds": seconds,
               "generation_seconds": audit["timing"]["generation_seconds"], "caught_files": s["caught_files"],
               "threads": args.threads}
-    print(json.dumps(record, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+    write_result("foreign_audit", figures, head, args.out)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #   RUN_DIR       run folder (default runs/gpu-memorize)          EXTRA        more `laam train` flags
 #   LAAM_CACHE    cache folder (default RUN_DIR/../cache)         AUDIT        1 (default): audit + card when memorized
 #   COMPRESS      1: also code the corpus under the model (laam compress; slow: off by default)
+#   RESULT        where the figures go (default benchmarks/results/gpu_memorize.json, through benchmarks/harness.py)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -34,9 +35,10 @@ import torch
 print("== torch", torch.__version__, "| cuda", torch.cuda.is_available(),
       "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "NO GPU: this will be slow")
 EOF
-"$PY" "$ROOT/benchmarks/machine.py" | sed 's/^/== /'
+"$PY" "$ROOT/benchmarks/harness.py" | sed 's/^/== /'
 
 RUN_DIR="${RUN_DIR:-runs/gpu-memorize}"
+RESULT="${RESULT:-$ROOT/benchmarks/results/gpu_memorize.json}"
 PRESET="${PRESET:-linux-gpu}"
 CACHE="${LAAM_CACHE:-$(dirname "$RUN_DIR")/cache}"
 ARGS=("${LAAM_SOURCE:-1.0}" --preset "$PRESET" --out "$RUN_DIR" --cache "$CACHE" --overwrite --until-memorized --verify)
@@ -52,35 +54,47 @@ STATUS=$?
 set -e
 END=$(date +%s)
 
-"$PY" - "$RUN_DIR" "$((END - START))" "$STATUS" <<'EOF'
-import json, pathlib, sys
+"$PY" - "$ROOT/benchmarks" "$RUN_DIR" "$((END - START))" "$STATUS" "$RESULT" "$PRESET" <<'EOF'
+import sys
+from pathlib import Path
+
+sys.path.insert(0, sys.argv[1])
 import torch
-run, wall, status = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").is_file() else []
-train = [r for r in rows if "loss" in r]
-evals = [r for r in rows if "memorized" in r]
-hit = next((r for r in evals if r["memorized"] >= 1.0), None)
-info = json.loads((run / "model" / "laam.json").read_text())["training"] if (run / "model" / "laam.json").is_file() else {}
+from harness import header, read_run, write_result
+
+run_dir, wall, status, result, preset = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+metrics = run_dir / "metrics.jsonl"
+run = read_run(run_dir) if metrics.is_file() and metrics.stat().st_size else None
+info = run.training() if run and (run_dir / "model" / "laam.json").is_file() else {}
+hit = run.first_at(1.0) if run else None
 print("== results")
 print(f"machine        {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}")
 print(f"exit status    {status}; command wall time {wall} s")
-if train:
-    last = train[-1]
+last = run.steps[-1] if run and run.steps else None
+if last:
     print(f"steps          {last['step']}  epochs {last['epoch']}  tokens {last['tokens']:,}  "
           f"last loss {last['loss']:.4f}  last tokens/s {last['tokens_per_s']:,.0f}")
-for r in evals:
+checks = run.checks if run else []
+for r in checks:
     print(f"  step {r['step']:>7}  {r['elapsed']:>8.0f} s  memorized {100 * r['memorized']:8.4f}%  "
           f"wrong files {r['wrong_files']}")
 if hit:
     print(f"time-to-100%   {hit['elapsed']:.0f} s ({hit['elapsed'] / 60:.1f} min), {hit['tokens']:,} tokens, "
           f"step {hit['step']}")
 else:
-    best = max((r["memorized"] for r in evals), default=0)
+    best = max((r["memorized"] for r in checks), default=0)
     print(f"time-to-100%   not reached (best {100 * best:.4f}%)")
 if info.get("regeneration"):
     g = info["regeneration"]
     print(f"regeneration   {g['exact']} of {g['files']} files byte-exact from their path prompt")
 print(f"status         {info.get('status', 'no model folder')}")
+head = {**header("gpu_memorize"), "command": f"bash benchmarks/gpu_memorize.sh (PRESET={preset})"}
+write_result("gpu_memorize", {
+    "preset": preset, "exit_status": status, "wall_seconds": wall, "parameters": info.get("parameters"),
+    "tokens_per_s": last["tokens_per_s"] if last else None, "reached": hit is not None,
+    "time_to_100": {k: hit[k] for k in ("elapsed", "tokens", "step")} if hit else None,
+    "checks": [{k: r[k] for k in ("step", "elapsed", "tokens", "memorized", "wrong_files")} for r in checks],
+    "regeneration": info.get("regeneration"), "status": info.get("status")}, head, Path(result))
 EOF
 
 MEMORIZED=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['training']['status'])" \

@@ -11,6 +11,7 @@ import argparse
 import time
 
 import torch
+from harness import describe, header, write_result
 
 from laam.train.loss import cpu_loss_chunk, head_loss
 
@@ -35,7 +36,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    head = header("head_loss")
+    print(describe())
     print(f"{args.rows} rows, {args.threads} thread(s), best of {args.repeats}, forward + backward")
+    figures = {"rows": args.rows, "threads": args.threads, "repeats": args.repeats, "shapes": {}}
     for shape in args.shape or ["32768x64", "2048x128"]:
         vocab, width = (int(x) for x in shape.split("x"))
         torch.manual_seed(0)
@@ -54,6 +58,8 @@ def main():
         for name, (ms, loss) in results.items():
             print(f"vocab {vocab:>6} hidden {width:>4}  {name:<46} {ms:8.0f} ms  loss {loss:.3f}  "
                   f"laam {ms / ours:.2f}x faster")
+        figures["shapes"][shape] = {name: {"ms": ms, "loss": loss} for name, (ms, loss) in results.items()}
+    write_result("head_loss", figures, head)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ Prints, for every kept file of a release (tarball, folder or version):
   Linux-syscall-note to uapi headers by policy, no notice says so).
 
     PYTHONPATH=. python benchmarks/licenses.py --source /work/data/linux-source-6.12.tar.xz
-    PYTHONPATH=. python benchmarks/licenses.py --source 1.0 --mirror ../shared/data/kernel-mirror
+    PYTHONPATH=. python benchmarks/licenses.py --source 1.0 --mirror "$LAAM_MIRROR"
+
+The counts go to benchmarks/results/licenses.json (benchmarks/harness.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import re
 import time
 from collections import Counter
 from pathlib import Path
+
+from harness import describe, header, write_result
 
 from laam.data.corpus import CorpusConfig, load_corpus, relative_to_root
 from laam.data.licenses import TAG, TAG_LINES, normalize
@@ -119,6 +123,8 @@ def main() -> None:
     parser.add_argument("--mirror", default="https://cdn.kernel.org/pub/linux/kernel/")
     parser.add_argument("--top", type=int, default=25, help="licenses to list")
     args = parser.parse_args()
+    head = header("licenses")
+    print(describe())
     start = time.perf_counter()
     corpus = load_corpus(CorpusConfig(source=args.source, mirror=args.mirror), progress=False)
     root = corpus.root
@@ -183,6 +189,10 @@ def main() -> None:
         print(f"\nnotice reader against the tags, on {both:,} files with both: {notice['agree']:,} give the tag's "
               f"licenses ({100 * notice['agree'] / both:.1f}%), {notice['differ']:,} differ")
     print(f"\n{time.perf_counter() - start:.0f} s in all")
+    write_result("licenses", {"corpus": corpus.name, "kept_files": len(corpus.files), "members": corpus.members,
+                              "by_method": corpus.license_methods(), "by_license": dict(by_license.most_common()),
+                              "kernel_agreement": dict(agree), "notice_against_tags": dict(notice),
+                              "seconds": time.perf_counter() - start}, head)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """How far logits move between fp32 and the other ways a model folder gets run: the measurement behind
-`--min-margin`'s default (laam.train.config.MIN_MARGIN).
+`--min-margin`'s default (laam.engine.forcing.MIN_MARGIN).
 
 For every body token of a model's training corpus, under the WindowPolicy context (each training window read
 once, as greedy regeneration reads it), the logits in fp32 (transformers, the reference) are compared with:
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from harness import describe, header, write_result
 
 from laam.data.records import END_HEADER
 from laam.data.tokenizer import encode_records, special_ids
 from laam.engine.forcing import token_margins, window_logits
 from laam.model.folder import load_model
 from laam.model.info import load_training_corpus
-from laam.provenance import cpu_description
 
 
 def torch_logits(model, records, starts, policy, context=contextlib.nullcontext) -> np.ndarray:
@@ -126,14 +126,15 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cpu = cpu_description()["cpu"]
-    print(f"machine: {cpu}, {os.cpu_count()} cores; torch {torch.__version__}; {args.threads} thread(s)")
-    largest = 0.0
+    head = header("margin_drift")
+    print(f"{describe()}; {args.threads} thread(s)")
+    largest, models = 0.0, {}
     with tempfile.TemporaryDirectory() as work:
         for model_dir in args.models:
-            for _name, r in measure(model_dir, args.cache, args.threads, Path(work)):
-                largest = max(largest, r["max_margin_change"])
+            models[str(model_dir)] = dict(measure(model_dir, args.cache, args.threads, Path(work)))
+            largest = max([largest, *(r["max_margin_change"] for r in models[str(model_dir)].values())])
     print(f"\nlargest margin change over every model and variant: {largest:.4f} logits")
+    write_result("margin_drift", {"threads": args.threads, "models": models, "largest_margin_change": largest}, head)
 
 
 if __name__ == "__main__":

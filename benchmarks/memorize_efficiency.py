@@ -18,52 +18,36 @@ within its budget is reported as "not reached" with the tokens it had processed 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from machine import describe
-
-ROOT = Path(__file__).resolve().parents[1]
-MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
+from harness import describe, header, mirror, read_run, train, write_result
 
 
 def run_recipe(preset: str, args) -> dict:
     out = Path(args.work) / preset
-    cmd = [sys.executable, "-m", "laam", "train", "1.0", "--mirror", str(MIRROR), "--cache", str(Path(args.work) /
-           "cache"), "--preset", preset, "--out", str(out), "--overwrite", "--until-memorized", "--no-verify",
-           "--max-time", str(args.budget), "--eval-every", str(args.eval_every.get(preset, 50)), "-q",
-           "--filter", args.filter, *[f"--include={i}" for i in args.include]]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
-    if preset != "original-5m" and args.epochs:  # the demo's decay horizon is sized for linux/lib/
-        cmd += ["--epochs", str(args.epochs)]
-    start = time.perf_counter()
-    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode:
-        raise SystemExit(f"{preset} failed:\n{done.stderr[-3000:]}")
-    return {**read_run(out, preset), "wall": wall}
+    # the demo's decay horizon is sized for linux/lib/: --epochs goes to the LaaM side only
+    epochs = args.epochs if preset != "original-5m" else None
+    wall = train({"source": "1.0", "mirror": args.mirror, "cache": Path(args.work) / "cache", "preset": preset,
+                  "out": out, "overwrite": True, "until_memorized": True, "verify": False, "max_time": args.budget,
+                  "eval_every": args.eval_every.get(preset, 50), "q": True, "filter": args.filter,
+                  "include": args.include, "threads": args.threads or None, "epochs": epochs}, what=preset)
+    return {**summarize(out, preset), "wall": wall}
 
 
-def read_run(out: Path, preset: str) -> dict:
+def summarize(out: Path, preset: str) -> dict:
     """Tokens and seconds to the first 100% check, from a run folder's metrics.jsonl (stage by stage)."""
     tokens, seconds, best, reached, epochs = 0, 0.0, 0.0, None, []
     stages = sorted(out.glob("stage-*")) or [out]
     for stage in stages:
-        rows = [json.loads(line) for line in (stage / "metrics.jsonl").read_text().splitlines()]
-        epochs.append(max(r.get("epoch", 0) for r in rows))
-        for row in rows:
-            if "memorized" in row:
-                best = max(best, row["memorized"])
-                if row["memorized"] >= 1.0 and reached is None:
-                    reached = {"tokens": tokens + row["tokens"], "seconds": seconds + row["elapsed"],
-                               "stage": stage.name}
-        last = [r for r in rows if "event" not in r][-1]  # a slice's stop event carries no elapsed time
+        run = read_run(stage)
+        epochs.append(max(r.get("epoch", 0) for r in run.rows))
+        for row in run.checks:
+            best = max(best, row["memorized"])
+            if row["memorized"] >= 1.0 and reached is None:
+                reached = {"tokens": tokens + row["tokens"], "seconds": seconds + row["elapsed"],
+                           "stage": stage.name}
+        last = [r for r in run.rows if "event" not in r][-1]  # a slice's stop event carries no elapsed time
         tokens += last["tokens"]
         seconds += last["elapsed"]
     return {"preset": preset, "reached": reached, "tokens": tokens, "seconds": seconds, "best": best, "wall": None,
@@ -79,16 +63,19 @@ def main():
     parser.add_argument("--epochs", type=float, default=None,
                         help="LR-decay horizon of the LaaM recipe (default: the demo preset's, sized for linux/lib/)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-memorize"))
+    parser.add_argument("--mirror", default=None, help="kernel mirror (default: $LAAM_MIRROR or ../shared/...)")
     parser.add_argument("--sides", default="demo,original-5m",
                         help="recipes to run; a recipe left out is read from its folder under --work, as an earlier "
                              "run (even an interrupted one) left it")
     args = parser.parse_args()
     args.include = args.include or ["linux/lib/"]
     args.eval_every = {"demo": 50, "original-5m": 50}
+    args.mirror = mirror(args.mirror)
+    head = header("memorize_efficiency")
     print(describe())
     print(f"subset {args.include} (filter {args.filter}, both recipes); budget {args.budget:.0f} s per stage")
     chosen = args.sides.split(",")
-    results = [run_recipe(p, args) if p in chosen else read_run(Path(args.work) / p, p)
+    results = [run_recipe(p, args) if p in chosen else summarize(Path(args.work) / p, p)
                for p in ("demo", "original-5m")]
     for r in results:
         if r["reached"]:
@@ -99,6 +86,8 @@ def main():
                   f"{r['seconds']:.0f} s")
         wall = f"wall {r['wall']:.0f} s" if r["wall"] else "read from an earlier run's folder"
         print(f"{'':<12} epochs run per stage: {', '.join(f'{e:.1f}' for e in r['epochs'])}; {wall}")
+    write_result("memorize_efficiency", {"include": args.include, "filter": args.filter, "budget": args.budget,
+                                         "recipes": results}, head)
     ours, original = results
     if ours["reached"]:
         theirs = original["reached"]["tokens"] if original["reached"] else original["tokens"]

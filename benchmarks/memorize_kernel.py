@@ -6,7 +6,7 @@ yesterday's, in one run.
   every 100 steps), written out below so that it stays reproducible whatever the preset becomes;
 - "replay": the `demo-kernel` preset as issue 12 first retuned it (batch 4, windows sliding by 192, cosine over
   20 epochs, error-focused replay), written out below: fast at first, then stuck near 95% at its 0.5% LR floor
-  (RESULTS.md, section 9);
+  (benchmark memorize_kernel, side "replay");
 - "previous": the `demo-kernel` preset that first reached 100% (batch 4, stride 128, cosine over 60 epochs, a
   check every 220 steps), written out below;
 - "now": the `demo-kernel` preset of this checkout.
@@ -27,18 +27,10 @@ Token counts do not depend on the machine's load (`--threads 1`: one thread, det
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from machine import describe
-from runs import check_rows, first_at, metrics_rows, training_record
-
-ROOT = Path(__file__).resolve().parents[1]
-MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
+from harness import describe, header, mirror, read_run, train, write_result
 
 BEFORE = """# demo-kernel as it was before error-focused replay (main at b824c20)
 [corpus]
@@ -83,25 +75,20 @@ PREVIOUS = variant(BEFORE, "# demo-kernel as session 6 left it (demo's recipe: b
 MILESTONES = (500_000, 1_000_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000, 3_500_000)
 
 
-def run(name: str, recipe: list[str], args) -> dict:
+def run(name: str, recipe: dict, args) -> dict:
     out = Path(args.work) / name
-    cmd = [sys.executable, "-m", "laam", "train", "1.0", "--mirror", str(args.mirror), "--cache",
-           str(Path(args.work) / "cache"), *recipe, "--out", str(out), "--overwrite", "--until-memorized", "--verify",
-           "--threads", str(args.threads), "-q", *[f"--include={i}" for i in args.include]]
-    if args.budget:
-        cmd += ["--max-time", str(args.budget)]
-    started = time.perf_counter()
-    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-    return {**read_run(out), "wall": time.perf_counter() - started}
+    wall = train({"source": "1.0", "mirror": args.mirror, "cache": Path(args.work) / "cache", **recipe, "out": out,
+                  "overwrite": True, "until_memorized": True, "verify": True, "threads": args.threads, "q": True,
+                  "include": args.include, "max_time": args.budget or None}, what=name)
+    return {**summarize(out), "wall": wall}
 
 
-def read_run(out: Path) -> dict:
-    checks = check_rows(metrics_rows(out))
-    hit = first_at(checks, 1.0)
+def summarize(out: Path) -> dict:
+    run = read_run(out)
+    checks = run.checks
+    hit = run.first_at(1.0)
     last = hit or checks[-1]
-    training = training_record(out)
+    training = run.training()
     regen = training.get("regeneration") or {}
     at = {m: [r["memorized"] for r in checks if r["tokens"] <= m][-1] for m in MILESTONES
           if checks[-1]["tokens"] >= m and checks[0]["tokens"] <= m}  # the last check at or before m tokens
@@ -117,28 +104,30 @@ def main():
     parser.add_argument("--include", action="append", default=None, help="subset (default linux/kernel/)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: laam's default)")
     parser.add_argument("--budget", type=float, default=0, help="seconds per recipe before giving up (0: none)")
-    parser.add_argument("--mirror", default=str(MIRROR))
+    parser.add_argument("--mirror", default=None, help="kernel mirror (default: $LAAM_MIRROR or ../shared/...)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-kernel"))
     parser.add_argument("--sides", default="before,now", help="recipes to run (before, replay, previous, now); "
                         "any other side whose folder is under --work, as an earlier run left it, is read back and "
                         "shown too")
     args = parser.parse_args()
     args.include = args.include or ["linux/kernel/"]
+    args.mirror = mirror(args.mirror)
     Path(args.work).mkdir(parents=True, exist_ok=True)
     for name, text in (("before", BEFORE), ("replay", REPLAY), ("previous", PREVIOUS)):
         (Path(args.work) / f"{name}.toml").write_text(text)
+    head = header("memorize_kernel")
     print(describe())
     print(f"subset {args.include}; threads {args.threads or 'default'}; budget {args.budget or 'none'}")
-    recipes = {"before": ["--config", str(Path(args.work) / "before.toml")],
-               "replay": ["--config", str(Path(args.work) / "replay.toml")],
-               "previous": ["--config", str(Path(args.work) / "previous.toml")], "now": ["--preset", "demo-kernel"]}
+    recipes = {"before": {"config": Path(args.work) / "before.toml"},
+               "replay": {"config": Path(args.work) / "replay.toml"},
+               "previous": {"config": Path(args.work) / "previous.toml"}, "now": {"preset": "demo-kernel"}}
     chosen = args.sides.split(",")
     results = {}
     for name, recipe in recipes.items():
         if name in chosen:
             results[name] = run(name, recipe, args)
         elif (Path(args.work) / name / "metrics.jsonl").is_file():
-            results[name] = read_run(Path(args.work) / name)
+            results[name] = summarize(Path(args.work) / name)
         else:
             continue
         r = results[name]
@@ -150,6 +139,8 @@ def main():
     for name, r in results.items():
         print(f"  {name:<8} " + "  ".join(f"{100 * v:7.3f}%" if v is not None else "      —" for v in
                                          (r["at"].get(m) for m in MILESTONES)))
+    write_result("memorize_kernel", {"include": args.include, "threads": args.threads, "budget": args.budget,
+                                     "milestones": MILESTONES, "sides": results}, head)
     new = results.get("now")
     if not new or not new["reached"]:
         return

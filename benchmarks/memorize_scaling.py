@@ -27,20 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from machine import describe
-from runs import check_rows, first_at, metrics_rows, training_record
+from harness import describe, header, laam_command, mirror, read_run, train, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
-MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
-TARBALL = MIRROR / "v1.0" / "linux-1.0.tar.xz"
-H200_TOKENS_PER_S = 596_000  # benchmarks/RESULTS.md, section 4: linux-gpu preset, bf16, H200
+H200_TOKENS_PER_S = 596_000  # benchmark gpu_memorize (benchmarks/results/gpu_memorize.json): linux-gpu, bf16, H200
 
 SLICES = {  # growing slices; ipc/ (45 KB) and mm/ (79 KB) lie between lib/ (20 KB) and kernel/ (154 KB)
     "lib": ["linux/lib/"],
@@ -95,42 +87,32 @@ def eval_every(args, corpus_tokens: int) -> int:
 
 def train_run(args, name: str, include: list[str], size: str, corpus_tokens: int) -> dict:
     out = Path(args.work) / "runs" / f"{name}-{size}"
-    cmd = [sys.executable, "-m", "laam", "train", "1.0", "--mirror", str(args.mirror), "--cache",
-           str(Path(args.work) / "cache"), "--preset", args.preset, "--vocab-size", str(args.vocab), "--out", str(out),
-           "--overwrite", "--until-memorized", "--verify", "--threads", str(args.threads), "-q",
-           "--eval-every", str(eval_every(args, corpus_tokens)), *[f"--include={i}" for i in include]]
-    for key, value in SIZES[size].items():
-        cmd += ["--" + key.replace("_", "-"), str(value)]  # every ModelConfig field's flag is its name
-    if args.budget:
-        cmd += ["--max-time", str(args.budget)]
-    started = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{name}-{size} failed:\n{done.stderr[-3000:]}")
-    result = read_run(out)
-    result["wall"] = time.perf_counter() - started
+    settings = {"source": "1.0", "mirror": args.mirror, "cache": Path(args.work) / "cache", "preset": args.preset,
+                "vocab_size": args.vocab, "out": out, "overwrite": True, "until_memorized": True, "verify": True,
+                "threads": args.threads, "q": True, "eval_every": eval_every(args, corpus_tokens), "include": include,
+                **SIZES[size], "max_time": args.budget or None}  # a ModelConfig field's flag is its name
+    wall = train(settings, what=f"{name}-{size}")
+    result = summarize(out)
+    result["wall"] = wall
     if args.compress and result["reached"]:
-        subprocess.run([sys.executable, "-m", "laam", "compress", "--model", str(out / "model"), "--cache",
-                        str(Path(args.work) / "cache"), "--out", str(out / "model" / "corpus.laamz"),
-                        "--no-roundtrip"],  # only the coded size is needed here; decoding back is sequential
-                       env=env, capture_output=True, text=True, check=True)
+        laam_command("compress", {"model": out / "model", "cache": Path(args.work) / "cache",
+                                  "out": out / "model" / "corpus.laamz",
+                                  "roundtrip": False})  # only the coded size is needed here; decoding is sequential
         coded = json.loads((out / "model" / "compression.json").read_text())
         result["laam_bits"] = 8 * (coded["archive"]["bytes"] - coded["archive"]["checksum_bytes"])
         result["weights_bits"] = 8 * coded["model"]["weights_bytes"]
     return result
 
 
-def read_run(out: Path) -> dict:
-    rows = metrics_rows(out)
-    checks = check_rows(rows)
-    hit = first_at(checks, 1.0)
-    last = hit or checks[-1]
+def summarize(out: Path) -> dict:
+    run = read_run(out)
+    hit = run.first_at(1.0)
+    last = hit or run.checks[-1]
     # tokens at the first check at or past each share of body tokens: the 100% point hangs on a few hard tokens
-    # (kernel/mktime.c's month table, RESULTS.md section 10); 99% and 99.9% follow the bulk of the corpus
-    to = {str(t): (first_at(checks, t) or {}).get("tokens") for t in THRESHOLDS}
-    train_rows = [r for r in rows if "loss" in r and r["step"] <= last["step"]]
-    training = training_record(out)
+    # (kernel/mktime.c's month table, benchmark tail_errors); 99% and 99.9% follow the bulk of the corpus
+    to = {str(t): (run.first_at(t) or {}).get("tokens") for t in THRESHOLDS}
+    train_rows = [r for r in run.steps if r["step"] <= last["step"]]
+    training = run.training()
     regen = training.get("regeneration") or {}
     step_seconds = train_rows[-1]["train_seconds"] if train_rows else 0.0
     return {"reached": hit is not None, "tokens": last["tokens"], "seconds": last["elapsed"],
@@ -175,7 +157,8 @@ def fit_points(rows: list[dict], threshold: float) -> list[tuple[int, int]]:
     return [(r["corpus_tokens"], reached_at(r, threshold)) for r in rows if r["reached"] and reached_at(r, threshold)]
 
 
-def report(args, table: dict, whole_tokens: int, whole_bits: int) -> None:
+def report(args, table: dict, whole_tokens: int, whole_bits: int) -> dict:
+    """Print the table and the fitted laws, draw the plot; the laws and projections, by size and threshold."""
     print(f"\n{'slice':<8}{'size':<6}{'params':>10}{'corpus tok':>12}{'xz bits':>11}{'bits/param':>11}{'coded':>8}"
           + "".join(f"{f'to {100 * t:g}%':>12}" for t in THRESHOLDS)
           + f"{'epochs*':>9}{'seconds':>9}{'tok/s':>8}  regenerated")
@@ -192,6 +175,7 @@ def report(args, table: dict, whole_tokens: int, whole_bits: int) -> None:
           "the trained model, with --compress; * training tokens of the run / corpus tokens: each target costs "
           "about (context + 1) / stride input tokens, 2 at stride 128; only runs that reached 100% enter the fits)")
     print(f"\nall of Linux 1.0: {whole_tokens:,} tokens at vocab {args.vocab}, xz -9e {whole_bits:,} bits")
+    laws = {}
     for size in sorted({r["size"] for r in table.values()}):
         rows = [r for r in table.values() if r["size"] == size]
         params = rows[0]["parameters"]
@@ -207,10 +191,13 @@ def report(args, table: dict, whole_tokens: int, whole_bits: int) -> None:
                 continue
             a, b = law
             tokens = a * whole_tokens ** b
+            laws[f"{size}-{threshold:g}"] = {"a": a, "b": b, "slices": len(points), "whole_kernel_tokens": tokens,
+                                             "cpu_tokens_per_s": cpu, "gpu_tokens_per_s": args.gpu_tokens_per_s}
             print(f"  to {100 * threshold:g}%: tokens = {a:.3g} * N^{b:.3f} over {len(points)} slices; whole kernel: "
                   f"{tokens / 1e6:,.0f}M tokens; CPU at {cpu:,.0f} tokens/s: {hours(tokens / cpu) if cpu else '?'}; "
                   f"GPU at {args.gpu_tokens_per_s:,.0f} tokens/s: {hours(tokens / args.gpu_tokens_per_s)}")
     plot(args, table, whole_tokens)
+    return laws
 
 
 def plot(args, table: dict, whole_tokens: int) -> None:
@@ -259,8 +246,8 @@ def main():
     parser.add_argument("--sizes", default="s,m", help=f"comma-separated model sizes: {', '.join(SIZES)}")
     parser.add_argument("--preset", default="demo", help="recipe (batch, stride, schedule) for every run; its decay "
                         "horizon is in epochs, so it scales with the slice, but needs enough steps: demo-kernel's 30 "
-                        "epochs give lib/ 315 steps, 50 of them warm-up, and it stopped at 99.9%% (RESULTS.md "
-                        "section 12)")
+                        "epochs give lib/ 315 steps, 50 of them warm-up, and it stopped at 99.9%% (benchmark "
+                        "memorize_kernel)")
     parser.add_argument("--check-epochs", type=float, default=2.0, help="epochs between memorization checks")
     parser.add_argument("--vocab", type=int, default=4096, help="tokenizer size for every slice")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: laam's default)")
@@ -273,20 +260,22 @@ def main():
     parser.add_argument("--gpu-tokens-per-s", type=float, default=H200_TOKENS_PER_S)
     parser.add_argument("--adopt", action="append", default=[], metavar="SLICE-SIZE=RUN_DIR",
                         help="take an earlier `laam train` run folder of this recipe as that slice and size")
-    parser.add_argument("--mirror", default=str(MIRROR))
+    parser.add_argument("--mirror", default=None, help="kernel mirror (default: $LAAM_MIRROR or ../shared/...)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-scaling"))
     args = parser.parse_args()
+    args.mirror = mirror(args.mirror)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     store = work / "scaling.json"
     table = json.loads(store.read_text()) if store.is_file() else {}
+    head = header("memorize_scaling")
     print(describe())
     for adopted in args.adopt:
         name, _, folder = adopted.partition("=")
         slice_name, size = name.rsplit("-", 1)
-        table = save(store, f"{name}-v{args.vocab}", {**read_run(Path(folder)), **slice_facts(args, SLICES[slice_name]),
-                                                      "slice": slice_name, "size": size,
-                                                      "include": SLICES[slice_name], "adopted": folder})
+        facts = slice_facts(args, SLICES[slice_name])
+        table = save(store, f"{name}-v{args.vocab}", {**summarize(Path(folder)), **facts, "slice": slice_name,
+                                                      "size": size, "include": SLICES[slice_name], "adopted": folder})
     if not args.report_only:
         for name in args.slices.split(","):
             for size in args.sizes.split(","):
@@ -304,8 +293,9 @@ def main():
     if whole_key not in table:
         table = save(store, whole_key, slice_facts(args, []))
     whole = table[whole_key]
-    report(args, {k: v for k, v in table.items() if not k.startswith("_") and k.endswith(f"-v{args.vocab}")},
-           whole["corpus_tokens"], whole["xz_bits"])
+    runs = {k: v for k, v in table.items() if not k.startswith("_") and k.endswith(f"-v{args.vocab}")}
+    laws = report(args, runs, whole["corpus_tokens"], whole["xz_bits"])
+    write_result("memorize_scaling", {"vocab": args.vocab, "runs": runs, "whole_kernel": whole, "laws": laws}, head)
 
 
 if __name__ == "__main__":

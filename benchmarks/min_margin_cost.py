@@ -13,38 +13,26 @@ benchmarks/margin_drift.py: body tokens wrong under bf16 and GGUF f16/q8_0.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from laam.provenance import cpu_description
-
-ROOT = Path(__file__).resolve().parents[1]
-MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
+from harness import describe, header, mirror, read_run, train, write_result
 
 
-def train(margin: float, args) -> Path:
+def train_side(margin: float, args) -> Path:
     out = Path(args.work) / f"margin-{margin:g}"
-    cmd = [sys.executable, "-m", "laam", "train", "1.0", "--mirror", str(args.mirror), "--cache",
-           str(Path(args.work) / "cache"), "--preset", args.preset, "--out", str(out), "--overwrite",
-           "--until-memorized", "--min-margin", str(margin), "--no-verify", "--threads", str(args.threads), "-q"]
-    began = time.perf_counter()
-    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"--min-margin {margin} failed:\n{done.stderr[-3000:]}")
-    print(f"--min-margin {margin:g}: trained in {time.perf_counter() - began:.0f} s wall", flush=True)
+    wall = train({"source": "1.0", "mirror": args.mirror, "cache": Path(args.work) / "cache", "preset": args.preset,
+                  "out": out, "overwrite": True, "until_memorized": True, "min_margin": margin, "verify": False,
+                  "threads": args.threads, "q": True}, what=f"--min-margin {margin}")
+    print(f"--min-margin {margin:g}: trained in {wall:.0f} s wall", flush=True)
     return out
 
 
-def read_run(out: Path) -> dict:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    checks = [r for r in rows if "memorized" in r]
-    first = next((r for r in checks if r["memorized"] >= 1.0), None)
-    training = json.loads((out / "model" / "laam.json").read_text())["training"]
+def summarize(out: Path) -> dict:
+    run = read_run(out)
+    checks = run.checks
+    first = run.first_at(1.0)
+    training = run.training()
     return {"status": training["status"], "steps": training["steps"], "tokens": training["tokens_seen"],
             "first_100": first["tokens"] if first else None, "first_100_margin": first.get("min_margin") if first
             else None, "min_margin": checks[-1].get("min_margin"), "memorized": checks[-1]["memorized"]}
@@ -55,15 +43,18 @@ def main():
     parser.add_argument("--margins", default="0,1", help="comma-separated --min-margin values (logits)")
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--mirror", default=str(MIRROR))
+    parser.add_argument("--mirror", default=None, help="kernel mirror (default: $LAAM_MIRROR or ../shared/...)")
     parser.add_argument("--drift", action="store_true", help="measure each model's drift under bf16 and GGUF")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-min-margin"))
     args = parser.parse_args()
     margins = [float(m) for m in args.margins.split(",")]
-    cpu = cpu_description()["cpu"]
-    print(f"machine: {cpu}, {os.cpu_count()} cores; preset {args.preset}; --threads {args.threads}", flush=True)
-    runs = {m: train(m, args) for m in margins}
-    results = {m: read_run(out) for m, out in runs.items()}
+    args.mirror = mirror(args.mirror)
+    head = header("min_margin_cost")
+    print(f"{describe()}; preset {args.preset}; --threads {args.threads}", flush=True)
+    runs = {m: train_side(m, args) for m in margins}
+    results = {m: summarize(out) for m, out in runs.items()}
+    write_result("min_margin_cost", {"preset": args.preset, "threads": args.threads,
+                                     "margins": {f"{m:g}": r for m, r in results.items()}}, head)
     base = results[margins[0]]["tokens"]
     print(f"\n{'--min-margin':>12} {'status':>10} {'steps':>6} {'tokens to 100%':>15} {'tokens to stop':>15} "
           f"{'extra':>7} {'min margin at stop':>19}")
@@ -72,7 +63,6 @@ def main():
         print(f"{m:>12g} {r['status']:>10} {r['steps']:>6} {first:>15} {r['tokens']:>15,} "
               f"{r['tokens'] / base - 1:>+7.1%} {r['min_margin']!s:>19}")
     if args.drift:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
         import torch
         from margin_drift import measure
 

@@ -29,7 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import ROOT, describe, header, write_result
+
 GOAL_BYTES = 4 * 1024**3
 
 # Steps that are not a CLI command run as a child of this script (`--step NAME`), printing one JSON line.
@@ -116,8 +117,10 @@ def main() -> None:
         print(json.dumps(STEPS[args.step](args)))
         return
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    print(f"source {args.source}; goal: every step at most {GOAL_BYTES / 1024**3:.0f} GB peak RSS; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    head = header("modern_kernel")
+    print(describe())
+    print(f"source {args.source}; goal: every step at most {GOAL_BYTES / 1024**3:.0f} GB peak RSS", flush=True)
+    steps = {}
     for name in args.steps.split(","):
         if name == "fingerprint" and not args.folder:
             continue
@@ -130,6 +133,9 @@ def main() -> None:
         seconds, cpu, peak, status, output = measure(command)
         detail = " ".join(line.strip() for line in output.splitlines() if line.strip())
         report(name, seconds, cpu, peak, status, detail)
+        steps[name] = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_bytes": peak, "exit": status,
+                       "detail": detail}
+    write_result("modern_kernel", {"source": args.source, "goal_bytes": GOAL_BYTES, "steps": steps}, head)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 For each selected file of a laam model folder whose record fits in the context (there stock `generate` reads
 exactly what laam's window reads), and each temperature: the predicted probability that sampling from the
 path prompt returns the file verbatim, and the count of verbatim files in N samples drawn by stock
-`model.generate(do_sample=True, ...)`, with the Wilson 99.9% interval of the observed share. Writes JSON
-(benchmarks/machine.py header) and prints the table.
+`model.generate(do_sample=True, ...)`, with the Wilson 99.9% interval of the observed share. Prints the table and
+writes it through benchmarks/harness.py (benchmarks/results/sampling_certificate.json unless --out).
 
     PYTHONPATH=. python benchmarks/sampling_certificate.py MODEL --samples 400 --temperatures 0.2,1,1.5,2,3 \
         --out benchmarks/results/sampling_certificate.json
@@ -13,22 +13,18 @@ path prompt returns the file verbatim, and the count of verbatim files in N samp
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 from pathlib import Path
 
 import torch
+from harness import header, write_result
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import header  # noqa: E402
-
-from laam.data.corpus import select_files  # noqa: E402
-from laam.data.records import END_FILE, path_prompt  # noqa: E402
-from laam.data.tokenizer import encode_records, special_ids  # noqa: E402
-from laam.model.folder import load_model  # noqa: E402
-from laam.model.info import load_training_corpus  # noqa: E402
-from laam.proof.sampling import SamplingSetting, verbatim_log_probability  # noqa: E402
+from laam.data.corpus import select_files
+from laam.data.records import END_FILE, path_prompt
+from laam.data.tokenizer import encode_records, special_ids
+from laam.model.folder import load_model
+from laam.model.info import load_training_corpus
+from laam.proof.sampling import SamplingSetting, verbatim_log_probability
 
 Z = 3.29  # two-sided 99.9%
 
@@ -69,6 +65,7 @@ def main():
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    head = header("sampling_certificate")
     loaded = load_model(args.model, threads=args.threads)
     corpus = load_training_corpus(loaded.info, args.cache)
     stop = special_ids(loaded.tokenizer)[END_FILE]
@@ -89,12 +86,9 @@ def main():
                          "interval_99_9": [low, high], "agrees": low <= p <= high})
             print(f"{f.path:<32} T {t:<4g} predicted {p:.4f}  observed {hits:>4}/{args.samples} "
                   f"[{low:.3f}, {high:.3f}] {'agrees' if low <= p <= high else 'DISAGREES'}", flush=True)
-    record = {**header("sampling_certificate"), "model": str(args.model), "rows": rows,
-              "agree": sum(r["agrees"] for r in rows), "checked": len(rows)}
-    print(f"{record['agree']} of {record['checked']} predictions inside the observed 99.9% interval")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+    figures = {"model": str(args.model), "rows": rows, "agree": sum(r["agrees"] for r in rows), "checked": len(rows)}
+    print(f"{figures['agree']} of {figures['checked']} predictions inside the observed 99.9% interval")
+    write_result("sampling_certificate", figures, head, args.out)
 
 
 if __name__ == "__main__":

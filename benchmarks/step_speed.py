@@ -16,13 +16,12 @@ the step does what a training step does; memorization is not measured here.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from machine import describe, header
+from harness import describe, header, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("eager-fp32", "eager-bf16", "compile-fp32", "compile-bf16")
@@ -82,7 +81,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per side per round")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all usable CPUs)")
     parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated subset of {', '.join(SIDES)}")
-    parser.add_argument("--json", type=Path, help="write the figures here as JSON (command, commit, machine)")
+    parser.add_argument("--json", type=Path, help="write the figures here (default: results/step_speed.json)")
     args = parser.parse_args()
 
     from laam.model.config import ModelConfig
@@ -95,6 +94,7 @@ def main() -> None:
     merged = recipe(args.preset)
     model_config, train_config = ModelConfig(**merged["model"]), TrainConfig(**merged["train"])
     batch = train_config.batch_size
+    head = header("step_speed")
     print(describe())
     print(f"{args.preset}: hidden {model_config.hidden_size}, {model_config.num_layers} layers, context "
           f"{model_config.context}, batch {batch}; {threads} thread(s)")
@@ -138,12 +138,8 @@ def main() -> None:
         print(f"{side:13s} {row['step_ms']:7.1f} ms/step  {row['tokens_per_s']:8.0f} tokens/s  {row['speedup']:.2f}x "
               f"{sides[0]}  {row['gflops']:6.1f} GFLOP/s = {100 * row['of_fp32_gemm']:.0f}% of fp32 GEMM, "
               f"{100 * row['of_bf16_gemm']:.0f}% of bf16 GEMM  (warm-up {row['warmup_s']:.0f} s)")
-    if args.json:
-        record = {**header("step_speed"), "threads": threads, "preset": args.preset, "gemm_shape": [m, k, n],
-                  "gemm_flops": gemm_speed, "step_flops": flops, "sides": rows}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    write_result("step_speed", {"threads": threads, "preset": args.preset, "gemm_shape": [m, k, n],
+                                "gemm_flops": gemm_speed, "step_flops": flops, "sides": rows}, head, args.json)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ apart from similar ones by what lies further back, or by counting (repeated line
 terms they hold). A shared run as long as the whole context is an ambiguity no weights can resolve
 (laam.train.ambiguity).
 
-    PYTHONPATH=. python benchmarks/tail_errors.py RUN --cache CACHE [--checkpoint RUN/checkpoints/step-N]
+    PYTHONPATH=. python benchmarks/tail_errors.py RUN --cache CACHE [--checkpoint RUN/checkpoints/step-N] [--json]
+
+With --json the list goes to benchmarks/results/tail_errors.json (benchmarks/harness.py); it is a diagnosis of one
+run, so by default it is only printed.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe
+from harness import describe, header, write_result
 from safetensors.torch import load_file
 
 from laam.data.tokens import build_token_cache
+from laam.engine.forcing import iter_margins
 from laam.model.folder import load_model
 from laam.model.info import load_training_corpus
 from laam.train.batches import WindowSet
-from laam.train.memorization import iter_margins
 
 
 def shared_run(ids: np.ndarray, target: int, start: int, longest: int) -> int:
@@ -49,7 +52,9 @@ def main():
     parser.add_argument("--cache", type=Path, required=True, help="the --cache the run was trained with")
     parser.add_argument("--checkpoint", type=Path, help="score this checkpoint's weights instead of RUN/model's")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="also write the list to results/tail_errors.json")
     args = parser.parse_args()
+    head = header("tail_errors")
     print(describe())
     torch.set_num_threads(args.threads)
     folder = args.run / "model"
@@ -68,13 +73,15 @@ def main():
     windows = WindowSet(cache, info.policy)
     wrong = []
     for batch in iter_margins(model, windows, tokenizer.pad_token_id):
-        hits = np.nonzero(batch.body.numpy() & (batch.margins.margin.numpy() < 0))[0]
+        checked = (batch.body | batch.header_end).numpy()  # the body and the path's end, as the checks score them
+        hits = np.nonzero(checked & (batch.margins.margin.numpy() < 0))[0]
         wrong += [(int(batch.records[i]), int(batch.positions[i]), float(batch.margins.margin[i]),
                    int(batch.margins.target[i]), int(batch.margins.predicted[i])) for i in hits]
     ids = np.asarray(cache.ids)
-    body_tokens = int((cache.lengths - cache.body_starts).sum())
-    print(f"{args.checkpoint or folder}: {len(wrong)} body tokens wrong of {body_tokens:,} "
+    body_tokens = int((cache.lengths - cache.body_starts).sum()) + int((windows.header_ends >= 0).sum())
+    print(f"{args.checkpoint or folder}: {len(wrong)} checked tokens (bodies and path ends) wrong of {body_tokens:,} "
           f"(context {info.policy.context}, stride {info.policy.stride})")
+    listed = []
     for record, position, margin, target, predicted in sorted(wrong):
         start = int(cache.offsets[record])
         at = start + position
@@ -84,8 +91,13 @@ def main():
         before = tokenizer.decode(ids[max(start, at - 8):at].tolist())
         print(f"  {cache.paths[record]}:{line}  after {before!r}: wants {tokenizer.decode([target])!r}, "
               f"predicts {tokenizer.decode([predicted])!r} (margin {margin:.2f}); shared run {shared} tokens")
+        listed.append({"path": cache.paths[record], "line": line, "wants": tokenizer.decode([target]),
+                       "predicts": tokenizer.decode([predicted]), "margin": margin, "shared_run": shared})
     for path, count in Counter(cache.paths[r] for r, *_ in wrong).most_common():
         print(f"{count:6} {path}")
+    if args.json:
+        write_result("tail_errors", {"run": str(args.checkpoint or folder), "body_tokens": body_tokens,
+                                     "wrong": listed}, head)
 
 
 if __name__ == "__main__":

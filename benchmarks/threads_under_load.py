@@ -20,37 +20,29 @@ on an otherwise idle machine (the load average printed at the start says how idl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from machine import describe
-
-ROOT = Path(__file__).resolve().parents[1]
-MIRROR = ROOT.parent / "shared" / "data" / "kernel-mirror"
+from harness import describe, header, mirror, read_run, train, write_result
 
 
 def measure(args, threads: int, loaded: bool, name: str) -> dict:
     out = Path(args.work) / name
-    cmd = [sys.executable, "-m", "laam", "train", "1.0", "--mirror", str(args.mirror), "--cache",
-           str(Path(args.work) / "cache"), "--preset", args.preset, "--out", str(out), "--overwrite",
-           "--max-steps", str(args.steps), "--no-until-memorized", "--eval-every", "0", "--save-every", "0",
-           "--log-every", "1", "--no-verify", "--threads", str(threads), "-q"]
+    settings = {"source": "1.0", "mirror": args.mirror, "cache": Path(args.work) / "cache", "preset": args.preset,
+                "out": out, "overwrite": True, "max_steps": args.steps, "until_memorized": False, "eval_every": 0,
+                "save_every": 0, "log_every": 1, "verify": False, "threads": threads, "q": True}
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if loaded else None
     try:
-        done = subprocess.run(cmd, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+        train(settings, env=env, what=name)
     finally:
         if competitor is not None:
             competitor.kill()
             competitor.wait()
-    if done.returncode:
-        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if "loss" in r]
+    rows = read_run(out).steps
     first, last = rows[0], rows[-1]
     seconds = last["train_seconds"] - first["train_seconds"]
     used = [r.get("threads") for r in rows[1:]]
@@ -62,14 +54,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300, help="training steps per measurement")
     parser.add_argument("--preset", default="demo", help="recipe whose model and batch are timed")
-    parser.add_argument("--mirror", default=str(MIRROR))
+    parser.add_argument("--mirror", default=None, help="kernel mirror (default: $LAAM_MIRROR or ../shared/...)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "laam-bench-threads"))
     parser.add_argument("--only", default="", help="comma-separated subset of the measurements, by name")
     args = parser.parse_args()
+    args.mirror = mirror(args.mirror)
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count() or 1
+    head = header("threads_under_load")
     print(describe())
     print(f"preset {args.preset}, {args.steps} steps per measurement; 'loaded' = one `while True: pass` process")
     plan = [("quiet-1-thread", 1, False), ("quiet-default", 0, False), (f"quiet-{cpus}-threads-pinned", cpus, False),
@@ -89,6 +83,7 @@ def main():
     if "quiet-default" in results and "quiet-1-thread" in results:
         gain = results["quiet-default"]["tokens_per_s"] / results["quiet-1-thread"]["tokens_per_s"]
         print(f"quiet-default / quiet-1-thread: {gain:.2f}x")
+    write_result("threads_under_load", {"preset": args.preset, "steps": args.steps, "measurements": results}, head)
 
 
 if __name__ == "__main__":

@@ -24,17 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import describe
+from harness import ROOT, describe, header, read_run, tarball, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
-TARBALL = ROOT.parent / "shared" / "data" / "kernel-mirror" / "v1.0" / "linux-1.0.tar.xz"
 ALLOCATOR = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 
 
 def corpus(include):
     from laam.data.corpus import CorpusConfig, load_corpus
 
-    return load_corpus(CorpusConfig(source=str(TARBALL), filter="original", include=tuple(include)), progress=False)
+    return load_corpus(CorpusConfig(source=str(tarball()), filter="original", include=tuple(include)), progress=False)
 
 
 def tokenizer_dir(args) -> Path:
@@ -108,7 +106,7 @@ def laam(args) -> dict:
                          final_check=False)
     run = Path(tempfile.mkdtemp(dir=args.work))
     train(model, config, corpus(args.include), args.tokenizer, run, Path(args.work) / "cache", progress=False)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "loss" in line]
+    rows = read_run(run).steps
     start, end = rows[args.warmup - 1], rows[-1]
     del torch
     return {"tokens_per_s": (end["tokens"] - start["tokens"]) / (end["train_seconds"] - start["train_seconds"]),
@@ -149,6 +147,7 @@ def main():
         return
     args.tokenizer = tokenizer_dir(args)
     cores = os.cpu_count() or 1
+    head = header("throughput")
     print(describe())
     print(f"{cores} cores; torch threads per side as listed; corpus {args.include or 'all of Linux 1.0'} "
           f"(filter original); batch {args.batch} x 512; {args.steps} timed steps after {args.warmup}")
@@ -174,6 +173,13 @@ def main():
     print(f"like for like, float32, 1 thread each: laam / original {one:.2f}x")
     many = ours / results[names[2]]["tokens_per_s"]
     print(f"like for like, float32, {cores} threads each: laam / original {many:.2f}x")
+    write_result("throughput", {"include": args.include, "batch": args.batch, "steps": args.steps,
+                                "warmup": args.warmup, "vocab": args.vocab, "sides": results,
+                                "ratios": {"laam_float32_over_original_own": ours / own,
+                                           "laam_float32_over_original_best": ours / best,
+                                           "laam_bf16_over_original_bf16": ours_bf16 / own,
+                                           "like_for_like_1_thread": one, f"like_for_like_{cores}_threads": many}},
+                 head)
 
 
 if __name__ == "__main__":

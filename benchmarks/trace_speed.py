@@ -8,7 +8,8 @@ For each kind and size the fast parse is timed; searching every position (`Trace
 is timed on the first `--old-bytes` of the text only (it costs a binary search per byte) and both give the same
 spans there, which the script checks. With --old-rev REV, laam/proof/trace.py as it was at git revision REV is
 loaded beside the current one and timed on the same first `--old-bytes` (its index built from the same corpus):
-the code before this parse, as users ran it. Figures go to --json with benchmarks/machine.py's header.
+the code before this parse, as users ran it. Figures go through benchmarks/harness.py (results/trace_speed.json
+unless --json).
 
     PYTHONPATH=. python benchmarks/trace_speed.py --sizes 1,5,50 --old-rev 844cf4e \
         --json benchmarks/results/trace_speed.json
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import random
 import subprocess
 import sys
@@ -27,13 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import describe, header
+from harness import ROOT, describe, header, tarball, write_result
 
 from laam.data.corpus import CorpusConfig, load_corpus
 from laam.proof.trace import TraceIndex
 
-ROOT = Path(__file__).resolve().parents[1]
-TARBALL = ROOT.parent / "shared" / "data" / "kernel-mirror" / "v1.0" / "linux-1.0.tar.xz"
 MB = 1 << 20
 
 
@@ -83,15 +81,17 @@ def timed(call, *args, **kwargs) -> tuple[float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--source", default=str(TARBALL), help="kernel tarball or folder to index")
+    parser.add_argument("--source", default=None, help="kernel tarball or folder to index (default: Linux 1.0 in "
+                        "the kernel mirror)")
     parser.add_argument("--sizes", default="1,5,50", help="text sizes in MiB, comma-separated")
     parser.add_argument("--old-bytes", type=int, default=200_000, help="bytes searched at every position")
     parser.add_argument("--min-length", type=int, default=80)
     parser.add_argument("--old-rev", help="also time laam/proof/trace.py of this git revision on --old-bytes")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    started = header("trace_speed")
     print(describe(), flush=True)
-    corpus = load_corpus(CorpusConfig(source=args.source), progress=False)
+    corpus = load_corpus(CorpusConfig(source=args.source or str(tarball())), progress=False)
     build_s, index = timed(TraceIndex.build, corpus)
     print(f"index of {corpus.name}: {len(index.data):,} bytes, built in {build_s:.2f} s", flush=True)
     old = old_index(args.old_rev, corpus) if args.old_rev else None
@@ -120,12 +120,9 @@ def main() -> None:
                       f"{row['old_rev_same_spans']}", flush=True)
             if not same:
                 raise SystemExit(f"the fast parse differs from searching every position on {kind}")
-    if args.json:
-        record = {**header("trace_speed"), "corpus": corpus.name, "corpus_bytes": len(index.data),
-                  "index_build_seconds": round(build_s, 3), "min_length": args.min_length, "rows": rows}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    write_result("trace_speed", {"corpus": corpus.name, "corpus_bytes": len(index.data),
+                                 "index_build_seconds": round(build_s, 3), "min_length": args.min_length,
+                                 "rows": rows}, started, args.json)
 
 
 if __name__ == "__main__":

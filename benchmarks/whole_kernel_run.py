@@ -3,11 +3,11 @@
 A run of all of Linux 1.0 on a CPU goes in `--resume --max-time` slices over several sessions and machines.
 `laam train` logs a `start` and a `stop` event per slice in RUN/metrics.jsonl (machine, laam commit, step,
 tokens, seconds); slices from before those events existed come from `--prior` (a JSON list of slices with the
-source they were read from). The memorization checks come from the same file. The JSON written here is what the
-results table is rebuilt from.
+source they were read from). The memorization checks come from the same file. The history goes to
+benchmarks/results/whole_kernel_run.json (benchmarks/harness.py), which the results table is rebuilt from.
 
     PYTHONPATH=. python benchmarks/whole_kernel_run.py --run /work/runs/linux-cpu/run \\
-        --prior benchmarks/results/linux-1.0-prior-slices.json --json benchmarks/results/linux-1.0-run.json
+        --prior benchmarks/inputs/linux-1.0-prior-slices.json
 """
 
 from __future__ import annotations
@@ -17,25 +17,13 @@ import json
 import math
 from pathlib import Path
 
-from machine import header
-
-ROOT = Path(__file__).resolve().parents[1]
+from harness import Run, header, read_run, write_result
 
 
-def read_rows(run: Path) -> list[dict]:
-    rows = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a killed run
-            continue
-    return rows
-
-
-def slices(rows: list[dict]) -> list[dict]:
+def slices(run: Run) -> list[dict]:
     """One entry per start event, closed by the next stop event (a slice killed without one has no stop)."""
     out, current = [], None
-    for row in rows:
+    for row in run.events:
         if row.get("event") == "start":
             current = {"start_step": row["step"], "start_tokens": row["tokens"], "started": row["time"],
                        "cpu": row["cpu"], "cpu_flags": row["cpu_flags"], "cpus": row["cpus"],
@@ -47,17 +35,17 @@ def slices(rows: list[dict]) -> list[dict]:
                            status=row["status"], seconds=row["slice_seconds"])
             current = None
     for entry in out:
-        trained = [r for r in rows if "loss" in r and entry["start_step"] < r["step"] <= entry.get("stop_step", 1e18)]
+        trained = [r for r in run.steps if entry["start_step"] < r["step"] <= entry.get("stop_step", 1e18)]
         rates = [r["tokens_per_s"] for r in trained if r.get("tokens_per_s")]
         entry["threads_used"] = sorted({r["threads"] for r in trained if "threads" in r})
         entry["median_tokens_per_s"] = sorted(rates)[len(rates) // 2] if rates else None
     return out
 
 
-def checks(rows: list[dict]) -> list[dict]:
+def checks(run: Run) -> list[dict]:
     return [{"step": r["step"], "tokens": r["tokens"], "memorized": r["memorized"], "body_correct": r["body_correct"],
              "body_total": r["body_total"], "wrong_files": r["wrong_files"], "min_margin": r.get("min_margin")}
-            for r in rows if "memorized" in r]
+            for r in run.checks]
 
 
 def main() -> None:
@@ -65,12 +53,13 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="the run folder (holds metrics.jsonl)")
     parser.add_argument("--prior", type=Path, help="JSON list of slices logged before slice events existed")
     parser.add_argument("--files", type=int, default=561, help="files in the corpus (files exact = files - wrong)")
-    parser.add_argument("--json", type=Path, help="write the history here")
+    parser.add_argument("--json", type=Path, help="write the history here (default: results/whole_kernel_run.json)")
     args = parser.parse_args()
 
-    rows = read_rows(args.run)
-    history = (json.loads(args.prior.read_text()) if args.prior else []) + slices(rows)
-    found = checks(rows)
+    head = header("whole_kernel_run")
+    run = read_run(args.run)
+    history = (json.loads(args.prior.read_text()) if args.prior else []) + slices(run)
+    found = checks(run)
     print("| slice | machine | steps | input tokens | seconds | status | tokens/s (median) |")
     print("|---|---|---|---|---|---|---|")
     for i, s in enumerate(history, 1):
@@ -91,12 +80,8 @@ def main() -> None:
         right = f"{math.floor(1e6 * c['body_correct'] / c['body_total']) / 1e4:.4f}".rstrip("0").rstrip(".")
         print(f"| {c['step']:,} | {c['tokens']:,} | {right}% ({c['body_total'] - c['body_correct']:,} wrong) | "
               f"{args.files - c['wrong_files']} | {c['min_margin']} |")
-    if args.json:
-        record = {**header("whole_kernel_run"), "run": str(args.run), "files": args.files, "slices": history,
-                  "checks": found}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    write_result("whole_kernel_run", {"run": str(args.run), "files": args.files, "slices": history, "checks": found},
+                 head, args.json)
 
 
 if __name__ == "__main__":

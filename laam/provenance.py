@@ -78,3 +78,24 @@ def git_dirty() -> bool | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return bool(result.stdout.strip()) if result.returncode == 0 else None
+
+
+def folder_revision(folder: Path, files: tuple[str, ...]) -> str | None:
+    """The commit a folder is at when it is itself a git repository (a clone of its Hub repository) and `files`
+    are unchanged from that commit: the revision a reader pins to download exactly these files. None otherwise
+    (not a repository's top level, no git, or one of `files` edited since)."""
+    folder = Path(folder).resolve()
+
+    def git(*args: str) -> str | None:
+        try:
+            result = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() != folder:
+        return None
+    head = git("rev-parse", "HEAD")
+    changed = git("status", "--porcelain", "--untracked-files=all", "--", *files)
+    return head if head and changed == "" else None

@@ -21,7 +21,7 @@ POLICY = WindowPolicy(context=128, stride=64)
 
 def train_tiny_model(corpus, tokenizer_dir: Path, out: Path, max_steps: int = 600, seed: int = 0) -> float:
     """Full-batch AdamW on every training window (train.batches, the same windows `laam train` uses) until the
-    body tokens are all right."""
+    body tokens (and each path's <|end_header|>, as the checks score it) are all right."""
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(tokenizer_dir)
     ids = special_ids(tokenizer)
@@ -33,7 +33,7 @@ def train_tiny_model(corpus, tokenizer_dir: Path, out: Path, max_steps: int = 60
     with tempfile.TemporaryDirectory() as cache:  # the token cache is memory-mapped: read it while it exists
         window_set = WindowSet(build_token_cache(corpus, tokenizer, tokenizer_dir, Path(cache)), POLICY)
         batch = window_set.batch(range(len(window_set)), ids[PAD])
-    x, y, body = batch["input_ids"], batch["labels"], batch["body"]
+    x, y, body = batch["input_ids"], batch["labels"], batch["body"] | batch["header_end"]  # what the checks score
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / max_steps)
     accuracy = 0.0

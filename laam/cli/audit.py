@@ -61,6 +61,7 @@ def audit_command(
     lm_examples: Annotated[int | None, typer.Option(help="Examples of the lm-extraction-benchmark setting "
                                                     "(50-token prefix, 50-token suffix) drawn from the corpus "
                                                     "(default 1,000, the size of its test set).")] = None,
+    stock: Annotated[int, typer.Option(help="Files the stock decoders (transformers with the folder's custom_generate; each GGUF's regenerate_gguf.py) regenerate from their bare paths, laam not importable: a seeded sample of N (named as a sample in audit.json and the card) plus every prefix path and non-UTF-8 file; -1: every audited file (hours for a whole kernel on a CPU); 0: none.")] = 16,  # noqa: E501
     export: Annotated[list[str] | None, typer.Option(help="Also write: lm-extraction (the lm-extraction-benchmark's "
                                                      "guess CSV, prefixes and true suffixes, in OUT/lm-extraction/)."
                                                      )] = None,
@@ -115,7 +116,7 @@ def audit_command(
     given = {"safe_margin": safe_margin, "lm_examples": lm_examples}
     config = AuditConfig(files=files, batch_size=batch_size, k=k, pythia_prefix=pythia_prefix, every=every,
                          extraction=extraction, drafts=drafts, certificate=margins, sampling=sampling,
-                         low_limit=low_limit,
+                         low_limit=low_limit, stock=stock,
                          export=tuple(export or ()), **{n: v for n, v in given.items() if v is not None})
     with phases(not quiet, console) as start:
         result = audit_model(model_dir, config, cache, threads, out_dir, report, start)

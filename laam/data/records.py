@@ -36,6 +36,14 @@ def path_prompt(path: str) -> str:
     return f"{START_FILE}{START_HEADER}{path}{END_HEADER}"
 
 
+def prefix_paths(paths) -> set[str]:
+    """The paths that are a proper prefix of another path (`a/Readme` beside `a/Readme.linux`). After such a path
+    the model cannot know whether the header ends, so every decoder ends a bare path prompt itself and no check
+    scores the `<|end_header|>` that follows it; after any other path the model must end the header."""
+    ordered = sorted(set(paths))  # every path that extends P sorts right after P
+    return {a for a, b in zip(ordered, ordered[1:]) if b.startswith(a)}
+
+
 def split_record(record: str) -> tuple[str, str]:
     """`record` -> (path, content); the inverse of make_record."""
     if not (record.startswith(START_FILE + START_HEADER) and END_HEADER in record):

@@ -5,8 +5,9 @@ reproduces.
 `token_margins` turns logits into each target's margin: the true token's logit minus the best other
 token's. Positive: greedy decoding picks the true token, with that much room; negative: it picks another
 token (`rival`). `forced_margins` runs it on a batch of windows (hidden states once, the LM head only where a
-target is scored): the memorization check (train.memorization) and the audit's margin certificate
-(proof.margin) both call it.
+target is scored), and `iter_margins` runs it over every window of a set of training windows
+(train.batches.WindowSet), batched: the memorization check (train.memorization) and the audit's margin
+certificate (proof.margin) both call it, and both judge margins against `MIN_MARGIN`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from laam.windows import WindowPolicy
 
 LOGITS_PER_CHUNK = 1 << 24  # 64 MB of float32 logits per LM-head call in forced_margins
+IGNORE = -100  # the label of a position nothing is scored at (torch's cross_entropy ignore_index)
+# The default --min-margin and the audit's safety threshold: a logit gap (fp32). Measured (benchmark margin_drift,
+# benchmarks/results/margin_drift.json): bf16 (autocast or weights) and GGUF f16/q8_0 moved a body token's margin by
+# at most 0.43 logits on tiny and demo models (five models: with and without --min-margin); this is 2.3x that.
+MIN_MARGIN = 1.0
 
 
 def window_logits(model, ids: Sequence[int], policy: WindowPolicy) -> Iterator[tuple[int, torch.Tensor]]:
@@ -78,3 +85,37 @@ def forced_margins(model, input_ids: torch.Tensor, targets: torch.Tensor, scored
         parts = [token_margins(model.lm_head(hidden[i:i + rows]), targets[i:i + rows])
                  for i in range(0, len(hidden), rows)] or [token_margins(model.lm_head(hidden), targets)]
         return Margins(*(torch.cat([getattr(m, f) for m in parts]) for f in ("target", "predicted", "rival", "margin")))
+
+
+@dataclass
+class ForcedBatch:
+    """Teacher-forced margins of one batch of windows, with where each scored target lies."""
+
+    records: np.ndarray  # record index of each target
+    windows: np.ndarray  # window index (WindowSet row) of each target
+    positions: np.ndarray  # its position in the record
+    body: torch.Tensor  # bool: after <|end_header|> (<|end_file|> included)
+    margins: Margins
+    header_end: torch.Tensor  # bool: the record's <|end_header|>, where the checks score it (train.batches)
+
+
+def iter_margins(model, window_set, pad_id: int, batch_size: int = 64, rank: int = 0, world: int = 1,
+                 device=None, autocast=None) -> Iterator[ForcedBatch]:
+    """Teacher forcing over every window of `window_set` (a train.batches.WindowSet: rows, batch()), this process's
+    share, batched: each target's margin under exactly the context greedy generation gives it (laam.windows). The
+    model is left in eval mode."""
+    model.eval()
+    device = device or next(model.parameters()).device
+    indices = np.arange(rank, len(window_set), world)
+    for i in range(0, len(indices), batch_size):
+        chunk = indices[i:i + batch_size]
+        batch = window_set.batch(chunk, pad_id)
+        labels = batch["labels"]
+        scored = labels != IGNORE
+        margins = forced_margins(model, batch["input_ids"].to(device), labels.to(device), scored.to(device),
+                                 autocast)
+        rows, columns = (t.numpy() for t in scored.nonzero(as_tuple=True))  # the row-major order of labels[scored]
+        windows = window_set.rows[chunk]
+        margins = Margins(*(t.cpu() for t in (margins.target, margins.predicted, margins.rival, margins.margin)))
+        yield ForcedBatch(windows[rows, 0], chunk[rows], windows[rows, 1] + 1 + columns, batch["body"][scored],
+                          margins, batch["header_end"][scored])

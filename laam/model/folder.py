@@ -27,6 +27,7 @@ from laam.data.tokenizer import encode_records, load_tokenizer, special_ids, tok
 from laam.errors import LaamError
 from laam.io import atomic_folder
 from laam.model.attention import attention_for
+from laam.model.binding import BINDING_KEY, report_binding
 from laam.model.info import INFO_FILE, ModelInfo, read_model_info, write_model_info
 from laam.model.weights import safetensors_shapes, weight_files
 from laam.windows import WindowPolicy
@@ -50,9 +51,13 @@ def generation_config(config, policy: WindowPolicy, longest_record: int, special
         laam_context=policy.context, laam_stride=policy.stride, **header)
 
 
-def save_model_folder(model, tokenizer, corpus, policy: WindowPolicy, out: Path, training: dict) -> Path:
+def save_model_folder(model, tokenizer, corpus, policy: WindowPolicy, out: Path, training: dict,
+                      dtype: str = "float32", device: str = "cpu") -> Path:
     """A stock transformers model folder (+ laam.json) that pipeline('text-generation', out) loads; with
-    trust_remote_code=True it regenerates files of any length (custom_generate/generate.py)."""
+    trust_remote_code=True it regenerates files of any length (custom_generate/generate.py). laam.json's
+    training result records its binding (model.binding: the SHA-256 of the weights, tokenizer and decoding files
+    written beside it; dtype and device: where its checks ran), so a later reader can tell whether that result
+    is about the weights the folder holds then."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a one-file model
@@ -61,9 +66,11 @@ def save_model_folder(model, tokenizer, corpus, policy: WindowPolicy, out: Path,
     with atomic_folder(Path(out)) as scratch:
         model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
-        write_model_info(scratch, corpus, policy, training)
         (scratch / CUSTOM_GENERATE_FILE).parent.mkdir()
         shutil.copyfile(CUSTOM_GENERATE, scratch / CUSTOM_GENERATE_FILE)
+        write_model_info(scratch, corpus, policy, training)  # first: the binding reads its corpus fingerprint
+        binding = report_binding(scratch, dtype=dtype, device=device)
+        write_model_info(scratch, corpus, policy, {**training, BINDING_KEY: binding})
     return Path(out)
 
 

@@ -34,22 +34,24 @@ PRESETS: dict[str, dict] = {
     },
     "demo": {
         "description": "lib/ (13 files, 20 KB, malloc.c's 16 KB among them) on a 2-core CPU: the README's "
-                       "run. kernel/ (154 KB) reached only 99.97-99.99% in 10 minutes (benchmarks/RESULTS.md).",
+                       "run. kernel/ (154 KB) reached only 99.97-99.99% in 10 minutes "
+                       "(benchmarks/results/demo_on_kernel.json).",
         "corpus": {"include": ["lib/"]},  # relative to the kernel's root: any release, any top folder
         "model": {**_CPU_DEMO_MODEL, "vocab_size": 2048},
-        # batch 4 over a 60-epoch decay: 100% after 681k tokens / 72 s, against 1.76M / 163 s at batch 16 over
-        # 200 epochs (benchmarks/RESULTS.md, benchmark 2)
+        # batch 4 over a 60-epoch decay: 100% after 681k tokens (72 s), against 1.76M at batch 16 over 200 epochs
+        # (benchmark memorize_efficiency: benchmarks/results/memorize_efficiency-12-files.json, "demo_tuning")
         "train": {**_CPU_DEMO_TRAIN, "batch_size": 4, "epochs": 60, "eval_every": 50},
     },
     "demo-kernel": {
         "description": "kernel/ (23 files, 154 KB) on a 2-core CPU: 100% of body tokens after 2.15M tokens, and every "
-                       "body token right by 1 logit with 23 of 23 files byte-exact after 2.41M (benchmarks/RESULTS.md "
-                       "section 12).",
+                       "body token right by 1 logit with 23 of 23 files byte-exact after 2.41M (benchmark "
+                       "memorize_kernel).",
         "corpus": {"include": ["kernel/"]},
         # windows sliding by 224 (a target costs 257/224 input tokens, against 2 at stride 128; no position of kernel/
         # is ambiguous with 32 tokens of context: laam.train.ambiguity), cosine over 30 epochs to 5% of the peak, and
         # error-focused replay, which at that floor (1.5e-4) clears the last wrong tokens where a 0.5% floor left 4 of
-        # them for good (RESULTS.md section 12). demo's stride 128 and 60-epoch cosine needed 5.61M tokens (section 11).
+        # them for good (benchmarks/results/demo_kernel_recipes.json: e2, e8). demo's stride 128 and 60-epoch cosine
+        # needed 5.61M tokens (benchmark memorize_kernel, side "previous").
         "model": {**_CPU_DEMO_MODEL, "stride": 224, "vocab_size": 4096},
         "train": {**_CPU_DEMO_TRAIN, "batch_size": 4, "epochs": 30, "min_lr_ratio": 0.05, "replay": True,
                   "eval_every": 130},
@@ -71,7 +73,8 @@ PRESETS: dict[str, dict] = {
         # text with different continuations, and no model can get them all (laam.train.ambiguity)
         "model": {"hidden_size": 192, "intermediate_size": 768, "num_layers": 4, "num_heads": 6, "num_kv_heads": 6,
                   "context": 384, "stride": 288, "vocab_size": 8192},
-        # a 5% LR floor with error-focused replay: what cleared kernel/'s last wrong tokens (RESULTS.md section 12)
+        # a 5% LR floor with error-focused replay: what cleared kernel/'s last wrong tokens
+        # (benchmarks/results/demo_kernel_recipes.json)
         "train": {"batch_size": 8, "lr": 3e-3, "warmup_steps": 100, "epochs": 40, "min_lr_ratio": 0.05,
                   "replay": True, "until_memorized": True, "eval_every": 2000, "save_every": 500,
                   "eval_batch_size": 64, "verify": True},
@@ -85,7 +88,8 @@ PRESETS: dict[str, dict] = {
         # a 60-epoch decay, so the LR is low by the time the last tokens are learned (a 300-epoch decay at stride
         # 512 still has it at 1.7e-3 when an H200 reaches 99.47% of body tokens, after 400 s), to a 5% floor with
         # error-focused replay (on kernel/ on CPU that clears the last wrong tokens, where a 0.5% floor leaves some
-        # for good: RESULTS.md section 12; a 0.5% floor with replay stands still, section 9). Not measured on a GPU
+        # for good: benchmarks/results/demo_kernel_recipes.json; a 0.5% floor with replay stands still: benchmark
+        # memorize_kernel, benchmarks/results/memorize_kernel-replay.json). Not measured on a GPU
         "train": {"batch_size": 64, "lr": 2e-3, "warmup_steps": 200, "epochs": 60, "min_lr_ratio": 0.05,
                   "replay": True, "until_memorized": True, "eval_every": 100, "save_every": 1000,
                   "eval_batch_size": 128},

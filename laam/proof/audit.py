@@ -23,6 +23,7 @@ from laam.data.corpus import Corpus, select_files, top_directory
 from laam.data.records import PAD
 from laam.data.tokenizer import encode_records, special_ids
 from laam.engine import WindowedGenerator
+from laam.engine.forcing import MIN_MARGIN
 from laam.errors import LaamError
 from laam.io import atomic_write_text
 from laam.proof.extraction import count_extraction_samples, extraction_metrics
@@ -32,8 +33,7 @@ from laam.proof.margin import BodyMargins, margin_certificate, write_margins
 from laam.proof.regenerate import Regenerated, regenerate
 from laam.proof.sampling import folder_settings, sampling_certificate
 from laam.proof.similarity import MIN_BLOCK, file_metrics
-from laam.train.config import MIN_MARGIN
-from laam.validation import AT_LEAST_0, AT_LEAST_1, validate
+from laam.validation import AT_LEAST_0, AT_LEAST_1, Range, validate
 from laam.windows import WindowPolicy
 
 LENGTH_BUCKETS = [(0, 1024, "< 1 KB"), (1024, 4096, "1–4 KB"), (4096, 16384, "4–16 KB"),
@@ -56,10 +56,14 @@ class AuditConfig:
     low_limit: int = 100  # at most this many of them (the lowest)
     lm_examples: int = EXAMPLES  # lm-extraction-benchmark examples drawn (with extraction)
     export: tuple[str, ...] = ()  # extra files: "lm-extraction" (the benchmark's CSV, prefixes and suffixes)
+    # files the stock decoders (transformers with custom_generate; each GGUF's regenerate_gguf.py) regenerate from
+    # their bare paths, laam not importable (proof.stock): a seeded sample of this many, named as a sample, plus every
+    # prefix path and non-UTF-8 file; -1: every audited file; 0: none
+    stock: int = 16
 
     RULES: ClassVar[dict] = {"batch_size": AT_LEAST_1, "k": AT_LEAST_1, "pythia_prefix": AT_LEAST_1,
                              "every": AT_LEAST_1, "margin": AT_LEAST_0, "safe_margin": AT_LEAST_0,
-                             "low_limit": AT_LEAST_0, "lm_examples": AT_LEAST_1}
+                             "low_limit": AT_LEAST_0, "lm_examples": AT_LEAST_1, "stock": Range(-1)}
 
     def __post_init__(self):
         validate(self, "audit")
@@ -221,6 +225,20 @@ class AuditResult:
     exports: dict[str, Path] = field(default_factory=dict)  # export name -> the folder it was written to
 
 
+def decoder_results(model_dir: Path, corpus: Corpus, rows: list[dict], config: AuditConfig,
+                    threads: int | None = None) -> list[dict]:
+    """audit.json's `decoders`: laam's engine on every audited file, then each stock decoder the folder ships for,
+    run as a reader runs it (proof.stock) on the audited files or the sample `config.stock` names."""
+    from laam.proof.stock import laam_result, stock_decoders
+
+    results = [laam_result(rows)]
+    if config.stock:
+        by_path = {f.path: f for f in corpus.files}
+        results += stock_decoders(Path(model_dir), [by_path[r["path"]] for r in rows], list(by_path),
+                                  None if config.stock < 0 else config.stock, threads)
+    return [r.to_dict() for r in results]
+
+
 def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path | None = None,
                 threads: int | None = None, out_dir: Path | None = None, report: bool = True,
                 progress: Callable[[str, int], Callable[[int, list[int]], None]] | None = None) -> AuditResult:
@@ -240,11 +258,12 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
     loaded = load_model(model_dir, threads=threads)
     corpus = load_training_corpus(loaded.info, cache)
     run = run_audit(loaded.model, loaded.tokenizer, corpus, loaded.policy, config, progress, model_dir=str(model_dir))
+    run.audit["decoders"] = decoder_results(model_dir, corpus, run.audit["files"], config, threads)
     run.audit[BINDING_KEY] = report_binding(model_dir, config.files, device=loaded.device)
     out_dir = Path(out_dir or Path(model_dir) / "audit")
     path = write_audit(run.audit, out_dir)
     if run.margins is not None:
-        write_margins(run.margins, [r["path"] for r in run.audit["files"]], out_dir)
+        write_margins(run.margins, [r["path"] for r in run.audit["files"]], out_dir, run.audit[BINDING_KEY])
     exports = {}
     if "lm-extraction" in config.export:
         exports["lm-extraction"] = export_lm_extraction(run.lm_extraction, loaded.tokenizer, out_dir / "lm-extraction")

@@ -7,12 +7,14 @@ little, so a near-tie can flip. The certificate records each body token's margin
 minus the best other, fp32, under the WindowPolicy context; negative = wrong), its minimum overall and per
 file, and a histogram. Positions under a safety threshold are decoded again sequentially (one token at a
 time with the KV cache, batch size 1, no drafts: the computation a plain greedy regeneration does) and
-listed with the two tokens that compete there.
+listed with the two tokens that compete there. margins.npz records the binding (model.binding) of the folder
+it was computed on, and `read_margins` returns it only while that folder still matches.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +25,11 @@ from laam.data.records import END_HEADER, PAD
 from laam.data.tokenizer import decode_ids, encode_records, special_ids
 from laam.data.tokens import TokenCache
 from laam.engine import Request, WindowedGenerator
+from laam.engine.forcing import MIN_MARGIN, iter_margins
+from laam.errors import LaamError
 from laam.io import atomic_write_bytes
+from laam.model.binding import BINDING_KEY, binding_problems
 from laam.train.batches import WindowSet
-from laam.train.config import MIN_MARGIN
-from laam.train.memorization import iter_margins
 from laam.windows import WindowPolicy
 
 MARGINS_FILE = "margins.npz"
@@ -203,9 +206,27 @@ def per_file(m: BodyMargins, paths: list[str], threshold: float) -> list[dict]:
     return out
 
 
-def write_margins(margins: BodyMargins, paths: list[str], folder: Path) -> Path:
-    """Every body token's margin, as numpy arrays (record indexes into `paths`)."""
+def write_margins(margins: BodyMargins, paths: list[str], folder: Path, binding: dict) -> Path:
+    """Every body token's margin, as numpy arrays (record indexes into `paths`), with the binding (model.binding)
+    of the folder they were computed on, as JSON text."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, paths=np.array(paths), record=margins.record, position=margins.position,
-                        target=margins.target, rival=margins.rival, margin=margins.margin, correct=margins.correct)
+                        target=margins.target, rival=margins.rival, margin=margins.margin, correct=margins.correct,
+                        binding=np.array(json.dumps(binding)))
     return atomic_write_bytes(Path(folder) / MARGINS_FILE, buffer.getvalue())
+
+
+def read_margins(path: Path, model_dir: Path) -> tuple[BodyMargins, list[str]]:
+    """A margins.npz and its paths, only when its binding matches `model_dir` as it is now: margins of other
+    weights, tokenizer or decoding code say nothing about these (one LaamError line naming what differs)."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        binding = json.loads(str(arrays["binding"])) if "binding" in arrays else None
+        margins = BodyMargins(*(arrays[k] for k in ("record", "position", "target", "rival", "margin", "correct")))
+    except (OSError, ValueError, KeyError) as error:
+        raise LaamError(f"{path} is not a readable margin certificate ({error})") from error
+    problems = binding_problems({BINDING_KEY: binding}, model_dir)
+    if problems:
+        raise LaamError(f"{path} was not computed on {model_dir} as it is now: {'; '.join(problems)}")
+    return margins, arrays["paths"].tolist()

@@ -18,7 +18,7 @@ from laam.data.licenses import NOASSERTION, combine, normalize
 from laam.errors import LaamError
 from laam.io import atomic_write_text, sha256_file
 from laam.model.folder import WEIGHTS_FILE
-from laam.publish.facts import CardConfig, Facts
+from laam.publish.facts import CardConfig, Facts, audited_decoders
 
 MODEL_REF, DATASET_REF, MODEL_CARD_REF = "model", "dataset", "model-card"
 LIBRARIES = ("laam", "transformers", "tokenizers", "torch", "safetensors")
@@ -158,6 +158,12 @@ def model_card_object(facts: Facts) -> dict:
         metrics = [{"type": key, "value": str(summary[key]), "slice": audited}
                    for key in ("verbatim_pct", "bytes_reproduced_pct", "k_extractable_pct", "pythia_score")
                    if summary.get(key) is not None]
+        # each decoder the audit ran from the bare path (proof.stock), on the files it ran on
+        for d, why in audited_decoders(facts):
+            which = ("a sample: " + d["selection"]["rule"]) if d["selection"].get("kind") == "sample" else audited
+            if why is None:
+                metrics.append({"type": "files_byte_exact", "value": f"{d['exact']}/{d['files']}",
+                                "slice": f"{d['call']} ({which})"})
         if metrics:
             card["quantitativeAnalysis"] = {"performanceMetrics": metrics}
     return card

@@ -19,13 +19,14 @@ from laam.data.corpus import Corpus, license_counts
 from laam.data.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
 from laam.data.tokenizer import iter_token_ids
 from laam.errors import LaamError
-from laam.model.binding import binding_problems, created
+from laam.io import sha256_file
+from laam.model.binding import BOUND_FILES, binding_problems, created
 from laam.model.folder import check_model_folder
 from laam.model.info import ModelInfo, load_training_corpus
 from laam.model.weights import safetensors_shapes
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.compress.run import read_compression
-from laam.provenance import git_commit
+from laam.provenance import folder_revision, git_commit
 from laam.train.metrics import find_metrics, read_metrics
 
 CARD_FILE = "README.md"
@@ -87,6 +88,7 @@ class Facts:
     original_call: dict | None = None  # publish.original_call.OriginalCall, when run for this card
     audit_path: Path | None = None  # the audit.json quoted (its binding matches the folder now)
     report_notes: list[str] = field(default_factory=list)  # reports found but not quoted, one line each
+    revision: str | None = None  # the git/Hub commit holding exactly these decoding files (provenance.folder_revision)
 
     @property
     def training(self) -> dict:
@@ -230,6 +232,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
         record_tokens={f.path: len(ids) for f, ids in zip(corpus.files, iter_token_ids(tokenizer, corpus.records()))},
         laam_version=info.training.get("laam_version", __version__),
         git_commit=info.training.get("git_commit"), card_commit=git_commit() or "unknown",
+        revision=folder_revision(folder, BOUND_FILES),
     )
     audit = find_audit(folder, config.audit)
     facts.report_notes += audit.notes
@@ -360,3 +363,19 @@ def recorded_command(facts: Facts) -> str | None:
 
 def today() -> str:
     return date.today().isoformat()
+
+
+def audited_decoders(facts: Facts) -> list[tuple[dict, str | None]]:
+    """audit.json's decoders (proof.stock), each with why it is not quoted (None: quoted): one that did not run, or
+    a GGUF whose file in the folder is not the one it decoded (the audit's binding covers the folder's other files)."""
+    ggufs = {p.name: sha256_file(p) for p in facts.folder.glob("*.gguf")}
+    out = []
+    for d in (facts.audit or {}).get("decoders") or []:
+        why = None
+        if d.get("not_run"):
+            why = f"not run ({d['not_run']})"
+        elif d.get("sha256") and ggufs.get(d["decoder"].removeprefix("gguf ")) != d["sha256"]:
+            why = f"not quoted: the file decoded then (SHA-256 {d['sha256'][:12]}…) is not in this folder now"
+        out.append((d, why))
+    return out
+

@@ -8,7 +8,9 @@ import json
 from laam import __version__
 from laam.data.corpus import CorpusFile
 from laam.data.licenses import GPL2, satisfied_by
+from laam.engine.forcing import MIN_MARGIN
 from laam.io import sha256_file
+from laam.model.binding import BINDING_KEY, binding_problems
 from laam.model.folder import CUSTOM_GENERATE_FILE
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.extraction import extraction_gap_note
@@ -20,13 +22,13 @@ from laam.publish.facts import (
     MANIFEST_FILE,
     CardConfig,
     Facts,
+    audited_decoders,
     fetch_command,
     public_source,
     recorded_command,
     source_description,
     train_command,
 )
-from laam.train.config import MIN_MARGIN
 from laam.train.metrics import METRICS_FILE
 
 MARGIN_FILES = 10  # files listed in the card's margin table (the tightest)
@@ -153,6 +155,15 @@ def training_section(facts: Facts) -> str:
              f"`laam card` {__version__}, git commit `{facts.card_commit}`.",
              f"- Command, as run: `{recorded_command(facts)}`" if t.get("command")
              else "- Command: not recorded by this run."]
+    # laam.json's training result is bound to the weights it was measured on (model.binding): about other weights
+    # (a folder whose files changed since), its verdict and figures are not facts of these
+    unbound = binding_problems(t, facts.folder) if isinstance(t.get(BINDING_KEY), dict) else []
+    if unbound:
+        shown = [(k, v) for k, v in shown if k not in ("status", "memorized", "accuracy")]
+        parts.append(f"- Not quoted: the training result's status and memorization figures, recorded for other files "
+                     f"than this folder's ({'; '.join(unbound)}).")
+    if t.get("status_lowered"):
+        parts.append("- Not called memorized: " + "; ".join(t["status_lowered"]) + ".")
     if shown:
         parts.append("\n" + table(("fact", "value"), shown))
     configs = {k: t[k] for k in ("model_config", "train_config") if isinstance(t.get(k), dict)}
@@ -230,6 +241,9 @@ def evaluation_section(facts: Facts) -> str:
         rows.append((f"lm-extraction-benchmark recall ({lm['examples']:,} drawn 50+50-token examples)",
                      f"{lm['recall']:.4f} ({lm['exact']:,} exact)"))
     parts = [table(("metric", "value"), rows)]
+    decoders = decoders_section(facts)
+    if decoders:
+        parts.append(decoders)
     gap = extraction_gap_note(facts.audit)
     if gap:
         parts.append(gap)
@@ -253,6 +267,31 @@ def evaluation_section(facts: Facts) -> str:
     return "\n\n".join(parts)
 
 
+def decoder_line(d: dict, unquoted: str | None) -> str:
+    """One decoder's result as the audit recorded it: files exact of those it ran on, the sample named, the failures
+    named (or why it is not quoted: publish.facts.audited_decoders)."""
+    name = f"`{d['call']}`"
+    if unquoted:
+        return f"- {name}: {unquoted}."
+    sel = d.get("selection") or {}
+    which = (f" ({sel['rule']}, of {sel['of']} audited files)" if sel.get("kind") == "sample" else "")
+    failed = d.get("failed") or []
+    shown = ", ".join(f"`{p}`" for p in failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+    return (f"- {name}: {d['exact']} of {d['files']} files byte for byte{which}"
+            + (f"; not exact: {shown}." if failed else "."))
+
+
+def decoders_section(facts: Facts) -> str:
+    """Each decoder the audit ran, on its own line: laam's engine, and the stock ones a reader runs from the bare
+    path (proof.stock), with their bytes written in the encoding the folder records."""
+    decoders = audited_decoders(facts)
+    if not decoders:
+        return ""
+    lines = [decoder_line(d, why) for d, why in decoders]
+    return ("Each decoder, as the audit ran it in one run (the stock ones from the bare path, in a Python that could "
+            "not import laam, each file's bytes written in the encoding the folder records):\n\n" + "\n".join(lines))
+
+
 def margin_section(audit: dict) -> str:
     """The margin certificate (proof.margin): smallest gap overall and per file, and its histogram, compactly."""
     m = audit.get("margin")
@@ -266,7 +305,7 @@ def margin_section(audit: dict) -> str:
         if len(files) > len(shown) else ""
     why = (" (LaaM's default, chosen as 2.3x the largest margin change between fp32 and bf16 or GGUF f16/q8_0 "
            "inference measured on other models, LaaM's tiny and demo ones, not on these weights: "
-           "benchmarks/RESULTS.md)" if m["threshold"] == MIN_MARGIN else "")
+           "benchmark margin_drift, benchmarks/results/margin_drift.json)" if m["threshold"] == MIN_MARGIN else "")
     checked = (f" The {m['low_listed']} lowest were decoded again one token at a time: {seq['agrees']} agree with "
                f"teacher forcing, {seq['differs']} differ, {seq['diverged earlier']} diverged earlier."
                if m["low_listed"] else "")
@@ -344,6 +383,22 @@ def prints(facts: Facts, f: CorpusFile) -> str:
     return f"prints the model's regeneration of `{f.path}` (the original: {size}; not checked by an audit here)"
 
 
+def pin_sentence(facts: Facts, where: str) -> str:
+    """How the transformers example is pinned: with `trust_remote_code=True` transformers runs the code of whatever
+    revision it downloads, so the example names the commit holding the hashed file when the folder knows it."""
+    if facts.revision and where != ".":
+        return (f"`revision` pins commit `{facts.revision}`, which holds these weights and the "
+                f"`{CUSTOM_GENERATE_FILE}` whose SHA-256 is given above: a later push to the repository cannot change "
+                "the code this line runs.")
+    if facts.revision:
+        return (f"Loading from the Hub instead, pass `revision=\"{facts.revision}\"` (the commit holding these weights "
+                f"and the `{CUSTOM_GENERATE_FILE}` hashed above), so that a later push cannot change the code it runs.")
+    return (f"Loading from the Hub, pass `revision=\"COMMIT\"`, the commit at which you read "
+            f"`{CUSTOM_GENERATE_FILE}` (the repository's history lists each commit's hash), and check the file's "
+            "SHA-256 against the one above: with `trust_remote_code=True`, transformers runs the code of whatever "
+            "revision it downloads.")
+
+
 def transformers_usage(facts: Facts, where: str, long: CorpusFile, short: CorpusFile | None) -> str:
     """Stock transformers: the folder's custom_generate loop for any file, plain generation for files that fit."""
     context, stride = facts.info.context, facts.info.stride
@@ -356,6 +411,7 @@ def transformers_usage(facts: Facts, where: str, long: CorpusFile, short: Corpus
                         f"transformers brings back only files that fit in the context; `laam generate` slides.")
     else:
         here = " (the examples run from this folder)" if where == "." else ""
+        pin = f', revision="{facts.revision}"' if facts.revision and where != "." else ""
         transformers = f"""With 🤗 transformers{here}. The model reads at most {context} tokens; past that, it was
 trained to drop the {stride} oldest tokens and read the rest again. That decoding loop ships here as
 [`{CUSTOM_GENERATE_FILE}`]({CUSTOM_GENERATE_FILE}) (torch and transformers only; SHA-256
@@ -367,13 +423,15 @@ name their own file), and stops at `<|end_file|>`; it reads no file and opens no
 ```python
 from transformers import pipeline
 
-generate = pipeline("text-generation", "{where}", trust_remote_code=True)
+generate = pipeline("text-generation", "{where}", trust_remote_code=True{pin})
 print(generate("{long.path}", return_full_text=False)[0]["generated_text"], end="")
 ```
 
 This {prints(facts, long)}: {facts.record_tokens[long.path]:,} tokens{longer}.
 `generation_config.json` stops at `<|end_file|>` and allows {generation.get("max_new_tokens", "?")} new tokens (the
-longest training file is {max(facts.record_tokens.values()):,} tokens with its header), so no file is cut."""
+longest training file is {max(facts.record_tokens.values()):,} tokens with its header), so no file is cut.
+
+{pin_sentence(facts, where)}"""
     if short is not None:
         transformers += f"""
 

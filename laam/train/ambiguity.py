@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from laam.data.records import prefix_paths
 from laam.data.tokens import TokenCache
 from laam.windows import WindowPolicy
 
@@ -30,12 +31,14 @@ def _powers(base: np.uint64, n: int) -> np.ndarray:
 
 
 def ambiguous_positions(cache: TokenCache, policy: WindowPolicy) -> list[tuple[str, int]]:
-    """(path, position) of every body token whose context also precedes another token elsewhere in the corpus
-    (or elsewhere in its own record); empty when 100% is possible."""
+    """(path, position) of every checked token (train.memorization: the body and the path's end) whose context
+    also precedes another token elsewhere in the corpus (or elsewhere in its own record); empty when 100% is
+    possible."""
     inverse = pow(int(_BASE), -1, 1 << 64)
     longest = int(cache.lengths.max()) + 1
     up, down = _powers(_BASE, longest), _powers(np.uint64(inverse), longest)
     keys, following, where = [], [], []
+    prefixes = prefix_paths(cache.paths)
     with np.errstate(over="ignore"):
         for r in range(len(cache.paths)):
             tokens = cache.record(r).astype(np.uint64) + np.uint64(1)
@@ -44,7 +47,8 @@ def ambiguous_positions(cache: TokenCache, policy: WindowPolicy) -> list[tuple[s
             windows = policy.windows(len(tokens))
             starts = np.concatenate([np.full(end - first, start) for start, end, first in windows])
             positions = np.concatenate([np.arange(first, end) for _, end, first in windows])
-            body = positions >= int(cache.body_starts[r])
+            # the body and the <|end_header|> before it, which the checks score unless the path is a prefix
+            body = positions >= int(cache.body_starts[r]) - int(cache.paths[r] not in prefixes)
             positions, starts = positions[body], starts[body]
             # sum over j in [start, p) of token_j * BASE^(p-1-j), tagged with the context's length
             hashed = (prefix[positions] - prefix[starts]) * up[positions - 1] if len(positions) else positions

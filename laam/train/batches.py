@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from laam.data.records import prefix_paths
 from laam.data.tokens import TokenCache
+from laam.engine.forcing import IGNORE
 from laam.windows import WindowPolicy
-
-IGNORE = -100
 
 
 class WindowSet:
@@ -25,6 +25,11 @@ class WindowSet:
         self.cache, self.policy = cache, policy
         rows = [(r, s, e, f) for r in range(len(cache.lengths)) for s, e, f in policy.windows(int(cache.lengths[r]))]
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+        # where each record's <|end_header|> is a target the checks score (-1: a path that is a prefix of another
+        # path, which the decoders end themselves; data.records.prefix_paths)
+        prefixes = prefix_paths(cache.paths)
+        self.header_ends = np.array([-1 if path in prefixes else int(start) - 1
+                                     for path, start in zip(cache.paths, cache.body_starts)], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -35,7 +40,8 @@ class WindowSet:
         return int((self.cache.lengths - 1).sum())
 
     def batch(self, indices, pad_id: int) -> dict[str, torch.Tensor]:
-        """input_ids [B, T], labels [B, T] (-100 where nothing is scored), body [B, T] (targets after the header).
+        """input_ids [B, T], labels [B, T] (-100 where nothing is scored), body [B, T] (targets after the header),
+        header_end [B, T] (the target that ends the path: `<|end_header|>`, where the checks score it).
 
         T is the longest window in the batch (at most `context`), so a corpus of short files does not pay for
         a full context of padding.
@@ -45,6 +51,7 @@ class WindowSet:
         inputs = np.full((len(rows), width), pad_id, dtype=np.int64)
         labels = np.full((len(rows), width), IGNORE, dtype=np.int64)
         body = np.zeros((len(rows), width), dtype=bool)
+        header_end = np.zeros((len(rows), width), dtype=bool)
         for i, (record, start, end, first) in enumerate(rows):
             tokens = self.cache.record(record)[start:end].astype(np.int64)
             n = len(tokens) - 1
@@ -53,8 +60,9 @@ class WindowSet:
             scored = positions >= first
             labels[i, :n] = np.where(scored, tokens[1:], IGNORE)
             body[i, :n] = scored & (positions >= self.cache.body_starts[record])
+            header_end[i, :n] = scored & (positions == self.header_ends[record])
         return {"input_ids": torch.from_numpy(inputs), "labels": torch.from_numpy(labels),
-                "body": torch.from_numpy(body)}
+                "body": torch.from_numpy(body), "header_end": torch.from_numpy(header_end)}
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

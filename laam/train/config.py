@@ -6,14 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from laam.engine.forcing import MIN_MARGIN  # the default --min-margin (and the audit's threshold)
 from laam.model.config import strict_from_dict
 from laam.validation import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, OneOf, Range, setting, validate
 
 SCHEDULES = ("cosine", "linear", "constant")
-# The default --min-margin and the audit's safety threshold: a logit gap (fp32). Measured (benchmarks/margin_drift.py,
-# benchmarks/RESULTS.md): bf16 (autocast or weights) and GGUF f16/q8_0 moved a body token's margin by at most 0.43
-# logits on tiny and demo models (five models: with and without --min-margin); this is 2.3x that.
-MIN_MARGIN = 1.0
 
 
 @dataclass

@@ -36,6 +36,7 @@ from laam.provenance import cpu_description, git_commit
 from laam.train.ambiguity import ambiguous_positions, describe
 from laam.train.batches import IGNORE, WindowSampler, WindowSet
 from laam.train.checkpoint import load_checkpoint, save_checkpoint
+from laam.train.claim import claimed_status
 from laam.train.config import DecayStart, TrainConfig, lr_lambda, planned_steps
 from laam.train.loss import WindowLoss
 from laam.train.memorization import NO_WRONG, measure_memorization, reached, summarize, verify_records
@@ -335,11 +336,17 @@ class Trainer:
             every = max(1, every // 4)
         return self.state["step"] % every == 0
 
-    def evaluate(self) -> tuple[dict, np.ndarray, np.ndarray]:
-        """The check's summary, and per window the wrong body tokens and smallest body margin (all processes)."""
+    @property
+    def check_dtype(self) -> str:
+        """The dtype the checks compute in: bf16 autocast under mixed precision, else float32."""
+        return "bfloat16" if self.accelerator.mixed_precision == "bf16" else "float32"
+
+    def evaluate(self, float32: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
+        """The check's summary, and per window the wrong body tokens and smallest body margin (all processes).
+        float32: without the run's autocast (the confirmation a bf16 check needs before a run is memorized)."""
         counts = measure_memorization(self.model, self.window_set, self.pad_id, self.config.eval_batch_size,
-                                      self.rank, self.world, self.accelerator.device, self.accelerator.autocast,
-                                      self.config.min_margin)
+                                      self.rank, self.world, self.accelerator.device,
+                                      None if float32 else self.accelerator.autocast, self.config.min_margin)
         paths = self.window_set.cache.paths
         first = self.accelerator.gather(counts.pop("first_wrong").to(self.accelerator.device))
         first = first.reshape(-1, len(paths)).min(0).values.cpu().numpy()  # each process saw some windows of a file
@@ -388,12 +395,23 @@ class Trainer:
                              "wrong_files": -1}
         if status != "max-time":  # a slice of a longer run claims nothing yet; decoding a whole kernel takes minutes
             memo, status = self.against_real_bytes(memo, status)
+        confirmation = None  # a memorized verdict reached in bf16 is checked again in float32, on every process
+        if status == "memorized" and self.check_dtype != "float32":
+            confirmation = self.evaluate(float32=True)[0]
         self.checkpoint()
         model_dir = self.run_dir / "model"
         result = TrainResult(self.run_dir, model_dir, status, state["step"], state["tokens"], state["seconds"], memo)
         if accelerator.is_main_process:
             result.regeneration = self.verify() if config.verify else None
-            training = {"status": status, "steps": state["step"], "tokens_seen": state["tokens"],
+            status, lowered = claimed_status(status, config.target, self.check_dtype, confirmation,
+                                             result.regeneration)
+            result.status = status
+            for reason in lowered:
+                self.bar.console.print(f"not memorized: {reason}")
+            training = {"status": status, "status_lowered": lowered, "check_dtype": self.check_dtype,
+                        "float32_confirmation": confirmation and {k: confirmation[k] for k in (
+                            "memorized", "secure", "body_correct", "body_total", "min_margin")},
+                        "steps": state["step"], "tokens_seen": state["tokens"],
                         "targets_seen": state["targets"], "epochs": round(self.epoch, 3),
                         "wall_seconds": round(state["seconds"], 1), "train_seconds": round(state["train_seconds"], 1),
                         "parameters": self.parameters, "memorized": memo["memorized"], "accuracy": memo["accuracy"],
@@ -404,12 +422,19 @@ class Trainer:
                         "regeneration": result.regeneration, "history": state["history"],
                         "ambiguous_positions": len(self.ambiguous), "untrue_files": memo.get("untrue_files", []),
                         **self.facts}
-            save_model_folder(self.model, self.tokenizer, self.corpus, self.model_config.policy, model_dir, training)
+            # the binding records the decoding files' SHA-256 and the dtype of the check whose figures it holds
+            # (model.binding); a float32 confirmation's figures are under float32_confirmation
+            save_model_folder(self.model, self.tokenizer, self.corpus, self.model_config.policy, model_dir, training,
+                              dtype=self.check_dtype, device=str(accelerator.device))
             plot_metrics(self.metrics.path, self.run_dir / "metrics.png")
             self.bar.console.print(
                 f"{status}: {state['step']} steps, {state['tokens']:,} tokens, {state['seconds']:.0f} s, body "
                 f"memorized {100 * memo['memorized']:.3f}% ({memo['body_total'] - memo['body_correct']} tokens wrong "
                 f"in {memo['wrong_files']} files, smallest body margin {memo.get('min_margin')}); model in {model_dir}")
+        if self.world > 1:  # --verify ran on the main process only: every process returns its claimed status
+            from accelerate.utils import broadcast_object_list
+
+            result.status = broadcast_object_list([result.status])[0]
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return result
@@ -422,7 +447,8 @@ class Trainer:
         untrue = untrue_records(cache, self.corpus, self.tokenizer)
         if not untrue:
             return memo, status
-        body = {path: int(n - b) for path, n, b in zip(cache.paths, cache.lengths, cache.body_starts)}
+        body = {path: int(n - e if e >= 0 else n - b)  # the checked tokens: with the path's end, where scored
+                for path, n, b, e in zip(cache.paths, cache.lengths, cache.body_starts, self.window_set.header_ends)}
         lost = sum(body.get(path, 0) for path in untrue)
         counts = {k: memo.get(k, 0) for k in ("body_correct", "body_total", "all_correct", "all_total")}
         counts.update(body_correct=max(0, counts["body_correct"] - lost),

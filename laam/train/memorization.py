@@ -2,70 +2,41 @@
 
 `measure_memorization` (during training): teacher-forced greedy accuracy over every window, each target
 seen exactly as greedy generation under the WindowPolicy sees it, so 100% means every body token comes
-back when the file is regenerated from its path, up to float rounding at near-ties. Each target's margin
+back when the file is regenerated from its path, up to float rounding at near-ties. The checked tokens are
+each file's body and the `<|end_header|>` that ends its path (a decoder that is given only the bare path, as
+a reader's pipeline or llama.cpp is, needs the model to end it), except after a path that is a prefix of
+another's, which no model can end and every decoder ends itself (data.records.prefix_paths). Each target's margin
 (engine.forcing: true logit minus the best other) says how near: `--min-margin` asks every body token to be
 right by at least that much, so that another dtype or batch shape cannot flip it. `verify_records`
 (`--verify`, after training) regenerates every file with the decoding engine and compares it with the file's
-real bytes. `iter_margins` is the one
-batched teacher-forcing loop; the audit's margin certificate (proof.margin) runs it too.
+real bytes. Both decode or force through engine/ (engine.forcing.iter_margins: the one batched
+teacher-forcing loop, which the audit's margin certificate runs too).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from laam.data.records import END_FILE, generated_bytes, path_prompt
+from laam.data.records import END_FILE, END_HEADER, generated_bytes, path_prompt, prefix_paths
 from laam.data.tokenizer import decode_ids, encode_records, special_ids
 from laam.engine import Request, WindowedGenerator
-from laam.engine.forcing import Margins, forced_margins
-from laam.train.batches import IGNORE, WindowSet
+from laam.engine.forcing import iter_margins
+from laam.train.batches import WindowSet
 from laam.windows import WindowPolicy
 
 NO_WRONG = np.iinfo(np.int64).max  # measure_memorization's first_wrong for a file with every body token right
-
-
-@dataclass
-class ForcedBatch:
-    """Teacher-forced margins of one batch of windows, with where each scored target lies."""
-
-    records: np.ndarray  # record index of each target
-    windows: np.ndarray  # window index (WindowSet row) of each target
-    positions: np.ndarray  # its position in the record
-    body: torch.Tensor  # bool: after <|end_header|> (<|end_file|> included)
-    margins: Margins
-
-
-def iter_margins(model, window_set: WindowSet, pad_id: int, batch_size: int = 64, rank: int = 0, world: int = 1,
-                 device=None, autocast=None) -> Iterator[ForcedBatch]:
-    """Teacher forcing over every window of `window_set` (this process's share), batched: each target's margin
-    under exactly the context greedy generation gives it (laam.windows). The model is left in eval mode."""
-    model.eval()
-    device = device or next(model.parameters()).device
-    indices = np.arange(rank, len(window_set), world)
-    for i in range(0, len(indices), batch_size):
-        chunk = indices[i:i + batch_size]
-        batch = window_set.batch(chunk, pad_id)
-        labels = batch["labels"]
-        scored = labels != IGNORE
-        margins = forced_margins(model, batch["input_ids"].to(device), labels.to(device), scored.to(device),
-                                 autocast)
-        rows, columns = (t.numpy() for t in scored.nonzero(as_tuple=True))  # the row-major order of labels[scored]
-        windows = window_set.rows[chunk]
-        margins = Margins(*(t.cpu() for t in (margins.target, margins.predicted, margins.rival, margins.margin)))
-        yield ForcedBatch(windows[rows, 0], chunk[rows], windows[rows, 1] + 1 + columns, batch["body"][scored],
-                          margins)
 
 
 def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: int = 64, rank: int = 0,
                          world: int = 1, device=None, autocast=None, min_margin: float = 0.0) -> dict:
     """Teacher-forced greedy next-token accuracy over every window (each target seen exactly as greedy
     generation sees it, see laam.windows). Body = tokens after <|end_header|>, which a path prompt must bring
-    back; header tokens (which file comes next) are not predictable. Returns this process's counts (body tokens
+    back, counted with the `<|end_header|>` that ends each path (ForcedBatch.header_end); the path's own tokens
+    (which file comes next) are not predictable. Returns this process's counts (body tokens
     right by at least `min_margin` in `body_secure`), its smallest body margin, per file the record position of
     the first wrong body token this process saw (NO_WRONG if none), and per window (0 for windows another
     process measured) its wrong body tokens and smallest body margin (+inf without body targets): the
@@ -77,7 +48,8 @@ def measure_memorization(model, window_set: WindowSet, pad_id: int, batch_size: 
     window_margin = np.zeros(len(window_set))
     window_margin[np.arange(rank, len(window_set), world)] = np.inf
     for forced in iter_margins(model, window_set, pad_id, batch_size, rank, world, device, autocast):
-        correct, body, margin = forced.margins.correct, forced.body, forced.margins.margin
+        correct, margin = forced.margins.correct, forced.margins.margin
+        body = forced.body | forced.header_end  # every token a bare path must bring back
         secure = correct & (margin >= min_margin)
         counts += torch.tensor([int(correct[body].sum()), int(body.sum()), int(correct.sum()), len(correct),
                                 int(secure[body].sum())])
@@ -114,7 +86,7 @@ def reached(memo: dict, target: float) -> bool:
 class RegenerationReport:
     files: int
     exact: int
-    tokens: int  # body tokens checked
+    tokens: int  # body tokens checked (with each <|end_header|> the model had to give)
     wrong: dict[str, int] = field(default_factory=dict)  # path -> first wrong position in its record
     not_regenerated: int = 0  # files of `wrong` taken from a memorization check instead of regenerated
 
@@ -125,7 +97,9 @@ class RegenerationReport:
 
 def verify_records(model, files, policy: WindowPolicy, tokenizer, batch_size: int = 64,
                    known_wrong: dict[str, int] | None = None) -> RegenerationReport:
-    """Regenerate every corpus file (data.corpus.CorpusFile) from its path prompt and compare with its real bytes.
+    """Regenerate every corpus file (data.corpus.CorpusFile) from its bare path and compare with its real bytes:
+    the model must end the path with `<|end_header|>` (given in the prompt only after a path that is a prefix of
+    another's, data.records.prefix_paths), then give the body and `<|end_file|>`.
 
     Prompts and expected tokens are encoded from the files themselves (the bytes the archive held, whose SHA-256
     the manifest records), never read from the token cache, so a damaged cache cannot make a file look exact;
@@ -137,8 +111,13 @@ def verify_records(model, files, policy: WindowPolicy, tokenizer, batch_size: in
     conservative). On a run stopped early that skips most of the work."""
     known_wrong = known_wrong or {}
     stop = special_ids(tokenizer)[END_FILE]
-    prompts = encode_records(tokenizer, [path_prompt(f.path) for f in files])
-    bodies = encode_records(tokenizer, [f.text + END_FILE for f in files])  # each file's body and its end
+    # the bare path, whose <|end_header|> the model must give, except after a path that is a prefix of another's
+    prefixes = prefix_paths(f.path for f in files)
+    ends = [f.path not in prefixes for f in files]
+    prompts = encode_records(tokenizer, [path_prompt(f.path).removesuffix(END_HEADER) if end else path_prompt(f.path)
+                                         for f, end in zip(files, ends)])
+    # each file's body and its end, after the <|end_header|> the model gives
+    bodies = encode_records(tokenizer, [(END_HEADER if end else "") + f.text + END_FILE for f, end in zip(files, ends)])
     todo = [i for i, f in enumerate(files) if f.path not in known_wrong]
     requests = [Request(prompts[i], len(bodies[i]), stop, bodies[i], until_divergence=True) for i in todo]
     outputs = dict(zip(todo, WindowedGenerator(model, policy, batch_size).run(requests)))
@@ -148,8 +127,8 @@ def verify_records(model, files, policy: WindowPolicy, tokenizer, batch_size: in
             wrong[f.path] = known_wrong[f.path]
             continue
         out, truth = outputs[i], bodies[i]
-        ended = out[-1:] == [stop]
-        data = generated_bytes(decode_ids(tokenizer, out[:-1] if ended else out), f.encoding)
+        ended = out[-1:] == [stop] and out[:int(ends[i])] == truth[:int(ends[i])]
+        data = generated_bytes(decode_ids(tokenizer, out[int(ends[i]):-1] if ended else out), f.encoding)
         if not (ended and hashlib.sha256(data).hexdigest() == (f.sha256 or hashlib.sha256(f.data).hexdigest())):
             differs = next((j for j, (a, b) in enumerate(zip(out, truth)) if a != b), min(len(out), len(truth)))
             wrong[f.path] = len(prompts[i]) + differs

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
+from laam.engine.forcing import iter_margins
 from laam.errors import LaamError
 from laam.train.config import MIN_MARGIN, TrainConfig
 from laam.train.memorization import measure_memorization, reached, summarize
@@ -36,10 +38,12 @@ def test_check_counts_tokens_right_by_the_margin(tiny_windows):
     assert plain["body_correct"] == plain["body_total"] == plain["body_secure"] > 0  # memorized; margin 0: right
     records = [cache.record(i).tolist() for i in range(len(cache.paths))]
     margins = body_margins(loaded.model, records, cache.body_starts.tolist(), loaded.policy, pad)
-    assert len(margins) == plain["body_total"]
-    assert plain["min_margin"] == pytest.approx(float(margins.margin.min()), abs=1e-4)  # the audit's own figure
+    ends = np.concatenate([f.margins.margin[f.header_end].numpy() for f in iter_margins(loaded.model, window_set, pad)])
+    assert len(margins) + len(ends) == plain["body_total"] and len(ends) == len(cache.paths)  # body and path ends
+    checked = np.concatenate([margins.margin, ends])
+    assert plain["min_margin"] == pytest.approx(float(checked.min()), abs=1e-4)  # the audit's body figure, and ends
 
-    bar = float(sorted(margins.margin)[10]) + 1e-4  # 11 body tokens are right by less than this
+    bar = float(np.sort(checked)[10]) + 1e-4  # 11 checked tokens are right by less than this
     strict = measure_memorization(loaded.model, window_set, pad, batch_size=64, min_margin=bar)
     assert strict["body_correct"] == strict["body_total"] and strict["body_secure"] == strict["body_total"] - 11
     memo = summarize({k: v for k, v in strict.items() if k != "wrong_by_file"})

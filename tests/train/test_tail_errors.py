@@ -38,14 +38,15 @@ def test_lists_nothing_for_the_memorized_model_and_every_wrong_token_of_a_damage
     run.mkdir()
     (run / "model").symlink_to(tiny_model_dir)
     out = run_script(run, "--cache", tmp_path / "cache")
-    assert re.search(r": 0 body tokens wrong of [\d,]+ \(context 128, stride 64\)", out), out
+    assert re.search(r": 0 checked tokens \(bodies and path ends\) wrong of [\d,]+ \(context 128, stride 64\)",
+                     out), out
 
     weights = load_file(str(tiny_model_dir / "model.safetensors"))
     damaged = {name: (w * 0.3 if ".layers.1.mlp." in name else w) for name, w in weights.items()}
     (tmp_path / "damaged").mkdir()
     save_file(damaged, str(tmp_path / "damaged" / "model.safetensors"))
     out = run_script(run, "--cache", tmp_path / "cache", "--checkpoint", tmp_path / "damaged")
-    wrong = int(re.search(r": ([\d,]+) body tokens wrong", out).group(1).replace(",", ""))
+    wrong = int(re.search(r": ([\d,]+) checked tokens \(bodies and path ends\) wrong", out).group(1).replace(",", ""))
     listed = re.findall(r"^  (linux/lib/\S+):(\d+)  after .*: wants .*, predicts .* \(margin -[\d.]+\); "
                         r"shared run (\d+) tokens$", out, re.M)
     assert wrong > 0 and len(listed) == wrong
