@@ -23,8 +23,8 @@ import torch
 
 from laam.data.records import END_HEADER, PAD
 from laam.data.tokenizer import encode_records, special_ids
+from laam.engine.forcing import iter_margins
 from laam.proof.margin import in_memory_windows
-from laam.train.memorization import iter_margins
 
 FP32 = "fp32"
 BF16_WEIGHTS = "bf16 weights, fp32 arithmetic"
@@ -33,9 +33,10 @@ READERS = {BF16_WEIGHTS: "laam's loader (model.folder.load_model, float32) and t
            BF16: "stock transformers (from_pretrained's dtype='auto' loads config.json's dtype)"}
 LISTED = 10  # flipped positions listed per variant
 METHOD = ("one teacher-forced pass over every window (laam.windows: the context greedy generation gives each token) "
-          "in float32, and one per bfloat16 variant; a body position (after <|end_header|>, <|end_file|> included) "
-          "flips when float32 has the true token strictly ahead and the variant does not (margin = true logit - "
-          "best other <= 0: a tie counts)")
+          "in float32, and one per bfloat16 variant; a position a bare path must bring back (the body, <|end_file|> "
+          "included, and the path's <|end_header|> where the memorization checks score it) flips when float32 has "
+          "the true token strictly ahead and the variant does not (margin = true logit - best other <= 0: a tie "
+          "counts)")
 
 
 @dataclass
@@ -44,14 +45,15 @@ class Pass:
 
     records: np.ndarray
     positions: np.ndarray
-    body: np.ndarray  # bool
+    body: np.ndarray  # bool: a token a bare path prompt must bring back (the body, and the path's <|end_header|>
+    # where the checks score it: train.batches.WindowSet.header_ends)
     margin: np.ndarray  # float32: true logit - best other (<= 0: greedy may pick another token)
 
 
 @dataclass
 class PrecisionCheck:
     files: int
-    positions: int  # body positions compared (after <|end_header|>, <|end_file|> included)
+    positions: int  # positions compared: the body (<|end_file|> included) and each scored <|end_header|>
     fp32_wrong: dict[str, int]  # path -> body positions not strictly right in float32 (the model is not exact)
     fp32_min_margin: float | None
     variants: dict[str, dict] = field(default_factory=dict)  # name -> flips, min margin, first flipped positions
@@ -72,7 +74,8 @@ def teacher_forced(model, window_set, pad_id: int, batch_size: int, on_batch: Ca
     """Every scored target's margin under `model` (its own dtype), in a fixed order every pass shares."""
     parts = []
     for forced in iter_margins(model, window_set, pad_id, batch_size):
-        parts.append((forced.records, forced.positions, forced.body.numpy(), forced.margins.margin.numpy()))
+        body = (forced.body | forced.header_end).numpy()  # what a bare path must bring back, as the checks count
+        parts.append((forced.records, forced.positions, body, forced.margins.margin.numpy()))
         if on_batch:
             on_batch()
     if not parts:

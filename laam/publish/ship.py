@@ -142,8 +142,24 @@ def to_bfloat16(folder: Path) -> None:
 
 
 def not_exact(finished) -> list[str]:
-    """The files the audit did not get back byte for byte (and ended), from publish.finish's result."""
+    """The files the audit did not get back byte for byte (and ended) with laam's engine, from publish.finish's
+    result."""
     return [row["path"] for row in finished.audit.audit["files"] if not (row["verbatim"] and row["ended"])]
+
+
+def stock_problems(finished) -> list[str]:
+    """Each stock decoder the audit ran on DEST (proof.stock: transformers with custom_generate, laam not
+    importable) that failed a file or could not run, in one phrase each."""
+    problems = []
+    for decoder in finished.audit.audit.get("decoders") or []:
+        if decoder["decoder"] == "laam":
+            continue
+        if decoder.get("not_run"):
+            problems.append(f"{decoder['decoder']} did not run ({decoder['not_run']})")
+        elif decoder["failed"]:
+            problems.append(f"{decoder['decoder']} gave back {decoder['exact']} of {decoder['files']} files "
+                            f"(first not exact: {decoder['failed'][0]})")
+    return problems
 
 
 def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: str = "auto", force: bool = False,
@@ -182,6 +198,9 @@ def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: st
         if missing:
             raise LaamError(f"{len(missing)} of {len(corpus.files)} files did not come back byte-exact from it "
                             f"(first: {missing[0]})")
+        stock = stock_problems(finished)
+        if stock:
+            raise LaamError("a stock decoder does not give its files back: " + "; ".join(stock))
         size = folder_bytes(dest)
         if size >= max_bytes:
             raise over_limit(dest, size, max_bytes, "its files, reports included,")
@@ -189,7 +208,9 @@ def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: st
         record = {"source": {"folder": str(source), "files": fingerprints(source)},
                   "dtype": chosen, "asked": dtype, "reason": reason, "precision": check.to_dict(),
                   "exact": {"files": len(corpus.files), "audit_byte_exact": len(corpus.files) - len(missing),
-                            "roundtrip_verified": trip["verified"]},
+                            "roundtrip_verified": trip["verified"],
+                            "decoders": [{k: d.get(k) for k in ("decoder", "files", "exact", "selection")}
+                                         for d in finished.audit.audit.get("decoders") or []]},
                   "bytes": {"without_this_file": size, "limit": max_bytes, "largest": largest_files(dest)},
                   "seconds": round(time.perf_counter() - began, 1)}
         record[BINDING_KEY] = report_binding(dest, dtype=chosen)

@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from laam.cli import app
-from laam.data.records import END_FILE
+from laam.data.records import END_FILE, prefix_paths
 from laam.data.tokenizer import encode_records, load_tokenizer
 from laam.errors import LaamError
 from laam.model.binding import binding_problems
@@ -43,13 +43,25 @@ def test_the_shipped_folder_is_bound_to_its_own_weights_and_says_its_size(shippe
         assert binding_problems(report, dest) == []
     files = len(tiny_corpus.files)
     assert audit["summary"]["verbatim_files"] == files and compression["roundtrip"]["verified"] == files
+    decoders = record["exact"].pop("decoders")
     assert record["exact"] == {"files": files, "audit_byte_exact": files, "roundtrip_verified": files}
+    # the audit ran stock transformers on DEST too (proof.stock), and it gave back every file it was given
+    stock = next(d for d in decoders if d["decoder"] == "transformers")
+    assert stock["exact"] == stock["files"] > 0
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     assert f"{size:,} bytes (limit 25,000,000)" in output and f"{files} of {files} files byte-exact" in output
     assert record["bytes"]["without_this_file"] == size - (dest / SHIP_FILE).stat().st_size
     assert record["bytes"]["limit"] == 25_000_000 and next(iter(record["bytes"]["largest"])) == "model.safetensors"
     card = (dest / "README.md").read_text()
-    assert "| files audited | 12 |" in card and "Not quoted" not in card
+    assert "| files audited | 12 |" in card
+    # the audit and compression are about DEST's weights and quoted; laam.json's training result was measured on
+    # the source's float32 weights, so the card quotes it only when they shipped unchanged
+    not_quoted = [line for line in card.splitlines() if "Not quoted" in line]
+    if record["dtype"] == "float32":
+        assert not_quoted == []
+    else:
+        assert len(not_quoted) == 1 and "the training result's status" in not_quoted[0]
+        assert "model.safetensors changed" in not_quoted[0]
 
 
 def test_the_dtype_decision_is_recorded_with_its_evidence(shipped, tiny_model_dir, tiny_corpus):
@@ -60,7 +72,10 @@ def test_the_dtype_decision_is_recorded_with_its_evidence(shipped, tiny_model_di
     precision = record["precision"]
     tokenizer = load_tokenizer(tiny_model_dir)
     bodies = encode_records(tokenizer, [f.text + END_FILE for f in tiny_corpus.files])
-    assert precision["positions_compared"] == sum(map(len, bodies)) and precision["files"] == len(bodies)
+    paths = [f.path for f in tiny_corpus.files]
+    scored_header_ends = len(set(paths) - prefix_paths(paths))  # a path no other path extends: its <|end_header|>
+    assert precision["positions_compared"] == sum(map(len, bodies)) + scored_header_ends
+    assert precision["files"] == len(bodies)
     assert precision["fp32_wrong"] == {} and set(precision["variants"]) == {BF16_WEIGHTS, BF16}
     flipped = sum(v["flips"] for v in precision["variants"].values())
     assert record["dtype"] == ("bfloat16" if flipped == 0 else "float32")
@@ -192,6 +207,24 @@ def test_a_file_the_audit_of_dest_does_not_get_back_removes_dest(tiny_model_dir,
                                         r"linux/lib/ctype.c\)"):
         ship_model(tiny_model_dir, dest, progress=False)
     assert not dest.exists()
+
+
+def test_a_stock_decoder_that_misses_a_file_removes_dest(tiny_model_dir, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from laam.publish import finish
+
+    def stock_off(model_dir, *args, **kwargs):
+        rows = [{"path": "linux/lib/errno.c", "verbatim": True, "ended": True}]
+        decoders = [{"decoder": "laam", "files": 1, "exact": 1, "failed": []},
+                    {"decoder": "transformers", "files": 1, "exact": 0, "failed": ["linux/lib/errno.c"]}]
+        return finish.Finished({"roundtrip": {"files": 12, "verified": 12}},
+                               SimpleNamespace(audit={"files": rows, "decoders": decoders}), None)
+
+    monkeypatch.setattr(finish, "finish_model", stock_off)
+    with pytest.raises(LaamError, match=r"transformers gave back 0 of 1 files \(first not exact: linux/lib/errno.c\)"):
+        ship_model(tiny_model_dir, tmp_path / "dest", progress=False)
+    assert not (tmp_path / "dest").exists()
 
 
 def test_the_run_s_training_metrics_and_curve_travel_with_the_model(tiny_model_dir, tmp_path):
