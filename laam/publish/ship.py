@@ -66,8 +66,9 @@ def choose_dtype(check, asked: str) -> tuple[str, str]:
         return "float32", "--dtype float32 was asked for (bfloat16 not measured)"
     flipped = {name: v["flips"] for name, v in check.variants.items() if v["flips"]}
     if check.bf16_safe:
-        return "bfloat16", (f"no flip in bfloat16: all {check.positions:,} body positions of {check.files} files give "
-                            "float32's token, with bf16 weights in float32 and in bfloat16 arithmetic")
+        return "bfloat16", (f"no flip in bfloat16: all {check.positions:,} checked positions (bodies and path ends) "
+                            f"of {check.files} files give float32's token, with bf16 weights in float32 and in "
+                            "bfloat16 arithmetic")
     flips = "; ".join(f"{name}: {n} positions flip" for name, n in flipped.items()) or "not measured"
     if asked == "bfloat16":
         raise LaamError(f"--dtype bfloat16 refused: {flips} (the model would not give back every file); use --dtype "
