@@ -281,3 +281,30 @@ def test_bfloat16_only_without_flips():
     with pytest.raises(LaamError, match="--dtype bfloat16 refused"):
         choose_dtype(check(2), "bfloat16")
     assert choose_dtype(PrecisionCheck(3, 100, {}, 1.0), "auto")[0] == "float32"  # not measured: not bf16
+
+
+@pytest.mark.slow  # a second whole ship (tens of seconds); the decision rule itself is tested above
+def test_a_model_whose_tokens_flip_in_bfloat16_ships_in_float32(tiny_model_dir, tmp_path, monkeypatch):
+    """bf16-rounded weights made to flip tokens (noise on the LM head): the weights ship unchanged in float32, and
+    the flips are the recorded reason."""
+    from laam.proof import precision
+
+    exact_rounding = precision.rounded_to_bf16
+
+    def rounded_with_noise(model):
+        twin = exact_rounding(model)
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            twin.lm_head.weight += 0.5 * torch.randn(twin.lm_head.weight.shape, generator=generator)
+        return twin
+
+    monkeypatch.setattr(precision, "rounded_to_bf16", rounded_with_noise)
+    dest = tmp_path / "dest"
+    result = ship_model(tiny_model_dir, dest, progress=False, threads=1)
+    record = json.loads((dest / SHIP_FILE).read_text())
+    flipped = record["precision"]["variants"][BF16_WEIGHTS]
+    assert result.dtype == record["dtype"] == "float32" and flipped["flips"] > 0 and flipped["first_flips"]
+    assert f"{BF16_WEIGHTS}: {flipped['flips']} positions flip" in record["reason"]
+    assert (dest / "model.safetensors").read_bytes() == (tiny_model_dir / "model.safetensors").read_bytes()
+    assert json.loads((dest / "config.json").read_text())["dtype"] == "float32"
+    assert "Not quoted" not in (dest / "README.md").read_text()  # the training figures are about these weights
