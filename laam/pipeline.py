@@ -19,7 +19,8 @@ from laam.errors import Interrupted, LaamError
 from laam.io import seal_fault
 from laam.model.config import ModelConfig
 from laam.model.presets import recipe
-from laam.progress import console, phases
+from laam.progress import console
+from laam.publish.finish import finish_model
 from laam.train.checkpoint import checkpoints
 from laam.train.config import TrainConfig
 from laam.train.run_folder import RunFolder, check_run_folder
@@ -142,30 +143,12 @@ def run(preset: str | None = "demo", config_file: Path | None = None, source: st
         mirror: str = DEFAULT_MIRROR, cache: Path | None = None, out: Path | None = None, resume: bool = False,
         overwrite: bool = False, threads: int | None = None, compress: bool = True, audit: bool = True,
         progress: bool = True, start_fresh: bool = False) -> PipelineResult:
-    """The whole pipeline of a preset: train until memorized, then code the corpus under the model
-    (compression.json), audit it (audit.json, report.html) and write its model card."""
+    """The whole pipeline of a preset: train until memorized, then what follows training (publish.finish): code
+    the corpus under the model (compression.json), audit it (audit.json, report.html) and write its model card."""
     started = time.perf_counter()
     cache = Path(cache or default_cache())
     model_dir = train_recipe(preset, config_file, source, mirror, cache, out=out, resume=resume, overwrite=overwrite,
                              progress=progress, train_overrides={"threads": threads} if threads else None,
                              start_fresh=start_fresh)
-    compression = audited = card = None
-    if compress:
-        import torch
-
-        from laam.proof.compress.run import compress_corpus
-
-        torch.set_num_threads(1)  # the compressor's default: reproducible and fastest for small models
-        compression = compress_corpus(model_dir, model_dir / "corpus.laamz", cache=cache, quiet=not progress)
-        trip = compression.get("roundtrip") or {}
-        if trip.get("verified") != trip.get("files"):  # stop before a card could be written on a failed round trip
-            raise LaamError(f"the round trip failed: decoding gave back {trip.get('verified')} of {trip.get('files')} "
-                            f"files byte-exact (see {compression['report_path']}); no audit or card was written")
-    if audit:
-        from laam.proof.audit import audit_model
-        from laam.publish.card import write_card
-
-        with phases(progress, console) as start:
-            audited = audit_model(model_dir, cache=cache, threads=threads, progress=start)
-        card = write_card(model_dir, cache=cache, progress=progress)
-    return PipelineResult(model_dir, compression, audited, card, time.perf_counter() - started)
+    finished = finish_model(model_dir, cache, threads, compress, audit, progress)
+    return PipelineResult(model_dir, finished.compression, finished.audit, finished.card, time.perf_counter() - started)

@@ -14,7 +14,7 @@ from laam.errors import Interrupted, LaamError
 from laam.progress import console
 
 # in pipeline order, which is the order `laam --help` lists them in
-COMMAND_MODULES = ("corpus", "tokenizer", "train", "run", "generate", "audit", "compress", "publish")
+COMMAND_MODULES = ("corpus", "tokenizer", "train", "run", "generate", "audit", "compress", "publish", "ship")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"laam.cli.{_name}")
 

@@ -32,6 +32,9 @@ class ModelInfo:
     # path -> encoding of every training file that is not UTF-8 (read as Latin-1): how a decoder writes its bytes
     # without the corpus (None: a laam.json written before it was recorded)
     encodings: dict[str, str] | None = None
+    # the weights' dtype as shipped and how it was chosen (`laam ship`; the evidence is in ship.json); None: the
+    # float32 weights training saved
+    weights: dict | None = None
 
     def encoding(self, path: str) -> str | None:
         """The encoding a regenerated file's text is written in ("utf-8" unless recorded; None: not recorded)."""

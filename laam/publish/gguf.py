@@ -102,7 +102,7 @@ def _weight(data: np.ndarray, dtype: str):
 def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> GgufResult:
     """Write `folder`'s model and tokenizer as one GGUF file (default: FOLDER/NAME.gguf), and regenerate_gguf.py
     beside it."""
-    from safetensors.numpy import load_file
+    from safetensors.torch import load_file
 
     from laam.model.info import INFO_FILE, read_model_info
     from laam.publish.facts import model_name
@@ -119,7 +119,8 @@ def export_gguf(folder: Path, out: Path | None = None, dtype: str = "f32") -> Gg
         raise LaamError(f"model type {config.get('model_type')!r}: the GGUF export handles Llama models only")
     weights: dict[str, np.ndarray] = {}
     for path in sorted(folder.glob("*.safetensors")):
-        weights.update(load_file(str(path)))
+        # read through torch, as float32: numpy has no bfloat16, the dtype `laam ship` may give the weights
+        weights.update({name: t.float().numpy() for name, t in load_file(str(path)).items()})
     if not weights:
         raise LaamError(f"no *.safetensors weights in {folder}")
     tokenizer_json = json.loads((folder / "tokenizer.json").read_text())

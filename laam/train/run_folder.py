@@ -37,8 +37,8 @@ def _is_run(out: Path) -> bool:
     return (out / MARKER).is_file()
 
 
-def _protected(out: Path) -> str | None:
-    """Why `--overwrite` must never delete `out`, if it must not."""
+def protected(out: Path) -> str | None:
+    """Why `--overwrite` (and `laam ship --force`) must never delete `out`, if it must not."""
     here, home = Path.cwd().resolve(), Path.home().resolve()
     resolved = out.resolve()
     if resolved == here:
@@ -92,7 +92,7 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool, start_fresh: bool
                         "choose another --out")
     filled = out.is_dir() and any(p.name != LOCK for p in out.iterdir())
     if overwrite and filled:
-        why = _protected(out) or (None if _is_run(out) else f"it is not a LaaM run folder (no {MARKER})")
+        why = protected(out) or (None if _is_run(out) else f"it is not a LaaM run folder (no {MARKER})")
         if why:
             raise LaamError(f"--overwrite refuses to delete {out}: {why}; delete it yourself or choose another --out")
     elif resume and not resumable(out):
