@@ -310,9 +310,11 @@ def margin_section(audit: dict) -> str:
                f"teacher forcing, {seq['differs']} differ, {seq['diverged earlier']} diverged earlier."
                if m["low_listed"] else "")
     return "\n\n".join(part for part in [
-        f"### Margin certificate\n\nFor each of the {m['body_tokens']:,} body tokens, the gap between the true "
-        "token's logit and the best other one (fp32, with the context greedy regeneration gives it; negative: the "
-        f"model picks another token). Smallest: **{m['min_margin']:.3f}** (`{at['path']}` line {at.get('line', '?')}: "
+        f"### Margin certificate\n\nFor each of the {m['body_tokens']:,} tokens a bare path must bring back (every "
+        "body token, and the `<|end_header|>` that ends the path wherever no other path extends it), the gap "
+        "between the true token's logit and the best other one (fp32, with the context greedy regeneration gives "
+        f"it; negative: the model picks another token). Smallest: **{m['min_margin']:.3f}** (`{at['path']}` line "
+        f"{at.get('line', '?')}: "
         f"{code(repr(at['true']))} over {code(repr(at['rival']))}); {m['wrong_tokens']:,} wrong; "
         f"{m['under_threshold']:,} under the safety threshold {m['threshold']:g}{why}.{checked}",
         table(("file", "smallest margin", "tokens under threshold"),
