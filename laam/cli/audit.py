@@ -192,6 +192,7 @@ def print_summary(audit: dict) -> None:
     if lm:
         out.print(f"lm-extraction-benchmark setting: {lm['exact']:,} of {lm['examples']:,} 50-token suffixes exact "
                   f"(recall {lm['recall']:.3f}; at 100 wrong guesses {lm['recall_at_100_errors']:.3f})")
+    print_decoders(audit)
     margin = audit.get("margin")
     if margin:
         out.print(margin_line(margin))
@@ -200,6 +201,15 @@ def print_summary(audit: dict) -> None:
         out.print("sampling certificate: expected files sampled verbatim from their path: " + "; ".join(
             f"{g['expected_verbatim_files']:.2f} of {s['files']} at {g['description']}"
             for g in chances["settings"].values()))
+
+
+def print_decoders(audit: dict) -> None:
+    """One line per decoder the audit ran (audit.json's `decoders`, proof.stock): laam's engine, stock transformers
+    and each GGUF, each from the bare path."""
+    from laam.proof.stock import decoder_line
+
+    for d in audit.get("decoders") or []:
+        out.print(f"decoder {decoder_line(d)}", markup=False, highlight=False, soft_wrap=True)  # paths as text
 
 
 def margin_line(m: dict) -> str:
