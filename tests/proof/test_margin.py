@@ -101,6 +101,10 @@ def test_a_model_that_cannot_end_a_path_has_no_certificate(tiny, tiny_corpus):
     try:
         certificate, per_file, m = margin_certificate(model, tokenizer, paths, ids, policy, limit=len(files))
         lowest = minimum_margin(model, tokenizer, [f.record for f in files], policy)
+        # named so that the first path is a prefix of the second's (as sound/Readme is of sound/Readme.linux): no
+        # decoder can be asked to end it, and the certificate does not score it
+        renamed = [paths[1], paths[1] + ".linux", *paths[2:]]
+        exempt = margin_certificate(model, tokenizer, renamed, ids, policy, limit=0)[0]
     finally:
         handle.remove()
     assert certificate["wrong_tokens"] == len(files) and certificate["min_margin"] < 0 and lowest < 0
@@ -112,3 +116,5 @@ def test_a_model_that_cannot_end_a_path_has_no_certificate(tiny, tiny_corpus):
         if not r["correct"]:  # decoded again from the bare path: the model gives something else than the path's end
             assert r["true"] == END_HEADER and r["body_token"] == -1 and r["sequential"] == "agrees"
     assert special[PAD] not in m.target.tolist()
+    assert prefix_paths(renamed) == {renamed[0]}
+    assert (exempt["wrong_tokens"], exempt["body_tokens"]) == (len(files) - 1, certificate["body_tokens"] - 1)
