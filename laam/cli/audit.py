@@ -222,8 +222,7 @@ def margin_line(m: dict) -> str:
                f"{seq['diverged earlier']} diverged earlier" if m["low_listed"] else "")
     return (f"margin certificate: smallest margin {m['min_margin']:.3f} logits ({at['path']} token {at['position']}: "
             f"{at['true']!r} over {at['rival']!r}); {m['wrong_tokens']:,} of {m['body_tokens']:,} body tokens and "
-            "path ends wrong, "
-            f"{m['under_threshold']:,} under {m['threshold']:g}{checked}")
+            f"path ends wrong, {m['under_threshold']:,} under {m['threshold']:g}{checked}")
 
 
 def _pct(x):

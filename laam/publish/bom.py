@@ -18,7 +18,7 @@ from laam.data.licenses import NOASSERTION, combine, normalize
 from laam.errors import LaamError
 from laam.io import atomic_write_text, sha256_file
 from laam.model.folder import WEIGHTS_FILE
-from laam.publish.facts import CardConfig, Facts, audited_decoders, training_binding_note
+from laam.publish.facts import CardConfig, Facts, audited_decoders, quoted_training, training_binding_note
 
 MODEL_REF, DATASET_REF, MODEL_CARD_REF = "model", "dataset", "model-card"
 LIBRARIES = ("laam", "transformers", "tokenizers", "torch", "safetensors")
@@ -172,12 +172,11 @@ def model_card_object(facts: Facts) -> dict:
 def training_properties(facts: Facts) -> list[dict]:
     """laam.json's training verdict (status, share of checked tokens memorized, smallest margin) while it is about
     these files (publish.facts.training_binding_note); else one property saying why it is not quoted."""
+    t = quoted_training(facts)
+    quoted = [{"name": f"laam:training_{key}", "value": str(t[key])} for key in ("status", "memorized", "min_margin")
+              if t.get(key) is not None]
     note = training_binding_note(facts.training, facts.folder)
-    if note:
-        return [{"name": "laam:training_result", "value": f"not quoted: {note}"}]
-    t = facts.training
-    return [{"name": f"laam:training_{key}", "value": str(t[key])} for key in ("status", "memorized", "min_margin")
-            if t.get(key) is not None]
+    return quoted + ([{"name": "laam:training_result", "value": f"not quoted: {note}"}] if note else [])
 
 
 def regeneration_claim(facts: Facts) -> str:

@@ -2,9 +2,9 @@
 
 `gather_facts` collects what a run left behind (laam.json, config.json, the weights, the tokenizer, the
 corpus it names, and when present the training metrics, the audit and compression.json). An audit or
-compression report is quoted only when its binding (model.binding) matches the folder as it is now; one found
-but not matching is named in `report_notes` instead. Nothing here renders; publish.card, publish.openness and
-publish.bom turn the facts into documents.
+compression report, and laam.json's training verdict, are quoted only when their binding (model.binding) matches
+the folder as it is now; one found but not matching is named in `report_notes` instead. Nothing here renders;
+publish.card, publish.openness and publish.bom turn the facts into documents.
 """
 
 from __future__ import annotations
@@ -368,6 +368,8 @@ def today() -> str:
     return date.today().isoformat()
 
 
+# laam.json's training result: the keys that are measurements of the weights it was trained into (the others say
+# how the run went: steps, configuration, command)
 TRAINING_VERDICT = ("status", "status_lowered", "memorized", "accuracy", "min_margin", "float32_confirmation",
                     "regeneration", "untrue_files")
 

@@ -102,7 +102,7 @@ def plan_training(plan: PushPlan, names: set[str]) -> None:
     replaced since training) it is not quoted: one line says so, and a card or BOM that quotes its verdict (written
     before the change) stops the upload."""
     folder = plan.folder
-    note = training_binding_note(read_info_json(folder).get("training") or {}, folder)
+    note = training_binding_note(_read_info_json(folder).get("training") or {}, folder)
     if note is None:
         return
     plan.warnings.append(f"not quoted: {note}")
@@ -112,7 +112,7 @@ def plan_training(plan: PushPlan, names: set[str]) -> None:
                       f"--model {folder}`" for name in quoting]
 
 
-def read_info_json(folder: Path) -> dict:
+def _read_info_json(folder: Path) -> dict:
     try:
         info = json.loads((folder / "laam.json").read_text())
     except (OSError, ValueError):
