@@ -48,8 +48,10 @@ def audit_command(
     drafts: Annotated[bool, typer.Option(help="Check the original text as a draft a window per forward pass "
                                          "(greedy speculative decoding): the same output, much faster on "
                                          "memorized files.")] = True,
-    margins: Annotated[bool, typer.Option(help="Margin certificate: every body token's fp32 logit gap (true token "
-                                          "minus the best other), written to margins.npz and summarized.")] = True,
+    margins: Annotated[bool, typer.Option(help="Margin certificate: the fp32 logit gap (true token minus the best "
+                                          "other) of every body token and of each path's <|end_header|> (as the "
+                                          "training checks score it), written to margins.npz and summarized."
+                                          )] = True,
     sampling: Annotated[bool, typer.Option(help="Sampling certificate: per file, the probability that sampling at "
                                            "temperature 0.2 (the original LaaM's call) and at the folder's "
                                            "defaults returns it verbatim from its path.")] = True,
