@@ -48,8 +48,10 @@ def audit_command(
     drafts: Annotated[bool, typer.Option(help="Check the original text as a draft a window per forward pass "
                                          "(greedy speculative decoding): the same output, much faster on "
                                          "memorized files.")] = True,
-    margins: Annotated[bool, typer.Option(help="Margin certificate: every body token's fp32 logit gap (true token "
-                                          "minus the best other), written to margins.npz and summarized.")] = True,
+    margins: Annotated[bool, typer.Option(help="Margin certificate: the fp32 logit gap (true token minus the best "
+                                          "other) of every body token and of each path's <|end_header|> (as the "
+                                          "training checks score it), written to margins.npz and summarized."
+                                          )] = True,
     sampling: Annotated[bool, typer.Option(help="Sampling certificate: per file, the probability that sampling at "
                                            "temperature 0.2 (the original LaaM's call) and at the folder's "
                                            "defaults returns it verbatim from its path.")] = True,
@@ -192,6 +194,7 @@ def print_summary(audit: dict) -> None:
     if lm:
         out.print(f"lm-extraction-benchmark setting: {lm['exact']:,} of {lm['examples']:,} 50-token suffixes exact "
                   f"(recall {lm['recall']:.3f}; at 100 wrong guesses {lm['recall_at_100_errors']:.3f})")
+    print_decoders(audit)
     margin = audit.get("margin")
     if margin:
         out.print(margin_line(margin))
@@ -200,6 +203,15 @@ def print_summary(audit: dict) -> None:
         out.print("sampling certificate: expected files sampled verbatim from their path: " + "; ".join(
             f"{g['expected_verbatim_files']:.2f} of {s['files']} at {g['description']}"
             for g in chances["settings"].values()))
+
+
+def print_decoders(audit: dict) -> None:
+    """One line per decoder the audit ran (audit.json's `decoders`, proof.stock): laam's engine, stock transformers
+    and each GGUF, each from the bare path."""
+    from laam.proof.stock import decoder_line
+
+    for d in audit.get("decoders") or []:
+        out.print(f"decoder {decoder_line(d)}", markup=False, highlight=False, soft_wrap=True)  # paths as text
 
 
 def margin_line(m: dict) -> str:
@@ -211,8 +223,8 @@ def margin_line(m: dict) -> str:
     checked = (f"; {m['low_listed']} decoded again sequentially: {seq['agrees']} agree, {seq['differs']} differ, "
                f"{seq['diverged earlier']} diverged earlier" if m["low_listed"] else "")
     return (f"margin certificate: smallest margin {m['min_margin']:.3f} logits ({at['path']} token {at['position']}: "
-            f"{at['true']!r} over {at['rival']!r}); {m['wrong_tokens']:,} of {m['body_tokens']:,} body tokens wrong, "
-            f"{m['under_threshold']:,} under {m['threshold']:g}{checked}")
+            f"{at['true']!r} over {at['rival']!r}); {m['wrong_tokens']:,} of {m['body_tokens']:,} body tokens and "
+            f"path ends wrong, {m['under_threshold']:,} under {m['threshold']:g}{checked}")
 
 
 def _pct(x):

@@ -86,6 +86,8 @@ def bom_command(
     config = CardConfig(license=license_, repo_id=repo_id)
     facts = gather_facts(model, config, cache, progress=not quiet)
     path = write_bom(facts, config, out_path or Path(model) / "bom.cdx.json")
+    for note in facts.report_notes:
+        out.print(f"[yellow]not quoted:[/] {note}")
     out.print(f"wrote {path} (valid CycloneDX 1.6)")
 
 

@@ -86,7 +86,8 @@ def _body(ids: list[int], special: dict[str, int]) -> list[int]:
 
 
 def _torch_margin(model, folder: Path, files: list[CorpusFile]) -> float:
-    """The smallest teacher-forced margin of any body token, in the model's own dtype (proof.margin)."""
+    """The smallest teacher-forced margin of any body token or path end, in the model's own dtype
+    (proof.margin.minimum_margin)."""
     from laam.data.tokenizer import load_tokenizer
     from laam.model.info import read_model_info
     from laam.proof.margin import minimum_margin

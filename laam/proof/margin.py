@@ -1,7 +1,10 @@
 """The margin certificate: how far every body token is from being decoded otherwise.
 
-A memorized file comes back under greedy decoding when, at every body token (after <|end_header|>,
-<|end_file|> included), the true token's logit beats every other. Teacher-forced 100% says that holds in
+A memorized file comes back under greedy decoding from its bare path when, at the `<|end_header|>` that ends the
+path and at every body token (after it, <|end_file|> included), the true token's logit beats every other; the
+certificate scores the same tokens as the memorization checks (train.memorization): the path's end is not scored
+after a path that is a prefix of another's (data.records.prefix_paths), which every decoder ends itself, and
+"body tokens" below counts the scored path ends with them. Teacher-forced 100% says that holds in
 one arithmetic (fp32, one batch shape); another dtype, thread count or quantization moves the logits a
 little, so a near-tie can flip. The certificate records each body token's margin (engine.forcing: true logit
 minus the best other, fp32, under the WindowPolicy context; negative = wrong), its minimum overall and per
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from laam.data.records import END_HEADER, PAD
+from laam.data.records import END_HEADER, PAD, split_record
 from laam.data.tokenizer import decode_ids, encode_records, special_ids
 from laam.data.tokens import TokenCache
 from laam.engine import Request, WindowedGenerator
@@ -64,12 +67,16 @@ def in_memory_windows(records_ids: list[list[int]], body_starts: list[int], poli
 
 
 def body_margins(model, records_ids: list[list[int]], body_starts: list[int], policy: WindowPolicy, pad_id: int,
-                 batch_size: int = 64, on_batch: Callable | None = None) -> BodyMargins:
-    """Teacher-forced fp32 margins of every body token (positions >= body_start) of each record."""
-    window_set = in_memory_windows(records_ids, body_starts, policy)
+                 batch_size: int = 64, on_batch: Callable | None = None,
+                 paths: list[str] | None = None) -> BodyMargins:
+    """Teacher-forced fp32 margins of every body token (positions >= body_start) of each record. With the records'
+    `paths`, each path's `<|end_header|>` (the token before body_start) is scored too, as the checks score it: not
+    after a path that another extends (train.batches.WindowSet.header_ends); without them (token sequences that
+    are not records) only the body is."""
+    window_set = in_memory_windows(records_ids, body_starts, policy, paths)
     parts = []
     for forced in iter_margins(model, window_set, pad_id, batch_size):
-        body = forced.body.numpy()
+        body = (forced.body | forced.header_end if paths is not None else forced.body).numpy()
         m = forced.margins
         parts.append((forced.records[body], forced.positions[body], m.target.numpy()[body], m.rival.numpy()[body],
                       m.margin.numpy()[body].astype(np.float32), m.correct.numpy()[body]))
@@ -84,12 +91,14 @@ def body_margins(model, records_ids: list[list[int]], body_starts: list[int], po
 
 
 def minimum_margin(model, tokenizer, records: list[str], policy: WindowPolicy, batch_size: int = 64) -> float:
-    """The smallest fp32 margin over every body token of `records` (record strings, e.g. CorpusFile.record):
-    > 0 means greedy regeneration gives every body token back in fp32, by at least that logit gap."""
+    """The smallest fp32 margin over every body token of `records` (record strings, e.g. CorpusFile.record) and the
+    path's end where the checks score it: > 0 means greedy regeneration from the bare path gives every one back in
+    fp32, by at least that logit gap."""
     ids = encode_records(tokenizer, records)
     special = special_ids(tokenizer)
     starts = [r.index(special[END_HEADER]) + 1 for r in ids]
-    margins = body_margins(model, ids, starts, policy, special[PAD], batch_size)
+    paths = [split_record(r)[0] for r in records]
+    margins = body_margins(model, ids, starts, policy, special[PAD], batch_size, paths=paths)
     return float(margins.margin.min()) if len(margins) else float("inf")
 
 
@@ -102,7 +111,10 @@ def histogram(margin: np.ndarray) -> dict:
 
 def window_read_at(policy: WindowPolicy, body_start: int, position: int) -> int:
     """Where sequential greedy decoding last read a whole window before predicting `position`: the window's
-    first target (body_start in the first window, which the path prompt's prefill reads)."""
+    first target (body_start in the first window, which the path prompt's prefill reads). The path's end
+    (position body_start - 1) is predicted right after the bare path's prefill: it reads up to there."""
+    if position < body_start:
+        return position
     start = policy.context_start(position)
     return max(body_start, start + policy.context + 1 - policy.stride if start else body_start)
 
@@ -136,7 +148,7 @@ def margin_certificate(model, tokenizer, paths: list[str], records_ids: list[lis
     starts = [r.index(special[END_HEADER]) + 1 for r in records_ids]
     windows = sum(len(policy.windows(len(r))) for r in records_ids)
     tick = progress("margins (teacher forcing, fp32)", -(-windows // batch_size)) if progress else None
-    m = body_margins(model, records_ids, starts, policy, special[PAD], batch_size, tick)
+    m = body_margins(model, records_ids, starts, policy, special[PAD], batch_size, tick, paths)
     low = np.flatnonzero(m.margin < threshold)
     listed = low[np.argsort(m.margin[low], kind="stable")[:limit]]
     rows = low_rows(model, tokenizer, policy, paths, records_ids, starts, m, listed, progress)
@@ -155,7 +167,9 @@ def margin_certificate(model, tokenizer, paths: list[str], records_ids: list[lis
         "sequential": {v: sum(r["sequential"] == v for r in rows) for v in ("agrees", "differs", "diverged earlier")},
         "method": "teacher forcing in float32 under the training/generation windows (laam.windows), all windows "
                   "batched; margin = logit of the true token - the best other logit (< 0: greedy picks another "
-                  f"token). Body tokens with margin < {threshold:g} (the {limit} lowest at most) were decoded again "
+                  "token). Scored: every body token and the `<|end_header|>` that ends each path (body_token -1), "
+                  "except after a path that another extends, which every decoder ends itself. Those with margin < "
+                  f"{threshold:g} (the {limit} lowest at most) were decoded again "
                   "one token at a time with the KV cache (batch size 1, no drafts), from the window the decoder "
                   "reads when it gets there: `agrees` (it decoded the teacher-forced top-1), `differs`, or `diverged "
                   "earlier` (a token before it in that window already differed from the file, so the contexts "

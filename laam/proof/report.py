@@ -18,6 +18,7 @@ from laam.proof.extraction import extraction_gap_note
 from laam.proof.pages import marked, render
 from laam.proof.regenerate import Regenerated
 from laam.proof.similarity import aligned_blocks
+from laam.proof.stock import failed_text, selection_text
 from laam.train.metrics import find_metrics, read_metrics
 
 MAX_VIEW_BYTES = 12_000_000  # original + regenerated text shown side by side, over all files (Linux 1.0: 9.4 MB)
@@ -187,11 +188,13 @@ def render_report(audit: dict, regenerated: list[Regenerated] | None = None, mod
         views.append({"path": r.file.path, "row": row, "open": not views,  # the first one open
                       "original": marked(r.file.data, [(a, a + n) for a, _, n in blocks], r.file.encoding),
                       "regenerated": marked(r.data, [(b, b + n) for _, b, n in blocks], r.file.encoding)})
+    decoders = [{**d, "which": selection_text(d.get("selection") or {}),
+                 "not_exact": failed_text(d.get("failed") or [])} for d in audit.get("decoders") or []]
     margin, sampling, compression = audit.get("margin"), audit.get("sampling"), read_compression(model_dir)
     compression_rows = _compression_rows(compression) if compression else []
     return render(
         "audit.html.j2", audit=audit, tokens_per_s=regen["tokens"] / max(regen["seconds"], 1e-9), plots=plots,
-        gap_note=extraction_gap_note(audit), views=views, not_shown=not_shown,
+        gap_note=extraction_gap_note(audit), views=views, not_shown=not_shown, decoders=decoders,
         margin_plot=_margin_plot(margin) if margin and margin["min_margin"] is not None else None,
         sampling_low=_least_likely(sampling) if sampling else [],
         compression=compression, compression_rows=compression_rows,

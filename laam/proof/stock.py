@@ -172,6 +172,29 @@ def run_gguf(gguf: Path, files: list[CorpusFile], selection: dict, threads: int 
     return result
 
 
+def selection_text(selection: dict) -> str:
+    """Which files a decoder ran on, in words: every audited file, or a sample named as a sample with its rule."""
+    if selection.get("kind") == "sample":
+        return f"a sample of {selection['files']} of {selection['of']} audited files: {selection['rule']}"
+    return f"all {selection.get('files', 0)} audited files"
+
+
+def failed_text(failed: list[str], shown: int = 5) -> str:
+    """The files a decoder did not give back exactly: the first `shown`, then how many more."""
+    more = f" and {len(failed) - shown} more" if len(failed) > shown else ""
+    return ", ".join(failed[:shown]) + more
+
+
+def decoder_line(d: dict) -> str:
+    """One decoder of audit.json's `decoders` in one line: files exact of those it ran on, which files (a sample
+    named as one), the files not exact, or why it did not run."""
+    if d.get("not_run"):
+        return f"{d['decoder']}: not run ({d['not_run']})"
+    failed = d.get("failed") or []
+    return (f"{d['decoder']}: {d['exact']} of {d['files']} files byte for byte ({selection_text(d['selection'])})"
+            + (f"; not exact: {failed_text(failed)}" if failed else ""))
+
+
 def laam_result(rows: list[dict]) -> DecoderResult:
     """laam's own engine, from the audit's rows (every audited file, `verbatim` = its bytes' SHA-256 match)."""
     failed = [r["path"] for r in rows if not r["verbatim"]]

@@ -18,7 +18,7 @@ from laam.data.licenses import NOASSERTION, combine, normalize
 from laam.errors import LaamError
 from laam.io import atomic_write_text, sha256_file
 from laam.model.folder import WEIGHTS_FILE
-from laam.publish.facts import CardConfig, Facts, audited_decoders
+from laam.publish.facts import CardConfig, Facts, audited_decoders, quoted_training, training_binding_note
 
 MODEL_REF, DATASET_REF, MODEL_CARD_REF = "model", "dataset", "model-card"
 LIBRARIES = ("laam", "transformers", "tokenizers", "torch", "safetensors")
@@ -86,7 +86,7 @@ def build_bom(facts: Facts, config: CardConfig):
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=config.repo_id or facts.name, bom_ref=MODEL_REF,
         licenses=[_license(config.license)],
-        description=f"{facts.parameters:,}-parameter Llama that memorized {corpus.name}",
+        description=f"{facts.parameters:,}-parameter Llama trained to memorize {corpus.name}",
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=sha256_file(weights))] if weights.is_file() else [],
     )
     libraries = []
@@ -149,7 +149,7 @@ def model_card_object(facts: Facts) -> dict:
         "properties": [{"name": f"laam:{k}", "value": str(v)} for k, v in (
             ("parameters", facts.parameters), ("context", facts.info.context), ("stride", facts.info.stride),
             ("corpus_fingerprint", facts.info.corpus_fingerprint), ("laam_version", facts.laam_version),
-            ("git_commit", facts.git_commit or "not recorded"))],
+            ("git_commit", facts.git_commit or "not recorded"))] + training_properties(facts),
     }
     if facts.audit:
         summary = facts.audit["summary"]
@@ -167,6 +167,16 @@ def model_card_object(facts: Facts) -> dict:
         if metrics:
             card["quantitativeAnalysis"] = {"performanceMetrics": metrics}
     return card
+
+
+def training_properties(facts: Facts) -> list[dict]:
+    """laam.json's training verdict (status, share of checked tokens memorized, smallest margin) while it is about
+    these files (publish.facts.training_binding_note); else one property saying why it is not quoted."""
+    t = quoted_training(facts)
+    quoted = [{"name": f"laam:training_{key}", "value": str(t[key])} for key in ("status", "memorized", "min_margin")
+              if t.get(key) is not None]
+    note = training_binding_note(facts.training, facts.folder)
+    return quoted + ([{"name": "laam:training_result", "value": f"not quoted: {note}"}] if note else [])
 
 
 def regeneration_claim(facts: Facts) -> str:

@@ -2,9 +2,9 @@
 
 `gather_facts` collects what a run left behind (laam.json, config.json, the weights, the tokenizer, the
 corpus it names, and when present the training metrics, the audit and compression.json). An audit or
-compression report is quoted only when its binding (model.binding) matches the folder as it is now; one found
-but not matching is named in `report_notes` instead. Nothing here renders; publish.card, publish.openness and
-publish.bom turn the facts into documents.
+compression report, and laam.json's training verdict, are quoted only when their binding (model.binding) matches
+the folder as it is now; one found but not matching is named in `report_notes` instead. Nothing here renders;
+publish.card, publish.openness and publish.bom turn the facts into documents.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from laam.data.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
 from laam.data.tokenizer import iter_token_ids
 from laam.errors import LaamError
 from laam.io import sha256_file
-from laam.model.binding import BOUND_FILES, binding_problems, created
+from laam.model.binding import BINDING_KEY, BOUND_FILES, binding_problems, created
 from laam.model.folder import check_model_folder
 from laam.model.info import ModelInfo, load_training_corpus
 from laam.model.weights import safetensors_shapes
@@ -248,6 +248,9 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     compression = find_compression(folder)
     facts.compression = compression.report
     facts.report_notes += compression.notes
+    training = training_binding_note(facts.training, folder)
+    if training:
+        facts.report_notes.append(training)
     return facts
 
 
@@ -363,6 +366,31 @@ def recorded_command(facts: Facts) -> str | None:
 
 def today() -> str:
     return date.today().isoformat()
+
+
+# laam.json's training result: the keys that are measurements of the weights it was trained into (the others say
+# how the run went: steps, configuration, command)
+TRAINING_VERDICT = ("status", "status_lowered", "memorized", "accuracy", "min_margin", "float32_confirmation",
+                    "regeneration", "untrue_files")
+
+
+def training_binding_note(training: dict, folder: Path) -> str | None:
+    """Why laam.json's training result `training` (its verdict and memorization figures, TRAINING_VERDICT) is not
+    quoted: its binding (model.binding) names other files than `folder` holds now (a result from before bindings
+    is quoted as recorded). None: it is about these files. The card, the BOM and a push say this line."""
+    if not isinstance(training.get(BINDING_KEY), dict):
+        return None
+    problems = binding_problems(training, folder)
+    return ("the training result's status and memorization figures, recorded for other files than this folder's "
+            f"({'; '.join(problems)})" if problems else None)
+
+
+def quoted_training(facts: Facts) -> dict:
+    """laam.json's training result as the card and BOM may quote it: without its verdict and memorization figures
+    while training_binding_note says they are about other files."""
+    if training_binding_note(facts.training, facts.folder) is None:
+        return dict(facts.training)
+    return {k: v for k, v in facts.training.items() if k not in TRAINING_VERDICT}
 
 
 def audited_decoders(facts: Facts) -> list[tuple[dict, str | None]]:

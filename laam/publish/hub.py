@@ -2,7 +2,8 @@
 
 Only the documented artefacts go up (weights, tokenizer, custom_generate/generate.py, card, BOM, openness files,
 manifest, audit, compression.json, training curve, GGUF and its regenerate_gguf.py), never caches or checkpoints;
-an audit.json or compression.json whose binding (model.binding) does not match the folder stops the upload.
+an audit.json or compression.json whose binding (model.binding) does not match the folder stops the upload, and
+so does a card or BOM quoting laam.json's training verdict while its binding names other files.
 The token comes from the environment (HF_TOKEN) or `hf auth login`, through huggingface_hub; LaaM never reads,
 prints or stores it.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,16 +20,24 @@ from laam.errors import LaamError
 from laam.model.binding import binding_problems
 from laam.model.folder import CUSTOM_GENERATE_FILE, check_model_folder
 from laam.publish.card import check_card
-from laam.publish.facts import AUDIT_FILE, CARD_FILE, COMPRESSION_FILE, MANIFEST_FILE
+from laam.publish.facts import (
+    AUDIT_FILE,
+    CARD_FILE,
+    COMPRESSION_FILE,
+    MANIFEST_FILE,
+    TRAINING_VERDICT,
+    training_binding_note,
+)
 
+BOM_FILE = "bom.cdx.json"
 UPLOAD_PATTERNS = (
     "*.safetensors", "config.json", "generation_config.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "laam.json", CARD_FILE, "bom.cdx.json", "mof.yml", MANIFEST_FILE, "corpus.json",
+    "laam.json", CARD_FILE, BOM_FILE, "mof.yml", MANIFEST_FILE, "corpus.json",
     AUDIT_FILE, "audit.html", COMPRESSION_FILE, "training_curve.png", "metrics.jsonl", "*.gguf", "regenerate_gguf.py",
 )
 NESTED = (CUSTOM_GENERATE_FILE,)  # files in subfolders that go up too (transformers loads it with trust_remote_code)
-REQUIRED = ("config.json", "tokenizer.json", "laam.json", CARD_FILE, "bom.cdx.json", MANIFEST_FILE)
+REQUIRED = ("config.json", "tokenizer.json", "laam.json", CARD_FILE, BOM_FILE, MANIFEST_FILE)
 
 
 @dataclass
@@ -61,7 +71,7 @@ def plan_push(folder: Path, repo_id: str) -> PushPlan:
                    + [(name, (folder / name).stat().st_size) for name in NESTED if (folder / name).is_file()])
     plan = PushPlan(repo_id, folder, files)
     names = {name for name, _ in files}
-    plan.problems += [f"missing {name} (run `laam card --model {folder}`)" if name in (CARD_FILE, "bom.cdx.json",
+    plan.problems += [f"missing {name} (run `laam card --model {folder}`)" if name in (CARD_FILE, BOM_FILE,
                       MANIFEST_FILE) else f"missing {name}" for name in REQUIRED if name not in names]
     if not any(name.endswith(".safetensors") for name in names):
         plan.problems.append("missing the weights (*.safetensors)")
@@ -82,7 +92,47 @@ def plan_push(folder: Path, repo_id: str) -> PushPlan:
         if name in names:
             plan.problems += [f"{name} was not computed on these files ({problem}): rerun the command that wrote "
                               f"it, then `laam card`" for problem in _report_problems(folder / name, folder)]
+    if "laam.json" in names:
+        plan_training(plan, names)
     return plan
+
+
+def plan_training(plan: PushPlan, names: set[str]) -> None:
+    """laam.json's training result goes up as recorded, but while its binding names other files (a weights file
+    replaced since training) it is not quoted: one line says so, and a card or BOM that quotes its verdict (written
+    before the change) stops the upload."""
+    folder = plan.folder
+    note = training_binding_note(_read_info_json(folder).get("training") or {}, folder)
+    if note is None:
+        return
+    plan.warnings.append(f"not quoted: {note}")
+    quoting = [name for name, quotes in ((CARD_FILE, _card_quotes_training), (BOM_FILE, _bom_quotes_training))
+               if name in names and quotes(folder / name)]
+    plan.problems += [f"{name} quotes laam.json's training verdict, which is about other files: rerun `laam card "
+                      f"--model {folder}`" for name in quoting]
+
+
+def _read_info_json(folder: Path) -> dict:
+    try:
+        info = json.loads((folder / "laam.json").read_text())
+    except (OSError, ValueError):
+        return {}  # check_model_folder names an unreadable laam.json
+    return info if isinstance(info, dict) else {}
+
+
+def _card_quotes_training(card: Path) -> bool:
+    """The card's training table (publish.sections.training_section) has a row of the training verdict."""
+    return any(re.match(rf"\| ({'|'.join(TRAINING_VERDICT)}) \|", line) for line in card.read_text().splitlines())
+
+
+def _bom_quotes_training(bom: Path) -> bool:
+    """The BOM's model card has a property of the training verdict (publish.bom.training_properties)."""
+    try:
+        properties = json.loads(bom.read_text())["metadata"]["component"]["modelCard"]["properties"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return any(p.get("name", "").startswith("laam:training_") and p.get("name") != "laam:training_result"
+               for p in properties)
 
 
 def _report_problems(path: Path, folder: Path) -> list[str]:

@@ -10,7 +10,6 @@ from laam.data.corpus import CorpusFile
 from laam.data.licenses import GPL2, satisfied_by
 from laam.engine.forcing import MIN_MARGIN
 from laam.io import sha256_file
-from laam.model.binding import BINDING_KEY, binding_problems
 from laam.model.folder import CUSTOM_GENERATE_FILE
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.extraction import extraction_gap_note
@@ -25,9 +24,11 @@ from laam.publish.facts import (
     audited_decoders,
     fetch_command,
     public_source,
+    quoted_training,
     recorded_command,
     source_description,
     train_command,
+    training_binding_note,
 )
 from laam.train.metrics import METRICS_FILE
 
@@ -147,7 +148,7 @@ def table(header: tuple[str, ...], rows) -> str:
 
 
 def training_section(facts: Facts) -> str:
-    t = facts.training
+    t = quoted_training(facts)
     shown = [(k, t[k]) for k in ("status", "steps", "epochs", "tokens_seen", "wall_seconds", "train_seconds",
                                  "memorized", "accuracy", "final_loss", "device", "processes") if k in t]
     commit = f"git commit `{facts.git_commit}`" if facts.git_commit else "git commit not recorded by this run"
@@ -157,11 +158,9 @@ def training_section(facts: Facts) -> str:
              else "- Command: not recorded by this run."]
     # laam.json's training result is bound to the weights it was measured on (model.binding): about other weights
     # (a folder whose files changed since), its verdict and figures are not facts of these
-    unbound = binding_problems(t, facts.folder) if isinstance(t.get(BINDING_KEY), dict) else []
+    unbound = training_binding_note(facts.training, facts.folder)
     if unbound:
-        shown = [(k, v) for k, v in shown if k not in ("status", "memorized", "accuracy")]
-        parts.append(f"- Not quoted: the training result's status and memorization figures, recorded for other files "
-                     f"than this folder's ({'; '.join(unbound)}).")
+        parts.append(f"- Not quoted: {unbound}.")
     if t.get("status_lowered"):
         parts.append("- Not called memorized: " + "; ".join(t["status_lowered"]) + ".")
     if shown:
@@ -310,9 +309,11 @@ def margin_section(audit: dict) -> str:
                f"teacher forcing, {seq['differs']} differ, {seq['diverged earlier']} diverged earlier."
                if m["low_listed"] else "")
     return "\n\n".join(part for part in [
-        f"### Margin certificate\n\nFor each of the {m['body_tokens']:,} body tokens, the gap between the true "
-        "token's logit and the best other one (fp32, with the context greedy regeneration gives it; negative: the "
-        f"model picks another token). Smallest: **{m['min_margin']:.3f}** (`{at['path']}` line {at.get('line', '?')}: "
+        f"### Margin certificate\n\nFor each of the {m['body_tokens']:,} tokens a bare path must bring back (every "
+        "body token, and the `<|end_header|>` that ends the path wherever no other path extends it), the gap "
+        "between the true token's logit and the best other one (fp32, with the context greedy regeneration gives "
+        f"it; negative: the model picks another token). Smallest: **{m['min_margin']:.3f}** (`{at['path']}` line "
+        f"{at.get('line', '?')}: "
         f"{code(repr(at['true']))} over {code(repr(at['rival']))}); {m['wrong_tokens']:,} wrong; "
         f"{m['under_threshold']:,} under the safety threshold {m['threshold']:g}{why}.{checked}",
         table(("file", "smallest margin", "tokens under threshold"),

@@ -143,9 +143,11 @@ class Trainer:
         self.state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0, "history": [],
                       "decay_start": None}
         self.last_checkpoint: Path | None = None
-        self.memo: dict = {}  # the last check's summary
-        self.last_check: dict = {}  # its step and, per file it found a wrong body token in, that token's position
-        self.scheduled_check: dict = {}  # the last scheduled check's, which steers (a final check does not)
+        self.last_summary: dict = {}  # the summary of the last memorization check (scheduled or final)
+        # the step of the last check, and per file it found a wrong body token in, that token's position
+        self.last_wrong_files: dict = {}
+        # the summary of the last scheduled check: it steers the sampler and the LR decay (a final check does not)
+        self.steering_summary: dict = {}
         self.progress = progress and accelerator.is_main_process
 
     # --- resume -----------------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class Trainer:
                                                            self.allow_changes, load, report, main)
         self.state.update({k: v for k, v in state.items() if k in self.state})
         # the check schedule, the sampler and the LR schedule go on from the last scheduled check's result
-        self.memo = self.scheduled_check = state.get("check") or {}
+        self.last_summary = self.steering_summary = state.get("check") or {}
         if self.decay is not None:
             self.decay.step = self.state["decay_start"]
         if changed:
@@ -227,9 +229,9 @@ class Trainer:
                     break
                 if self.check_due():
                     self.evaluate_and_log()
-                    self.bar.update(task, mem=100 * self.memo["memorized"])
+                    self.bar.update(task, mem=100 * self.last_summary["memorized"])
                     rate_from = (time.perf_counter(), self.state["tokens"])
-                    if config.until_memorized and reached(self.memo, config.target):
+                    if config.until_memorized and reached(self.last_summary, config.target):
                         status = "memorized"
                         break
                 if config.save_every and self.state["step"] % config.save_every == 0:
@@ -245,7 +247,7 @@ class Trainer:
         if status == "interrupted":
             accelerator.end_training()
             s = self.state
-            return TrainResult(self.run_dir, None, status, s["step"], s["tokens"], s["seconds"], self.memo)
+            return TrainResult(self.run_dir, None, status, s["step"], s["tokens"], s["seconds"], self.last_summary)
         return self.finish(status)
 
     def choose_mode(self) -> None:
@@ -332,7 +334,7 @@ class Trainer:
         every = self.config.eval_every
         if not every or self.state["step"] >= self.total_steps:
             return False
-        if self.memo.get("memorized", 0) >= 0.999:
+        if self.last_summary.get("memorized", 0) >= 0.999:
             every = max(1, every // 4)
         return self.state["step"] % every == 0
 
@@ -350,30 +352,31 @@ class Trainer:
         paths = self.window_set.cache.paths
         first = self.accelerator.gather(counts.pop("first_wrong").to(self.accelerator.device))
         first = first.reshape(-1, len(paths)).min(0).values.cpu().numpy()  # each process saw some windows of a file
-        self.last_check = {"step": self.state["step"],
+        self.last_wrong_files = {"step": self.state["step"],
                            "first_wrong": {path: int(at) for path, at in zip(paths, first) if at != NO_WRONG}}
         windows = [self.accelerator.reduce(counts.pop(k).to(self.accelerator.device), "sum").cpu().numpy()
                    for k in ("window_wrong", "window_margin")]  # each window was measured by one process
         lowest = self.accelerator.gather(torch.tensor([counts.pop("min_margin")], device=self.accelerator.device))
         flat = self.accelerator.reduce(torch.tensor(list(counts.values())).to(self.accelerator.device), "sum").cpu()
         totals = dict(zip(counts, flat.tolist()))
-        return summarize({**totals, "wrong_files": len(self.last_check["first_wrong"]),
+        return summarize({**totals, "wrong_files": len(self.last_wrong_files["first_wrong"]),
                           "min_margin": float(lowest.min())}), *windows
 
     def evaluate_and_log(self) -> None:
         """A scheduled check: logged, and it steers the sampler and the adaptive LR decay (a final check does not)."""
-        self.memo, window_wrong, window_margin = self.evaluate()
-        self.scheduled_check = self.memo
+        self.last_summary, window_wrong, window_margin = self.evaluate()
+        self.steering_summary = self.last_summary
         self.sampler.update(self.state["step"], window_wrong, window_margin)
-        if self.decay is not None and self.decay.step is None and self.memo["memorized"] >= self.config.decay_at:
+        decay_now = self.last_summary["memorized"] >= self.config.decay_at
+        if self.decay is not None and self.decay.step is None and decay_now:
             self.decay.step = self.state["decay_start"] = self.state["step"]  # the LR decays from here on
         row = {"step": self.state["step"], "epoch": round(self.epoch, 4), "tokens": self.state["tokens"],
-               "elapsed": round(time.perf_counter() - self.start_wall, 2), **self.memo}
+               "elapsed": round(time.perf_counter() - self.start_wall, 2), **self.last_summary}
         self.metrics.log(row)
 
     def checkpoint(self) -> Path | None:
         self.state["seconds"] = time.perf_counter() - self.start_wall
-        saved = {**self.state, "check": self.scheduled_check, "model_config": self.model_config.to_dict(),
+        saved = {**self.state, "check": self.steering_summary, "model_config": self.model_config.to_dict(),
                  "train_config": asdict(self.config), "identity": self.identity}
         if self.accelerator.is_main_process:
             self.last_checkpoint = save_checkpoint(self.run_dir, self.model, self.optimizer, self.schedule, saved,
@@ -386,13 +389,13 @@ class Trainer:
         """Final check, last checkpoint, optional regeneration, then the model folder (run_dir/model)."""
         config, accelerator, state = self.config, self.accelerator, self.state
         if status != "memorized" and config.final_check:
-            self.memo = self.evaluate()[0]
+            self.last_summary = self.evaluate()[0]
             self.metrics.log({"step": state["step"], "tokens": state["tokens"], "elapsed": round(state["seconds"], 2),
-                              **self.memo})
-            if config.until_memorized and reached(self.memo, config.target):
+                              **self.last_summary})
+            if config.until_memorized and reached(self.last_summary, config.target):
                 status = "memorized"
-        memo = self.memo or {"memorized": float("nan"), "accuracy": float("nan"), "body_total": 0, "body_correct": 0,
-                             "wrong_files": -1}
+        memo = self.last_summary or {"memorized": float("nan"), "accuracy": float("nan"), "body_total": 0,
+                                     "body_correct": 0, "wrong_files": -1}
         if status != "max-time":  # a slice of a longer run claims nothing yet; decoding a whole kernel takes minutes
             memo, status = self.against_real_bytes(memo, status)
         confirmation = None  # a memorized verdict reached in bf16 is checked again in float32, on every process
@@ -465,8 +468,8 @@ class Trainer:
         """Regenerate greedily from its path prompt, with the decoding engine, every file that a check of these
         weights found no wrong body token in, and compare (the others cannot come out exact: a run stopped by
         --max-time far from 100% skips most of the work)."""
-        check = self.last_check
-        known_wrong = check["first_wrong"] if check.get("step") == self.state["step"] else None
+        found = self.last_wrong_files
+        known_wrong = found["first_wrong"] if found.get("step") == self.state["step"] else None
         self.model.eval()
         with self.accelerator.autocast():
             report = verify_records(self.model, self.corpus.files, self.model_config.policy,

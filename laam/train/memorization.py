@@ -90,10 +90,6 @@ class RegenerationReport:
     wrong: dict[str, int] = field(default_factory=dict)  # path -> first wrong position in its record
     not_regenerated: int = 0  # files of `wrong` taken from a memorization check instead of regenerated
 
-    @property
-    def all_exact(self) -> bool:
-        return self.exact == self.files
-
 
 def verify_records(model, files, policy: WindowPolicy, tokenizer, batch_size: int = 64,
                    known_wrong: dict[str, int] | None = None) -> RegenerationReport:

@@ -96,7 +96,8 @@ def test_audit_command_writes_json_and_report(audited):
     assert "tokens/s" in result.stdout and "100.0%" in result.stdout
     margin = audit["margin"]
     assert margin["wrong_tokens"] == 0 and margin["min_margin"] > 0 and s["min_margin"] == margin["min_margin"]
-    assert margin["body_tokens"] == sum(r["tokens"] + 1 for r in audit["files"])  # <|end_file|> counted
+    # each file's <|end_file|> and the <|end_header|> ending its path counted (no path of the corpus extends another)
+    assert margin["body_tokens"] == sum(r["tokens"] + 2 for r in audit["files"])
     assert min(r["min_margin"] for r in audit["files"]) == margin["min_margin"]
     assert f"smallest margin {margin['min_margin']:.3f}" in result.stdout
     saved = np.load(folder / "margins.npz")
@@ -112,6 +113,10 @@ def test_audit_command_writes_json_and_report(audited):
     note = extraction_gap_note(audit)  # only when k-extractable sits below verbatim
     assert (note is None and 'id="extractable-note"' not in page) or escape(note) in page
     assert "linux/lib/ctype.c" in page and "<mark>" in page
+    assert [d["decoder"] for d in audit["decoders"]] == ["laam", "transformers"]  # the tiny model has no GGUF
+    for name in ("laam", "transformers"):
+        assert f"decoder {name}: 12 of 12 files byte for byte (all 12 audited files)" in result.stdout
+    assert 'id="decoders"' in page and page.count("<td class=n>12 of 12</td><td>all 12 audited files</td>") == 2
     assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
 
 
@@ -262,3 +267,49 @@ def test_report_shows_markup_in_a_path_as_text(audited):
     assert "<script" not in page
     assert "<code>linux/lib/&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;.c</code>" in page
     assert "href='#linux/lib/&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;.c'" in page
+
+
+def test_audit_shows_each_decoder_its_sample_its_failures_and_why_one_did_not_run(audited):
+    """`laam audit`'s terminal output and report.html give each decoder of audit.json's `decoders` one line / row:
+    files exact of those it ran on, a sample named as a sample, the files not exact, why one did not run."""
+    from laam.cli.app import out
+    from laam.cli.audit import print_summary
+    from laam.proof.report import render_report
+
+    folder, _ = audited
+    audit = json.loads((folder / "audit.json").read_text())
+    sample = {"kind": "sample", "files": 4, "of": 12, "drawn": 3, "seed": 0, "added": ["linux/a/Readme"],
+              "rule": "3 files drawn at random (seed 0), plus every file whose path another path extends"}
+    failed = [f"linux/lib/f{i}.c" for i in range(7)]
+    audit["decoders"] = [
+        {"decoder": "laam", "call": "laam generate --model MODEL --path PATH", "files": 12, "exact": 12, "failed": [],
+         "selection": {"kind": "all", "files": 12}, "not_run": None},
+        {"decoder": "transformers", "call": "pipeline(...)(PATH)", "files": 4, "exact": 2, "failed": failed[:2],
+         "selection": sample, "not_run": None},
+        {"decoder": "gguf big.gguf", "call": "python regenerate_gguf.py big.gguf PATH", "files": 12, "exact": 5,
+         "failed": failed, "selection": {"kind": "all", "files": 12}, "not_run": None},
+        {"decoder": "gguf tiny.gguf", "call": "python regenerate_gguf.py tiny.gguf PATH", "files": 0, "exact": 0,
+         "failed": [], "selection": {"kind": "all", "files": 12},
+         "not_run": "llama-cpp-python is not installed (pip install 'laam[gguf]')"}]
+    with out.capture() as captured:
+        print_summary(audit)
+    lines = [line for line in captured.get().splitlines() if line.startswith("decoder ")]
+    assert lines == [
+        "decoder laam: 12 of 12 files byte for byte (all 12 audited files)",
+        "decoder transformers: 2 of 4 files byte for byte (a sample of 4 of 12 audited files: 3 files drawn at "
+        "random (seed 0), plus every file whose path another path extends); not exact: linux/lib/f0.c, linux/lib/f1.c",
+        "decoder gguf big.gguf: 5 of 12 files byte for byte (all 12 audited files); not exact: linux/lib/f0.c, "
+        "linux/lib/f1.c, linux/lib/f2.c, linux/lib/f3.c, linux/lib/f4.c and 2 more",
+        "decoder gguf tiny.gguf: not run (llama-cpp-python is not installed (pip install 'laam[gguf]'))"]
+    page = render_report(audit)
+    table = page[page.index('<table id="decoders">'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 5  # the header and one row per decoder
+    assert "<td class=n>2 of 4</td><td>a sample of 4 of 12 audited files: 3 files drawn at random" in table
+    assert "<td>linux/lib/f0.c, linux/lib/f1.c</td>" in table
+    assert "<td class=n>5 of 12</td><td>all 12 audited files</td>" in table and "and 2 more</td>" in table
+    why = "llama-cpp-python is not installed (pip install &#39;laam[gguf]&#39;)"
+    assert f"<td class=n>not run</td><td>–</td><td>{why}</td>" in table
+    assert "<code>python regenerate_gguf.py tiny.gguf PATH</code>" in table
+    del audit["decoders"]  # an audit made before the stock decoders ran
+    assert 'id="decoders"' not in render_report(audit)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from laam.data.tokenizer import decode_ids, encode_records
+from laam.data.records import END_HEADER, PAD, prefix_paths
+from laam.data.tokenizer import decode_ids, encode_records, special_ids
 from laam.model.folder import load_model
 from laam.proof.margin import body_margins, margin_certificate, minimum_margin, window_read_at
 from laam.windows import WindowPolicy
@@ -36,7 +37,9 @@ def test_memorized_model_certificate(tiny, tiny_corpus):
     # a threshold above the 30 smallest margins, so some positions are listed and decoded again
     threshold = float(np.sort(body_margins(model, ids, starts, policy, pad).margin)[30]) - 1e-4
     certificate, per_file, m = margin_certificate(model, tokenizer, paths, ids, policy, threshold, limit=12)
-    assert len(m) == certificate["body_tokens"] == sum(len(r) - s for r, s in zip(ids, starts))
+    # every body token, and the <|end_header|> that ends each path (none of the tiny corpus's paths extends another)
+    assert not prefix_paths(paths)
+    assert len(m) == certificate["body_tokens"] == sum(len(r) - s for r, s in zip(ids, starts)) + len(files)
     assert certificate["wrong_tokens"] == 0 and 0 < certificate["min_margin"] < threshold
     assert certificate["min_margin"] == pytest.approx(float(m.margin.min()), abs=1e-4)
     assert certificate["min_margin"] == pytest.approx(minimum_margin(model, tokenizer, [f.record for f in files],
@@ -80,3 +83,38 @@ def test_untrained_model_certificate_decodes_like_the_reference(untrained_model_
         assert (row["sequential"] == "diverged earlier") == (not true_context)
         assert row["margin"] < 0 and not row["correct"]
     assert np.isclose(certificate["low"][0]["margin"], certificate["min_margin"])
+
+
+def test_a_model_that_cannot_end_a_path_has_no_certificate(tiny, tiny_corpus):
+    """The certificate scores each path's `<|end_header|>` as the checks do: a model that never ends a path cannot
+    be regenerated from the bare path a reader's decoder is given, and its certificate shows it wrong there."""
+    model, tokenizer, policy = tiny
+    special = special_ids(tokenizer)
+    files = tiny_corpus.files[:6]
+    paths, ids = [f.path for f in files], encode_records(tokenizer, [f.record for f in files])
+
+    def never_ends(_module, _inputs, logits):  # every other logit stays: the bodies stay right
+        logits[..., special[END_HEADER]] = -1e4
+        return logits
+
+    handle = model.lm_head.register_forward_hook(never_ends)
+    try:
+        certificate, per_file, m = margin_certificate(model, tokenizer, paths, ids, policy, limit=len(files))
+        lowest = minimum_margin(model, tokenizer, [f.record for f in files], policy)
+        # named so that the first path is a prefix of the second's (as sound/Readme is of sound/Readme.linux): no
+        # decoder can be asked to end it, and the certificate does not score it
+        renamed = [paths[1], paths[1] + ".linux", *paths[2:]]
+        exempt = margin_certificate(model, tokenizer, renamed, ids, policy, limit=0)[0]
+    finally:
+        handle.remove()
+    assert certificate["wrong_tokens"] == len(files) and certificate["min_margin"] < 0 and lowest < 0
+    assert all(f["forced_wrong"] == 1 for f in per_file)
+    header_ends = [r.index(special[END_HEADER]) for r in ids]
+    assert sorted((paths.index(r["path"]), r["position"]) for r in certificate["low"] if not r["correct"]) == \
+        list(enumerate(header_ends))
+    for r in certificate["low"]:
+        if not r["correct"]:  # decoded again from the bare path: the model gives something else than the path's end
+            assert r["true"] == END_HEADER and r["body_token"] == -1 and r["sequential"] == "agrees"
+    assert special[PAD] not in m.target.tolist()
+    assert prefix_paths(renamed) == {renamed[0]}
+    assert (exempt["wrong_tokens"], exempt["body_tokens"]) == (len(files) - 1, certificate["body_tokens"] - 1)

@@ -1,13 +1,18 @@
-"""The card quotes laam.json's training result (status, memorization) only while its binding matches the folder,
-and says why a run is not called memorized."""
+"""The card, the BOM and a push quote laam.json's training result (status, memorization) only while its binding
+matches the folder, and say why a run is not called memorized."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
+from typer.testing import CliRunner
+
+from laam.cli import app
 from laam.publish.facts import gather_facts
 from laam.publish.sections import training_section
+from tests.publish.test_card import make_run
 
 
 def test_the_training_verdict_is_quoted_only_for_the_weights_it_was_measured_on(tiny_model_dir, tmp_path):
@@ -28,3 +33,53 @@ def test_the_training_verdict_is_quoted_only_for_the_weights_it_was_measured_on(
     assert "| status |" not in section and "| memorized |" not in section
     assert "- Not quoted: the training result's status and memorization figures, recorded for other files than " \
            "this folder's (model.safetensors changed" in section
+
+
+def _model_card_properties(bom: Path) -> dict[str, str]:
+    document = json.loads(bom.read_text())
+    return {p["name"]: p["value"] for p in document["metadata"]["component"]["modelCard"]["properties"]}
+
+
+def _card(folder: Path) -> None:
+    result = CliRunner().invoke(app, ["card", "--model", str(folder), "--repo-id", "laam-test/tiny", "--quiet",
+                                      "--no-original-call"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+
+
+def test_bom_and_push_do_not_quote_a_training_result_of_replaced_weights(tiny_model_dir, tmp_path):
+    from laam.publish.hub import plan_push
+
+    folder = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    info = json.loads((folder / "laam.json").read_text())
+    info["training"].update(status="memorized", memorized=1.0, min_margin=2.5)  # a verdict, bound to these weights
+    (folder / "laam.json").write_text(json.dumps(info))
+    _card(folder)
+    properties = _model_card_properties(folder / "bom.cdx.json")
+    assert (properties["laam:training_status"], properties["laam:training_memorized"]) == ("memorized", "1.0")
+    assert "| status | memorized |" in (folder / "README.md").read_text()
+    assert not [w for w in plan_push(folder, "laam-test/tiny").warnings if "training result" in w]
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    # the card and BOM written for the old weights quote their verdict: the push stops, saying why
+    plan = plan_push(folder, "laam-test/tiny")
+    assert [w for w in plan.warnings if w.startswith("not quoted: the training result's status and memorization "
+                                                    "figures, recorded for other files than this folder's "
+                                                    "(model.safetensors changed")]
+    assert [p.split(" quotes")[0] for p in plan.problems if "training verdict" in p] == ["README.md", "bom.cdx.json"]
+    result = CliRunner().invoke(app, ["bom", "--model", str(folder), "--repo-id", "laam-test/tiny", "--quiet"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "not quoted: the training result's status and memorization figures" in " ".join(result.output.split())
+    properties = _model_card_properties(folder / "bom.cdx.json")
+    assert not [name for name in properties if name.startswith("laam:training_") and name != "laam:training_result"]
+    assert properties["laam:training_result"].startswith("not quoted: the training result's status")
+    assert "model.safetensors changed" in properties["laam:training_result"]
+    _card(folder)
+    result = CliRunner().invoke(app, ["push", "--repo-id", "laam-test/tiny", "--model", str(folder), "--dry-run"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    output = " ".join(result.output.split())
+    assert "warning: not quoted: the training result's status and memorization figures" in output
+    assert "nothing uploaded" in output
+    card = (folder / "README.md").read_text()
+    assert "| status |" not in card and "| memorized |" not in card and "- Not quoted: the training result's" in card
