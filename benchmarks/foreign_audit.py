@@ -4,14 +4,21 @@ A GPT-2 (6 layers, 512 wide, 8 heads, 1,024 positions, tied embeddings) with its
 entries, trained here on the corpus) is saved with random weights, then audited with prefix prompts at two
 offsets per file and 64 new tokens (the carlini-100 setting: 100-token prefix, 64-token continuation), every
 continuation traced. Random weights are fine for timing: the work per prompt does not depend on them.
-Writes its figures through benchmarks/harness.py (benchmarks/results/foreign_audit.json unless --out).
+Writes its figures through benchmarks/harness.py (benchmarks/results/foreign_audit.json unless --out), with the
+process's CPU seconds (getrusage user + system), which count the work where wall time on a shared machine does not.
 
     PYTHONPATH=. python benchmarks/foreign_audit.py --threads 2 --out benchmarks/results/foreign_audit.json
+
+On a shared machine, measure on a subset (--subset 40: 40 files spread over the release, 74 of the 1,038
+continuations) with one thread, or with OMP_WAIT_POLICY=PASSIVE: with other processes on the cores, OpenMP's
+threads spin waiting for each other and the CPU seconds of two active threads count that spinning. --keep writes
+the audit's report (continuations.csv) to compare two versions' continuations.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -91,7 +98,7 @@ def main():
               "new_tokens": audit["timing"]["new_tokens"], "forward_tokens": audit["timing"]["forward_tokens"],
               "build_seconds": built, "audit_seconds": seconds,
               "generation_seconds": audit["timing"]["generation_seconds"], "caught_files": s["caught_files"],
-              "threads": args.threads}
+              "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     write_result("foreign_audit", figures, head, args.out)
 
 
