@@ -249,7 +249,8 @@ def roundtrip_sentence(c: dict) -> str:
 
 def evaluation_section(facts: Facts) -> str:
     compression = compression_section(facts)
-    unquoted = "\n".join(f"- Not quoted: {note}" for note in facts.report_notes)
+    training = training_binding_note(facts.training, facts.folder)  # said once, in the training section
+    unquoted = "\n".join(f"- Not quoted: {note}" for note in facts.report_notes if note != training)
     if not facts.audit:
         return "\n\n".join(filter(None, [
             "Not audited yet. Run `laam audit` on this folder, then `laam card` again, to add the verbatim "
