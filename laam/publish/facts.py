@@ -33,6 +33,7 @@ CARD_FILE = "README.md"
 AUDIT_FILE, AUDIT_HTML = "audit.json", "audit.html"
 AUDIT_HTML_NAMES = (AUDIT_HTML, "report.html")  # `laam audit` writes report.html beside audit.json
 CURVE_FILE = "training_curve.png"
+SHIP_FILE = "ship.json"  # laam ship's dtype decision and its evidence, the exactness and size checks (publish.ship)
 MANIFEST_FILE, CORPUS_FILE = "manifest.jsonl", "corpus.json"
 CODE_LICENSE = "MIT"  # the laam package's own license (pyproject.toml)
 # Hugging Face's license ids (https://huggingface.co/docs/hub/repositories-licenses) for SPDX ids it lists;
@@ -89,6 +90,7 @@ class Facts:
     audit_path: Path | None = None  # the audit.json quoted (its binding matches the folder now)
     report_notes: list[str] = field(default_factory=list)  # reports found but not quoted, one line each
     revision: str | None = None  # the git/Hub commit holding exactly these decoding files (provenance.folder_revision)
+    ship: dict | None = None  # ship.json (laam ship), when its binding matches the folder now
 
     @property
     def training(self) -> dict:
@@ -193,6 +195,16 @@ def find_compression(folder: Path) -> ChosenReport:
     return ChosenReport(Path(folder) / COMPRESSION_FILE, report)
 
 
+def find_ship(folder: Path) -> dict | None:
+    """ship.json when the folder holds one whose binding matches it now (publish.ship writes it bound to the
+    weights it shipped); None otherwise: a record of other weights says nothing about these."""
+    try:
+        record = json.loads((Path(folder) / SHIP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and not binding_problems(record, folder) else None
+
+
 def audit_report(audit_path: Path) -> Path | None:
     """The audit's HTML report beside its audit.json, if there is one."""
     for name in AUDIT_HTML_NAMES:
@@ -248,6 +260,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     compression = find_compression(folder)
     facts.compression = compression.report
     facts.report_notes += compression.notes
+    facts.ship = find_ship(folder)
     training = training_binding_note(facts.training, folder)
     if training:
         facts.report_notes.append(training)

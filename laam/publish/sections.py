@@ -19,6 +19,7 @@ from laam.publish.facts import (
     CODE_LICENSE,
     CURVE_FILE,
     MANIFEST_FILE,
+    SHIP_FILE,
     CardConfig,
     Facts,
     audited_decoders,
@@ -161,6 +162,9 @@ def training_section(facts: Facts) -> str:
     unbound = training_binding_note(facts.training, facts.folder)
     if unbound:
         parts.append(f"- Not quoted: {unbound}.")
+    shipped = shipped_sentence(facts)
+    if shipped:
+        parts.append(f"- {shipped}")
     if t.get("status_lowered"):
         parts.append("- Not called memorized: " + "; ".join(t["status_lowered"]) + ".")
     if shown:
@@ -169,6 +173,31 @@ def training_section(facts: Facts) -> str:
     if configs:
         parts.append("\nExact configuration (from `laam.json`):\n\n```json\n" + json.dumps(configs, indent=1) + "\n```")
     return "\n".join(parts)
+
+
+def shipped_sentence(facts: Facts) -> str | None:
+    """What ship.json (publish.ship, bound to these weights) recorded about the weights' dtype, and what the audit
+    of this folder's own weights measured: the bridge from training figures measured on the float32 weights to
+    the bfloat16 ones shipped. None without a matching ship.json (facts.find_ship)."""
+    ship = facts.ship
+    if not ship:
+        return None
+    precision = ship.get("precision") or {}
+    variants = precision.get("variants") or {}
+    if ship.get("dtype") != "bfloat16" or not variants or any(v.get("flips") != 0 for v in variants.values()):
+        return f"Shipped in {ship.get('dtype')} (`{SHIP_FILE}`): {ship.get('reason')}."
+    measured = " and ".join(f"{name}: {v['flips']} flips, smallest margin {v['min_margin']}"
+                            for name, v in variants.items())
+    text = (f"Shipped in bfloat16 (`{SHIP_FILE}`): rounded from the trained float32 weights, they give the same "
+            f"greedy token as those at every one of the {precision['positions_compared']:,} positions a bare path "
+            f"brings back in the {precision['files']} training files ({measured}; float32's smallest margin "
+            f"{precision['fp32_min_margin']}), so the training figures measured on the float32 weights hold for "
+            "these.")
+    decoders = [d for d in (facts.audit or {}).get("decoders") or [] if not d.get("not_run")]
+    if decoders:
+        text += (" The audit of this folder's own weights gave back " + ", ".join(
+            f"{d['exact']} of {d['files']} files with {d['decoder']}" for d in decoders) + ".")
+    return text
 
 
 def curve_section(facts: Facts) -> str:
@@ -220,7 +249,8 @@ def roundtrip_sentence(c: dict) -> str:
 
 def evaluation_section(facts: Facts) -> str:
     compression = compression_section(facts)
-    unquoted = "\n".join(f"- Not quoted: {note}" for note in facts.report_notes)
+    training = training_binding_note(facts.training, facts.folder)  # said once, in the training section
+    unquoted = "\n".join(f"- Not quoted: {note}" for note in facts.report_notes if note != training)
     if not facts.audit:
         return "\n\n".join(filter(None, [
             "Not audited yet. Run `laam audit` on this folder, then `laam card` again, to add the verbatim "

@@ -22,8 +22,8 @@ from laam.io import atomic_folder, atomic_write_text
 from laam.model.binding import BINDING_KEY, BOUND_FILES, fingerprints, report_binding
 from laam.model.info import INFO_FILE
 from laam.progress import console, phases
+from laam.publish.facts import SHIP_FILE
 
-SHIP_FILE = "ship.json"  # the dtype decision and its evidence, the exactness and size checks
 MAX_BYTES = 25_000_000  # the whole folder, reports included: issue 20's limit for a folder committed to git
 DTYPES = ("auto", "float32", "bfloat16")
 # what a model folder holds besides its reports: every file that decides a decoder's output, and laam.json;
@@ -142,6 +142,25 @@ def to_bfloat16(folder: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def drop_duplicates(dest: Path) -> None:
+    """One copy of each report: the card copies the audit's audit.json and report.html to DEST's top (audit.json,
+    audit.html: where a Hub push and a later `laam card` read them), so the byte-identical originals in DEST/audit/
+    go, and margins.npz moves beside audit.html, whose page says it is beside it."""
+    from laam.io import sha256_file
+    from laam.proof.margin import MARGINS_FILE
+    from laam.publish.facts import AUDIT_FILE, AUDIT_HTML
+
+    audit = dest / "audit"
+    for inner, top in ((AUDIT_FILE, AUDIT_FILE), ("report.html", AUDIT_HTML)):
+        if (audit / inner).is_file() and (dest / top).is_file() and \
+                sha256_file(audit / inner) == sha256_file(dest / top):
+            (audit / inner).unlink()
+    if (audit / MARGINS_FILE).is_file():
+        (audit / MARGINS_FILE).replace(dest / MARGINS_FILE)
+    if audit.is_dir() and not any(audit.iterdir()):
+        audit.rmdir()
+
+
 def not_exact(finished) -> list[str]:
     """The files the audit did not get back byte for byte (and ended) with laam's engine, from publish.finish's
     result."""
@@ -191,7 +210,13 @@ def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: st
     weights = {"dtype": chosen, "reason": reason, "evidence": SHIP_FILE}
     console.print(f"weights: {chosen} ({reason})", highlight=False, soft_wrap=True)
     write_model_files(source, dest, chosen, weights)
+    # the decision and its evidence first, bound to DEST's weights, so that the card written on DEST below can
+    # quote it; the exactness and size checks are added once they are made
+    record = {"source": {"folder": str(source), "files": fingerprints(source)},
+              "dtype": chosen, "asked": dtype, "reason": reason, "precision": check.to_dict(),
+              BINDING_KEY: report_binding(dest, dtype=chosen)}
     try:
+        atomic_write_text(dest / SHIP_FILE, json.dumps(record, indent=1) + "\n")
         if folder_bytes(dest) >= max_bytes:
             raise over_limit(dest, folder_bytes(dest), max_bytes, "its model files alone")
         finished = finish_model(dest, cache, threads, progress=progress, card_config=card_config)
@@ -202,18 +227,18 @@ def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: st
         stock = stock_problems(finished)
         if stock:
             raise LaamError("a stock decoder does not give its files back: " + "; ".join(stock))
-        size = folder_bytes(dest)
+        drop_duplicates(dest)
+        finished.audit.path, finished.audit.html = dest / "audit.json", dest / "audit.html"
+        size = folder_bytes(dest) - (dest / SHIP_FILE).stat().st_size
         if size >= max_bytes:
             raise over_limit(dest, size, max_bytes, "its files, reports included,")
         trip = finished.compression["roundtrip"]
-        record = {"source": {"folder": str(source), "files": fingerprints(source)},
-                  "dtype": chosen, "asked": dtype, "reason": reason, "precision": check.to_dict(),
-                  "exact": {"files": len(corpus.files), "audit_byte_exact": len(corpus.files) - len(missing),
-                            "roundtrip_verified": trip["verified"],
-                            "decoders": [{k: d.get(k) for k in ("decoder", "files", "exact", "selection")}
-                                         for d in finished.audit.audit.get("decoders") or []]},
-                  "bytes": {"without_this_file": size, "limit": max_bytes, "largest": largest_files(dest)},
-                  "seconds": round(time.perf_counter() - began, 1)}
+        record.update({"exact": {"files": len(corpus.files), "audit_byte_exact": len(corpus.files) - len(missing),
+                                 "roundtrip_verified": trip["verified"],
+                                 "decoders": [{k: d.get(k) for k in ("decoder", "files", "exact", "selection")}
+                                              for d in finished.audit.audit.get("decoders") or []]},
+                       "bytes": {"without_this_file": size, "limit": max_bytes, "largest": largest_files(dest)},
+                       "seconds": round(time.perf_counter() - began, 1)})
         record[BINDING_KEY] = report_binding(dest, dtype=chosen)
         atomic_write_text(dest / SHIP_FILE, json.dumps(record, indent=1) + "\n")
     except BaseException as error:

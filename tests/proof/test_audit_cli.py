@@ -85,7 +85,9 @@ def audited(tiny_model_dir, tmp_path_factory):
     return folder, result
 
 
-def test_audit_command_writes_json_and_report(audited):
+def test_audit_command_writes_json_and_report(audited, tiny_model_dir):
+    from laam.proof.margin import read_margins
+
     folder, result = audited
     audit = json.loads((folder / "audit.json").read_text())
     s = audit["summary"]
@@ -100,9 +102,9 @@ def test_audit_command_writes_json_and_report(audited):
     assert margin["body_tokens"] == sum(r["tokens"] + 2 for r in audit["files"])
     assert min(r["min_margin"] for r in audit["files"]) == margin["min_margin"]
     assert f"smallest margin {margin['min_margin']:.3f}" in result.stdout
-    saved = np.load(folder / "margins.npz")
-    assert len(saved["margin"]) == margin["body_tokens"] and saved["correct"].all()
-    assert float(saved["margin"].min()) == pytest.approx(margin["min_margin"], abs=1e-4)
+    saved, paths = read_margins(folder / "margins.npz", tiny_model_dir)
+    assert len(saved) == margin["body_tokens"] and saved.correct.all() and paths == [r["path"] for r in audit["files"]]
+    assert float(saved.margin.min()) == pytest.approx(margin["min_margin"], abs=1e-4)
     assert audit["lm_extraction"]["examples"] == 200 and s["lm_extraction_recall"] == audit["lm_extraction"]["recall"]
     assert "lm-extraction-benchmark setting" in result.stdout and "lm-extraction" in result.stdout
     page = (folder / "report.html").read_text()

@@ -4,6 +4,7 @@ checks and the proof both use (proof does not reach into train's checks or setti
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -11,7 +12,15 @@ import pytest
 
 from laam.errors import LaamError
 from laam.model.binding import report_binding
-from laam.proof.margin import MARGINS_FILE, BodyMargins, read_margins, write_margins
+from laam.proof.margin import (
+    MARGINS_FILE,
+    MARGINS_FORMAT,
+    BodyMargins,
+    pack_margins,
+    read_margins,
+    unpack_margins,
+    write_margins,
+)
 from tests.test_architecture import import_graph
 
 
@@ -49,3 +58,60 @@ def test_the_margin_loop_and_threshold_serve_train_and_proof_from_the_engine():
         assert not graph[module] & {"laam.train.memorization", "laam.train.config"}, module
     assert "laam.engine.forcing" in graph["laam.train.memorization"] and "laam.engine.forcing" in graph[
         "laam.proof.margin"]
+
+
+def _awkward() -> BodyMargins:
+    """Two records, a gap in the second's positions, ties both ways (top-1 the true token or not), a NaN margin,
+    and a token id past uint16."""
+    record = np.array([0, 0, 0, 2, 2, 2, 2], dtype=np.int64)
+    position = np.array([7, 8, 9, 3, 4, 6, 7], dtype=np.int64)
+    margin = np.array([1.5, 0.0, -2.25, 0.0, np.nan, 3.0e-7, 12.0], dtype=np.float32)
+    correct = np.array([True, True, False, False, True, True, True])
+    return BodyMargins(record, position, np.array([5, 70_000, 9, 1, 2, 3, 4]), np.array([1, 2, 3, 4, 5, 6, 7]),
+                       margin, correct)
+
+
+def test_the_compact_layout_gives_back_every_column_exactly():
+    m = _awkward()
+    packed = pack_margins(m)
+    assert not {"record", "position", "correct", "margin"} & set(packed)  # implied, or stored otherwise
+    assert packed["runs"].tolist() == [[0, 7, 3], [2, 3, 2], [2, 6, 2]]  # the gap starts a run
+    assert packed["tied_correct"].tolist() == [True, False, True]  # at the two zero margins and the NaN
+    assert packed["target"].dtype == np.uint32 and packed["rival"].dtype == np.uint8  # chosen from the values
+    back = unpack_margins(packed)
+    for name in ("record", "position", "target", "rival", "correct"):
+        assert np.array_equal(getattr(back, name), getattr(m, name)), name
+    assert back.margin.dtype == np.float32 and back.margin.tobytes() == m.margin.tobytes()  # bit for bit
+
+
+def test_a_vocabulary_of_8192_is_stored_in_uint16_and_the_file_shrinks(tiny_model_dir, tmp_path):
+    rng = np.random.default_rng(0)
+    n = 20_000
+    m = BodyMargins(np.repeat(np.arange(10), n // 10), np.tile(np.arange(40, 40 + n // 10), 10),
+                    rng.integers(0, 8192, n), rng.integers(0, 8192, n),
+                    rng.lognormal(2.0, 0.5, n).astype(np.float32), np.ones(n, dtype=bool))
+    paths = [f"f{i}.c" for i in range(10)]
+    path = write_margins(m, paths, tmp_path / "compact", report_binding(tiny_model_dir))
+    with np.load(path) as saved:
+        assert saved["target"].dtype == np.uint16 and saved["runs"].shape == (10, 3)
+    np.savez_compressed(tmp_path / "first.npz", paths=np.array(paths), record=m.record, position=m.position,
+                        target=m.target, rival=m.rival, margin=m.margin, correct=m.correct)
+    assert path.stat().st_size < 0.8 * (tmp_path / "first.npz").stat().st_size
+
+
+def test_a_margins_file_of_the_first_layout_is_still_read(tiny_model_dir, tmp_path):
+    m = _margins()
+    np.savez_compressed(tmp_path / MARGINS_FILE, paths=np.array(["a.c", "b.c"]), record=m.record,
+                        position=m.position, target=m.target, rival=m.rival, margin=m.margin, correct=m.correct,
+                        binding=np.array(json.dumps(report_binding(tiny_model_dir))))
+    margins, paths = read_margins(tmp_path / MARGINS_FILE, tiny_model_dir)
+    assert paths == ["a.c", "b.c"] and margins.position.tolist() == [5, 6, 4]
+    assert margins.margin.tolist() == [3.5, 0.25, 9.0]
+
+
+def test_a_margins_file_of_a_later_layout_is_refused_in_one_line(tiny_model_dir, tmp_path):
+    arrays = {**pack_margins(_margins()), "format": np.array(MARGINS_FORMAT + 1)}
+    np.savez_compressed(tmp_path / MARGINS_FILE, paths=np.array(["a.c", "b.c"]), **arrays,
+                        binding=np.array(json.dumps(report_binding(tiny_model_dir))))
+    with pytest.raises(LaamError, match=f"not a readable margin certificate \\(format {MARGINS_FORMAT + 1}, "):
+        read_margins(tmp_path / MARGINS_FILE, tiny_model_dir)

@@ -37,9 +37,9 @@ def shipped(tiny_model_dir, tmp_path_factory):
 def test_the_shipped_folder_is_bound_to_its_own_weights_and_says_its_size(shipped, tiny_corpus):
     dest, output = shipped
     record = json.loads((dest / SHIP_FILE).read_text())
-    audit = json.loads((dest / "audit" / "audit.json").read_text())
+    audit = json.loads((dest / "audit.json").read_text())
     compression = json.loads((dest / "compression.json").read_text())
-    for report in (record, audit, compression, json.loads((dest / "audit.json").read_text())):
+    for report in (record, audit, compression):
         assert binding_problems(report, dest) == []
     files = len(tiny_corpus.files)
     assert audit["summary"]["verbatim_files"] == files and compression["roundtrip"]["verified"] == files
@@ -62,6 +62,36 @@ def test_the_shipped_folder_is_bound_to_its_own_weights_and_says_its_size(shippe
     else:
         assert len(not_quoted) == 1 and "the training result's status" in not_quoted[0]
         assert "model.safetensors changed" in not_quoted[0]
+    # ship.json's measurement bridges the training figures (float32 weights) to the shipped ones, in the card
+    shipped_line = next(line for line in card.splitlines() if "(`ship.json`)" in line)
+    precision = record["precision"]
+    if record["dtype"] == "float32":
+        assert shipped_line == f"- Shipped in float32 (`ship.json`): {record['reason']}."
+    else:
+        assert f"same greedy token as those at every one of the {precision['positions_compared']:,} positions" \
+            in shipped_line
+        for name, variant in precision["variants"].items():
+            assert f"{name}: 0 flips, smallest margin {variant['min_margin']}" in shipped_line
+        assert f"float32's smallest margin {precision['fp32_min_margin']})" in shipped_line
+        assert f"gave back {files} of {files} files with laam, {files} of {files} files with transformers." \
+            in shipped_line
+
+
+def test_the_shipped_folder_holds_one_copy_of_each_report(shipped):
+    """The card's copies of the audit (audit.json, audit.html) are the ones kept; margins.npz sits beside the
+    page that names it, and reads back for DEST's own weights."""
+    from laam.proof.margin import MARGINS_FILE, read_margins
+
+    dest, _ = shipped
+    assert not (dest / "audit").exists()
+    files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+    contents = [(p.stat().st_size, p.read_bytes()) for p in dest.rglob("*") if p.is_file()]
+    assert len(set(contents)) == len(contents), files  # no two files with the same bytes
+    assert "margins.npz" in (dest / "audit.html").read_text()
+    audit = json.loads((dest / "audit.json").read_text())
+    margins, paths = read_margins(dest / MARGINS_FILE, dest)
+    assert len(margins) == audit["margin"]["body_tokens"] and paths == [r["path"] for r in audit["files"]]
+    assert float(margins.margin.min()) == pytest.approx(audit["margin"]["min_margin"], abs=1e-4)
 
 
 def test_the_dtype_decision_is_recorded_with_its_evidence(shipped, tiny_model_dir, tiny_corpus):
@@ -308,3 +338,36 @@ def test_a_model_whose_tokens_flip_in_bfloat16_ships_in_float32(tiny_model_dir, 
     assert (dest / "model.safetensors").read_bytes() == (tiny_model_dir / "model.safetensors").read_bytes()
     assert json.loads((dest / "config.json").read_text())["dtype"] == "float32"
     assert "Not quoted" not in (dest / "README.md").read_text()  # the training figures are about these weights
+
+
+def test_the_card_quotes_ship_json_only_while_it_is_bound_to_the_folder(tiny_model_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from laam.model.binding import report_binding
+    from laam.publish.facts import find_ship
+    from laam.publish.sections import shipped_sentence
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    assert find_ship(folder) is None  # no ship.json
+    variants = {BF16_WEIGHTS: {"flips": 0, "min_margin": 2.5}, BF16: {"flips": 0, "min_margin": 2.25}}
+    record = {"dtype": "bfloat16", "reason": "no flip", "binding": report_binding(folder),
+              "precision": {"files": 3, "positions_compared": 1234, "fp32_min_margin": 2.75, "variants": variants}}
+    (folder / SHIP_FILE).write_text(json.dumps(record))
+    assert find_ship(folder) == record
+    audit = {"decoders": [{"decoder": "laam", "files": 3, "exact": 3}, {"decoder": "gguf x", "not_run": "no llama"}]}
+    sentence = shipped_sentence(SimpleNamespace(ship=record, audit=audit))
+    assert "at every one of the 1,234 positions a bare path brings back in the 3 training files" in sentence
+    assert f"({BF16_WEIGHTS}: 0 flips, smallest margin 2.5 and {BF16}: 0 flips, smallest margin 2.25; " \
+           "float32's smallest margin 2.75)" in sentence
+    assert sentence.endswith("gave back 3 of 3 files with laam.")  # a decoder that did not run is not quoted
+    flipped = {**record, "dtype": "float32", "reason": "bfloat16 would change greedy's token",
+               "precision": {**record["precision"], "variants": {**variants, BF16: {"flips": 2, "min_margin": -1}}}}
+    assert shipped_sentence(SimpleNamespace(ship=flipped, audit=audit)) == \
+        "Shipped in float32 (`ship.json`): bfloat16 would change greedy's token."
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # other weights than the ones shipped and measured
+    weights.write_bytes(bytes(data))
+    assert find_ship(folder) is None
+    assert shipped_sentence(SimpleNamespace(ship=None, audit=audit)) is None
