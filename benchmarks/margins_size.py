@@ -7,6 +7,8 @@ vocabulary, as BPE token frequencies fall; margins drawn from the audit's own ma
 exp(N(0, 0.1)) so that their float32 mantissas are as varied as a real model's. No model is trained or run.
 
     python benchmarks/margins_size.py MODEL/audit/margins.npz --mirror ../shared/data/kernel-mirror
+
+Writes its figures through benchmarks/harness.py (benchmarks/results/margins_size.json unless --out).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+from harness import write_result
 
 from laam.proof.margin import BodyMargins, pack_margins
 
@@ -44,28 +47,31 @@ def synthetic(margins: np.ndarray, file_sizes: list[int], seed: int = 0) -> Body
     return BodyMargins(record, position, target.astype(np.int64), rival.astype(np.int64), margin, margin > 0)
 
 
-def report(name: str, m: BodyMargins, paths: int) -> None:
+def report(name: str, m: BodyMargins, paths: int) -> dict:
     names = np.array([f"linux/file-{i}.c" for i in range(paths)])
     first = npz_bytes({"paths": names, **{k: getattr(m, k) for k in COLUMNS}})
     compact = npz_bytes({"paths": names, **pack_margins(m)})
     print(f"{name}: {len(m):,} positions; first layout {first:,} bytes ({first / len(m):.2f}/position), "
           f"compact {compact:,} bytes ({compact / len(m):.2f}/position)")
+    return {"name": name, "positions": len(m), "first_bytes": first, "compact_bytes": compact}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("margins", type=Path, help="an audit's margins.npz (its margins seed the synthetic ones)")
     parser.add_argument("--mirror", type=Path, required=True, help="a folder holding v1.0/linux-1.0.tar.xz")
+    parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/margins_size.json)")
     args = parser.parse_args()
     from laam.proof.margin import unpack_margins
 
     with np.load(args.margins, allow_pickle=False) as saved:
         arrays = {k: saved[k] for k in saved.files}
     audited = unpack_margins(arrays)
-    report(str(args.margins), audited, len(arrays["paths"]))
+    rows = [report(str(args.margins), audited, len(arrays["paths"]))]
     with tarfile.open(args.mirror / "v1.0" / "linux-1.0.tar.xz") as tar:
         sizes = [member.size for member in tar if member.isfile()]
-    report(f"synthetic Linux 1.0 ({len(sizes)} files)", synthetic(audited.margin, sizes), len(sizes))
+    rows.append(report(f"synthetic Linux 1.0 ({len(sizes)} files)", synthetic(audited.margin, sizes), len(sizes)))
+    write_result("margins_size", {"rows": rows}, path=args.out)
 
 
 if __name__ == "__main__":

@@ -190,11 +190,16 @@ def bench_compress(r: dict) -> str:
                      f"{row['exact_files']}/{row['files']} exact" for row in r["rows"])
 
 
+def margins_size(r: dict) -> str:
+    return "; ".join(f"{row['name']}: {row['first_bytes'] / row['positions']:.2f} -> "
+                     f"{row['compact_bytes'] / row['positions']:.2f} bytes per position" for row in r["rows"])
+
+
 HEADLINES = {f.__name__: f for f in (
     throughput, head_loss, memorize_efficiency, demo, gpu_memorize, margin_drift, min_margin_cost, equivalence,
     stock_pipeline_check, licenses, modern_kernel, threads_under_load, tail_errors, memorize_scaling, memorize_kernel,
     recipe_sweep, sampling_certificate, foreign_audit, trace_speed, whole_kernel_run, step_speed, bench_audit,
-    bench_compress)}
+    bench_compress, margins_size)}
 
 MEANING = {
     "throughput": "Non-pad input tokens per second of training steps, the original LaaM's HF Trainer against "
@@ -242,6 +247,8 @@ MEANING = {
                   "speed.",
     "bench_audit": "Estimated minutes of a whole Linux 1.0 audit from measured decoding rates.",
     "bench_compress": "`laam compress` speed and exactness by batch size.",
+    "margins_size": "Bytes per scored position of the margin certificate (margins.npz) in its first layout (every "
+                    "column int64) and the compact one, for a real audit's and a synthetic one of Linux 1.0's size.",
 }
 
 
