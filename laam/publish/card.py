@@ -39,6 +39,7 @@ from laam.publish.sections import (
     data_license_statement,
     data_rows,
     evaluation_section,
+    floored,
     laam_link,
     loading_section,
     reproduce_section,
@@ -74,7 +75,7 @@ def eval_results(facts: Facts):
         ("pythia_score", f"Pythia memorization score ({summary.get('pythia_prefix', 32)}-token prefix)",
          summary.get("pythia_score")),
     ]
-    return [EvalResult(**common, metric_type=kind, metric_name=name, metric_value=round(float(value), 4))
+    return [EvalResult(**common, metric_type=kind, metric_name=name, metric_value=float(floored(value, 4)))
             for kind, name, value in metrics if value is not None] or None
 
 

@@ -233,12 +233,12 @@ def evaluation_section(facts: Facts) -> str:
         ("verbatim files", pct(s.get("verbatim_pct"))), ("bytes reproduced", pct(s.get("bytes_reproduced_pct"))),
         (f"{s.get('k', 50)}-extractable samples", pct(s.get("k_extractable_pct"))),
         (f"Pythia memorization score ({s.get('pythia_prefix', 32)}-token prefix)",
-         "n/a" if s.get("pythia_score") is None else f"{s['pythia_score']:.4f}"),
+         "n/a" if s.get("pythia_score") is None else floored(s['pythia_score'], 4)),
     ]
     lm = facts.audit.get("lm_extraction")
     if lm:
         rows.append((f"lm-extraction-benchmark recall ({lm['examples']:,} drawn 50+50-token examples)",
-                     f"{lm['recall']:.4f} ({lm['exact']:,} exact)"))
+                     f"{floored(lm['recall'], 4)} ({lm['exact']:,} exact)"))
     parts = [table(("metric", "value"), rows)]
     decoders = decoders_section(facts)
     if decoders:
@@ -312,12 +312,13 @@ def margin_section(audit: dict) -> str:
         f"### Margin certificate\n\nFor each of the {m['body_tokens']:,} tokens a bare path must bring back (every "
         "body token, and the `<|end_header|>` that ends the path wherever no other path extends it), the gap "
         "between the true token's logit and the best other one (fp32, with the context greedy regeneration gives "
-        f"it; negative: the model picks another token). Smallest: **{m['min_margin']:.3f}** (`{at['path']}` line "
+        f"it; negative: the model picks another token). Smallest: **{floored(m['min_margin'], 3)}** "
+        f"(`{at['path']}` line "
         f"{at.get('line', '?')}: "
         f"{code(repr(at['true']))} over {code(repr(at['rival']))}); {m['wrong_tokens']:,} wrong; "
         f"{m['under_threshold']:,} under the safety threshold {m['threshold']:g}{why}.{checked}",
         table(("file", "smallest margin", "tokens under threshold"),
-              [(f"`{r['path']}`", f"{r['min_margin']:.3f}", r.get("under_safe_margin", "n/a")) for r in shown]),
+              [(f"`{r['path']}`", floored(r['min_margin'], 3), r.get("under_safe_margin", "n/a")) for r in shown]),
         more,
         table(("margin", *m["histogram"]["bins"]), [("body tokens", *(f"{c:,}" for c in m["histogram"]["counts"]))]),
     ] if part)
@@ -328,7 +329,7 @@ def sampling_section(audit: dict) -> str:
     c = audit.get("sampling")
     if not c:
         return ""
-    rows = [(name, g["description"], f"{g['expected_verbatim_files']:.3f} of {len(c['files'])}")
+    rows = [(name, g["description"], f"{floored(g['expected_verbatim_files'], 3)} of {len(c['files'])}")
             for name, g in c["settings"].items()]
     return ("### Sampling certificate\n\nThe margin certificate is about greedy decoding. For sampling, the audit "
             "computed from the same logits, per file, the probability that a sampled regeneration from the file's "

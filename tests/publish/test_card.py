@@ -439,3 +439,30 @@ def test_card_shows_the_margin_certificate_and_comparable_extraction(tiny_model_
     assert "19 samples of 50+50 tokens taken every 512 tokens" in note and "9 of them from linux/lib/f2.c" in note
     assert "(1 file too short to give one)" in note
     assert extraction_gap_note({"summary": {"k_extractable_pct": 100.0, "verbatim_pct": 100.0}}) is None
+
+
+def test_card_and_hub_metadata_never_round_up(tiny_model_dir, tmp_path):
+    """Figures just under a round number (one miss in millions) are printed floored everywhere the card and the
+    Hub metadata show them: a Pythia score, a recall, a margin or an expected count never reads as the round value
+    above it."""
+    audit = {"summary": {**AUDIT["summary"], "verbatim_pct": 99.99996, "pythia_score": 0.99999996},
+             "files": [{"path": "linux/lib/f0.c", "min_margin": 0.99996}],
+             "lm_extraction": {"examples": 1000, "exact": 999, "recall": 0.99999, "recall_at_100_errors": 0.9},
+             "margin": {"threshold": 1.0, "body_tokens": 10, "wrong_tokens": 0, "min_margin": 0.99996,
+                        "min_margin_at": {"path": "linux/lib/f0.c", "position": 1, "line": 1, "true": "a",
+                                          "rival": "b"},
+                        "under_threshold": 1, "low_listed": 0,
+                        "sequential": {"agrees": 0, "differs": 0, "diverged earlier": 0},
+                        "histogram": {"bins": ["< 0", ">= 0"], "counts": [0, 10]}},
+             "sampling": {"files": [{"path": f"f{i}"} for i in range(13)],
+                          "settings": {"original": {"description": "t=1", "expected_verbatim_files": 12.99996}}}}
+    run = make_run(tiny_model_dir, tmp_path, audit=False)
+    (tmp_path / "audit.json").write_text(json.dumps(bound(audit, run / "model")))
+    card = render_card(gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json")), CardConfig())
+    assert "| Pythia memorization score (32-token prefix) | 0.9999 |" in card
+    assert "| 0.9999 (999 exact) |" in card
+    assert "Smallest: **0.999**" in card and "| `linux/lib/f0.c` | 0.999 |" in card
+    assert "12.999 of 13" in card
+    index = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"]
+    values = {m["type"]: m["value"] for r in index for m in r["metrics"]}
+    assert values["verbatim_files_pct"] == 99.9999 and values["pythia_score"] == 0.9999
