@@ -376,10 +376,14 @@ TRAINING_VERDICT = ("status", "status_lowered", "memorized", "accuracy", "min_ma
 
 def training_binding_note(training: dict, folder: Path) -> str | None:
     """Why laam.json's training result `training` (its verdict and memorization figures, TRAINING_VERDICT) is not
-    quoted: its binding (model.binding) names other files than `folder` holds now (a result from before bindings
-    is quoted as recorded). None: it is about these files. The card, the BOM and a push say this line."""
+    quoted: its binding (model.binding) names other files than `folder` holds now, or it records none (nothing
+    then says which weights it was measured on, as for an audit without one). None: it is about these files, or
+    there is no verdict. The card, the BOM and a push say this line."""
     if not isinstance(training.get(BINDING_KEY), dict):
-        return None
+        if not any(key in training for key in TRAINING_VERDICT):
+            return None
+        return ("the training result's status and memorization figures: laam.json records no binding to the files "
+                "they were measured on")
     problems = binding_problems(training, folder)
     return ("the training result's status and memorization figures, recorded for other files than this folder's "
             f"({'; '.join(problems)})" if problems else None)

@@ -83,3 +83,25 @@ def test_bom_and_push_do_not_quote_a_training_result_of_replaced_weights(tiny_mo
     assert "nothing uploaded" in output
     card = (folder / "README.md").read_text()
     assert "| status |" not in card and "| memorized |" not in card and "- Not quoted: the training result's" in card
+
+
+def test_a_training_result_without_a_binding_is_not_quoted(tiny_model_dir, tmp_path):
+    """A laam.json whose training result records no binding says nothing about which weights it was measured on:
+    its verdict is left out of the card and the BOM, one line says why, and a push warns."""
+    from laam.model.binding import BINDING_KEY
+    from laam.publish.hub import plan_push
+
+    folder = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    info = json.loads((folder / "laam.json").read_text())
+    assert isinstance(info["training"].pop(BINDING_KEY), dict)
+    info["training"].update(status="memorized", memorized=1.0, min_margin=2.5)
+    (folder / "laam.json").write_text(json.dumps(info))
+    section = training_section(gather_facts(folder))
+    assert "| status |" not in section and "| memorized |" not in section
+    why = "the training result's status and memorization figures: laam.json records no binding to the files"
+    assert f"- Not quoted: {why}" in section
+    _card(folder)
+    properties = _model_card_properties(folder / "bom.cdx.json")
+    assert "laam:training_status" not in properties and properties["laam:training_result"].startswith(
+        f"not quoted: {why}")
+    assert f"not quoted: {why} they were measured on" in plan_push(folder, "laam-test/tiny").warnings
