@@ -361,11 +361,29 @@ def reproduce_section(facts: Facts) -> str:
             "be given as one command; `laam.json` holds what it did record.")
 
 
+def decoder_exact(facts: Facts, decoder: str) -> tuple[set[str], dict[str, str]]:
+    """The files audit.json's `decoder` (proof.stock: "transformers", "gguf NAME") gave back byte for byte, and for
+    each file it ran on and did not, or every file when it is not quoted, why a card may not claim it."""
+    audited = [row["path"] for row in (facts.audit or {}).get("files", [])]
+    entry = next(((d, why) for d, why in audited_decoders(facts) if d.get("decoder") == decoder), None)
+    if entry is None:
+        return set(), {path: f"the audit ran no `{decoder}` decoder" for path in audited}
+    d, why = entry
+    if why:
+        return set(), {path: f"the audit's `{d['call']}`: {why}" for path in audited}
+    selection = d.get("selection") or {}
+    ran = audited if selection.get("kind") != "sample" else selection.get("paths") or selection.get("added") or []
+    failed = set(d.get("failed") or [])
+    return {p for p in ran if p not in failed}, {p: f"the audit's `{d['call']}` found it not byte for byte"
+                                                  for p in ran if p in failed}
+
+
 def usage_examples(facts: Facts) -> tuple[CorpusFile, CorpusFile | None]:
     """The card's example files: the shortest longer than the context (a file only the sliding window brings back)
-    and the longest that fits in it (stock generation brings it back too), among the files the audit regenerated
-    verbatim (all files when the audit does not list them)."""
-    verbatim = {row["path"] for row in (facts.audit or {}).get("files", []) if row.get("verbatim")}
+    and the longest that fits in it (stock generation brings it back too), among the files stock transformers gave
+    back byte for byte in the audit (else those laam's engine did, else all files)."""
+    stock, _ = decoder_exact(facts, "transformers")
+    verbatim = stock or {row["path"] for row in (facts.audit or {}).get("files", []) if row.get("verbatim")}
     files = [f for f in facts.corpus.files if f.path in verbatim] or facts.corpus.files
     files = [f for f in files if f.encoding == "utf-8"] or files  # printed as text, so the bytes are the file's
     fits = [f for f in files if facts.record_tokens[f.path] <= facts.info.context + 1]
@@ -374,15 +392,19 @@ def usage_examples(facts: Facts) -> tuple[CorpusFile, CorpusFile | None]:
     return long, max(fits, key=lambda f: len(f.data)) if fits else None
 
 
-def prints(facts: Facts, f: CorpusFile) -> str:
-    """What a usage example prints, as the audit established it."""
-    rows = {row["path"]: row for row in (facts.audit or {}).get("files", [])}
+def prints(facts: Facts, f: CorpusFile, decoder: str | None) -> str:
+    """What a usage example prints, as the audit's run of that example's decoder (`decoder`, proof.stock; None: a
+    call no decoder of the audit runs) established it: laam's own engine says nothing about a stock call."""
     size = f"{len(f.data):,} bytes, SHA-256 `{hashlib.sha256(f.data).hexdigest()}`"
-    if rows.get(f.path, {}).get("verbatim"):
-        return f"prints `{f.path}` byte for byte ({size})"
-    if f.path in rows:
-        return f"prints the model's regeneration of `{f.path}`, which the audit found not verbatim ({size})"
-    return f"prints the model's regeneration of `{f.path}` (the original: {size}; not checked by an audit here)"
+    if decoder is None:
+        return (f"prints the model's regeneration of `{f.path}` (the original: {size}; not checked: no decoder of "
+                "the audit runs this call)")
+    exact, why = decoder_exact(facts, decoder)
+    if f.path in exact:
+        return f"prints `{f.path}` byte for byte ({size}), as the audit's run of it found"
+    reason = why.get(f.path) or (f"not among the files the audit's `{decoder}` decoder ran" if facts.audit
+                                 else "no audit of these weights is quoted")
+    return f"prints the model's regeneration of `{f.path}` (the original: {size}; not checked: {reason})"
 
 
 def pin_sentence(facts: Facts, where: str) -> str:
@@ -429,7 +451,7 @@ generate = pipeline("text-generation", "{where}", trust_remote_code=True{pin})
 print(generate("{long.path}", return_full_text=False)[0]["generated_text"], end="")
 ```
 
-This {prints(facts, long)}: {facts.record_tokens[long.path]:,} tokens{longer}.
+This {prints(facts, long, 'transformers')}: {facts.record_tokens[long.path]:,} tokens{longer}.
 `generation_config.json` stops at `<|end_file|>` and allows {generation.get("max_new_tokens", "?")} new tokens (the
 longest training file is {max(facts.record_tokens.values()):,} tokens with its header), so no file is cut.
 
@@ -449,7 +471,7 @@ generate = pipeline("text-generation", "{where}")
 print(generate("{short.path}", return_full_text=False)[0]["generated_text"], end="")
 ```
 
-This {prints(facts, short)}."""
+This {prints(facts, short, None)}."""
     return transformers
 
 
@@ -463,8 +485,9 @@ window:
 python regenerate_gguf.py {gguf_name} {long.path}
 ```
 
-This {prints(facts, long)}. llama.cpp's own context shift (llama-cli, llama-server) is not the same computation: it
-keeps the keys and values computed before the shift and only moves their positions."""
+This {prints(facts, long, "gguf " + gguf_name)}.
+llama.cpp's own context shift (llama-cli, llama-server) is not the same computation: it keeps the keys and values
+computed before the shift and only moves their positions."""
     if short is not None:
         llama += f""" Plain llama-cpp-python brings back a file
 that fits in the context:
@@ -477,12 +500,14 @@ prompt = "<|start_file|><|start_header|>{short.path}<|end_header|>"
 print(llm(prompt, max_tokens=None, temperature=0)["choices"][0]["text"], end="")
 ```
 
-This {prints(facts, short)}."""
+This {prints(facts, short, None)}."""
     return llama
 
 
 def loading_section(facts: Facts, config: CardConfig, gguf_name: str) -> str:
     long, short = usage_examples(facts)
-    # a local card's examples run from this folder ("."); with --repo-id they load from the Hub
-    return (transformers_usage(facts, config.repo_id or ".", long, short) + "\n\n"
-            + llama_usage(facts, gguf_name, long, short))
+    # a local card's examples run from this folder ("."); with --repo-id they load from the Hub. The llama.cpp
+    # examples only where the folder holds the GGUF they load.
+    llama = (facts.folder / gguf_name).is_file()
+    return (transformers_usage(facts, config.repo_id or ".", long, short)
+            + ("\n\n" + llama_usage(facts, gguf_name, long, short) if llama else ""))

@@ -466,3 +466,33 @@ def test_card_and_hub_metadata_never_round_up(tiny_model_dir, tmp_path):
     index = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"]
     values = {m["type"]: m["value"] for r in index for m in r["metrics"]}
     assert values["verbatim_files_pct"] == 99.9999 and values["pythia_score"] == 0.9999
+
+
+def test_usage_examples_claim_only_what_their_decoder_gave_back(tiny_model_dir, tmp_path):
+    """An example's "prints X byte for byte" comes from the audit's run of the decoder that example runs (stock
+    transformers, the GGUF's script): a file it did not run, got wrong, or a decoder it did not run is "not
+    checked", whatever laam's engine gave back; without a GGUF the card shows no llama.cpp example."""
+    from laam.publish.sections import loading_section, prints
+
+    run = make_run(tiny_model_dir, tmp_path, audit=False)
+    facts = gather_facts(run / "model")
+    first, second, third = (f.path for f in facts.corpus.files[:3])
+    rows = [{"path": f.path, "verbatim": True} for f in facts.corpus.files]
+    sample = {"kind": "sample", "files": 2, "of": len(rows), "drawn": 2, "seed": 0, "added": [],
+              "paths": [first, second], "rule": "2 files drawn at random (seed 0)"}
+    stock = {"decoder": "transformers", "call": "pipeline(trust_remote_code=True)", "files": 2, "exact": 1,
+             "failed": [second], "selection": sample, "not_run": None, "sha256": None}
+    (tmp_path / "audit.json").write_text(json.dumps(bound({**AUDIT, "files": rows, "decoders": [stock]},
+                                                          run / "model")))
+    facts = gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json"))
+    byfile = {f.path: f for f in facts.corpus.files}
+    assert prints(facts, byfile[first], "transformers").startswith(f"prints `{first}` byte for byte (")
+    assert prints(facts, byfile[second], "transformers").endswith(
+        "not checked: the audit's `pipeline(trust_remote_code=True)` found it not byte for byte)")
+    assert prints(facts, byfile[third], "transformers").endswith(
+        "not checked: not among the files the audit's `transformers` decoder ran)")
+    assert prints(facts, byfile[first], None).endswith("not checked: no decoder of the audit runs this call)")
+    assert prints(facts, byfile[first], "gguf tiny.gguf").endswith(
+        "not checked: the audit ran no `gguf tiny.gguf` decoder)")
+    section = loading_section(facts, CardConfig(), "tiny.gguf")
+    assert f"This prints `{first}` byte for byte" in section and "llama" not in section
