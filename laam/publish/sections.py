@@ -459,10 +459,12 @@ longest training file is {max(facts.record_tokens.values()):,} tokens with its h
     if short is not None:
         transformers += f"""
 
-Without `trust_remote_code`, stock generation is the same computation while a file fits in the context ({context}
-tokens with its header: {fitting} of the {len(facts.corpus.files)} training files here); past it, stock generation
-keeps attending to every earlier token, which is not how this model was trained to read, and the output can leave
-the file (LaaM's equivalence benchmark measures where).
+Without `trust_remote_code`, stock generation reads a file that fits in the context ({context} tokens with its
+header: {fitting} of the {len(facts.corpus.files)} training files here) as the window does, but the model must
+predict the `<|end_header|>` that ends the path itself (a path that begins another's, like `a/Readme` of
+`a/Readme.linux`, can bring back the other); past the context, stock generation keeps attending to every earlier
+token, which is not how this model was trained to read, and the output can leave the file (LaaM's equivalence
+benchmark measures where). The audit runs no decoder for this call.
 
 ```python
 from transformers import pipeline

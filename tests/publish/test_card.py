@@ -496,3 +496,8 @@ def test_usage_examples_claim_only_what_their_decoder_gave_back(tiny_model_dir, 
         "not checked: the audit ran no `gguf tiny.gguf` decoder)")
     section = loading_section(facts, CardConfig(), "tiny.gguf")
     assert f"This prints `{first}` byte for byte" in section and "llama" not in section
+    from laam.publish.sections import transformers_usage
+
+    plain = transformers_usage(facts, ".", byfile[first], byfile[third]).split("Without `trust_remote_code`")[1]
+    assert "the model must\npredict the `<|end_header|>` that ends the path itself" in plain
+    assert "The audit runs no decoder for this call." in plain and "same computation" not in plain
