@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from laam.data.licenses import GPL2, satisfied_by
 from laam.errors import LaamError
 from laam.io import atomic_file, atomic_write_text
 from laam.publish.bom import write_bom
@@ -82,7 +83,10 @@ def eval_results(facts: Facts):
 def card_data(facts: Facts, config: CardConfig):
     from huggingface_hub import ModelCardData
 
-    tags = ["laam", "llama", "memorization", "linux-kernel", "code", "gpl-2.0-training-data", "text-generation"]
+    # the GPL tag only while every training file is, per the manifest, GPL-2.0 (alone or as one choice)
+    gpl = all(satisfied_by(spdx, GPL2) for spdx in facts.data_licenses)
+    tags = ["laam", "llama", "memorization", "linux-kernel", "code", *(["gpl-2.0-training-data"] if gpl else []),
+            "text-generation"]
     return ModelCardData(
         model_name=config.repo_id.split("/")[-1] if config.repo_id else facts.name,
         library_name="transformers", pipeline_tag="text-generation", language=["code"], tags=tags,

@@ -501,3 +501,33 @@ def test_usage_examples_claim_only_what_their_decoder_gave_back(tiny_model_dir, 
     plain = transformers_usage(facts, ".", byfile[first], byfile[third]).split("Without `trust_remote_code`")[1]
     assert "the model must\npredict the `<|end_header|>` that ends the path itself" in plain
     assert "The audit runs no decoder for this call." in plain and "same computation" not in plain
+
+
+def test_license_wording_comes_from_the_audited_files_licenses(tiny_model_dir, tmp_path):
+    """The BOM's regeneration sentence names the audited subset and the licenses the manifest records for the
+    audited files; the Hub's GPL tag is written only while every training file is GPL-2.0."""
+    import dataclasses
+
+    from laam.data.corpus import license_counts
+    from laam.data.licenses import GPL2, satisfied_by
+    from laam.publish.bom import regeneration_claim
+    from laam.publish.card import card_data
+
+    run = make_run(tiny_model_dir, tmp_path, audit=False)
+    facts = gather_facts(run / "model")
+    audited = facts.corpus.files[:2]
+    rows = [{"path": f.path, "verbatim": True} for f in audited]
+    summary = {**AUDIT["summary"], "files": 2, "verbatim_files": 2}
+    (tmp_path / "audit.json").write_text(json.dumps(bound({"summary": summary, "files": rows}, run / "model",
+                                                          "linux/lib/*")))
+    facts = gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json"))
+    claim = regeneration_claim(facts)
+    listing = ", ".join(f"{n} under {spdx}" for spdx, n in license_counts(audited).items())
+    assert claim == ("The model regenerates 2 of 2 audited training files (a subset: the files matching linux/lib/*) "
+                     "verbatim (audit.json, bound to these weights); the audited files are, per the manifest, "
+                     + listing)
+    gpl = all(satisfied_by(f.license, GPL2) for f in facts.corpus.files)
+    assert ("gpl-2.0-training-data" in card_data(facts, CardConfig()).tags) == gpl
+    facts.corpus.files[0] = dataclasses.replace(facts.corpus.files[0], license="MIT")
+    assert "gpl-2.0-training-data" not in card_data(facts, CardConfig()).tags
+    assert "1 under MIT" in regeneration_claim(facts)
