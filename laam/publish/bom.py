@@ -150,8 +150,10 @@ def model_card_object(facts: Facts) -> dict:
         },
         "properties": [{"name": f"laam:{k}", "value": str(v)} for k, v in (
             ("parameters", facts.parameters), ("context", facts.info.context), ("stride", facts.info.stride),
-            ("corpus_fingerprint", facts.info.corpus_fingerprint), ("laam_version", facts.laam_version),
-            ("git_commit", facts.git_commit or "not recorded"))] + training_properties(facts),
+            ("corpus_fingerprint", facts.info.corpus_fingerprint),
+            ("laam_version", facts.laam_version or "not recorded"), ("git_commit", facts.git_commit or "not recorded"),
+            ("git_dirty", "not recorded" if facts.git_dirty is None else str(facts.git_dirty).lower()),
+        )] + training_properties(facts),
     }
     if facts.audit:
         summary = facts.audit["summary"]

@@ -22,6 +22,7 @@ from laam.publish.facts import (
     CardConfig,
     Facts,
     audited_decoders,
+    code_description,
     fetch_command,
     public_source,
     quoted_training,
@@ -151,8 +152,7 @@ def training_section(facts: Facts) -> str:
     t = quoted_training(facts)
     shown = [(k, t[k]) for k in ("status", "steps", "epochs", "tokens_seen", "wall_seconds", "train_seconds",
                                  "memorized", "accuracy", "final_loss", "device", "processes") if k in t]
-    commit = f"git commit `{facts.git_commit}`" if facts.git_commit else "git commit not recorded by this run"
-    parts = [f"- Package: `laam` {facts.laam_version}, {commit} ({CODE_LICENSE}); this card was written by "
+    parts = [f"- Package: {code_description(facts)} ({CODE_LICENSE}); this card was written by "
              f"`laam card` {__version__}, git commit `{facts.card_commit}`.",
              f"- Command, as run: `{recorded_command(facts)}`" if t.get("command")
              else "- Command: not recorded by this run."]
@@ -339,8 +339,7 @@ def sampling_section(audit: dict) -> str:
 
 
 def reproduce_section(facts: Facts) -> str:
-    commit = f" (git commit `{facts.git_commit}`)" if facts.git_commit else ""
-    installed = f"With `laam` {facts.laam_version}{commit} installed"
+    installed = f"With {code_description(facts)} installed"
     fetch = (f"```sh\n{fetch_command(facts)}\n```\n\nThis rebuilds the training data on its own: it downloads the "
              "release, checks its SHA-256 against the mirror's list and writes the manifest, whose per-file SHA-256 "
              f"must match `{MANIFEST_FILE}` here.")

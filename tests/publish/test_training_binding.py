@@ -105,3 +105,27 @@ def test_a_training_result_without_a_binding_is_not_quoted(tiny_model_dir, tmp_p
     assert "laam:training_status" not in properties and properties["laam:training_result"].startswith(
         f"not quoted: {why}")
     assert f"not quoted: {why} they were measured on" in plan_push(folder, "laam-test/tiny").warnings
+
+
+def test_the_training_code_is_quoted_as_recorded_with_its_dirty_flag(tiny_model_dir, tmp_path):
+    """The card and the BOM name the laam version and commit the run recorded, with the dirty flag its binding
+    records; a version the run did not record is "not recorded", never the version writing the card."""
+    from laam.model.binding import BINDING_KEY
+
+    folder = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    info = json.loads((folder / "laam.json").read_text())
+    training = info["training"]
+    training.pop("laam_version", None)
+    training[BINDING_KEY].pop("laam_version")
+    training["git_commit"] = training[BINDING_KEY]["git_commit"] = "0123abc"
+    training[BINDING_KEY]["git_dirty"] = True
+    (folder / "laam.json").write_text(json.dumps(info))
+    section = training_section(gather_facts(folder))
+    assert "- Package: `laam` (version not recorded by this run), git commit `0123abc` (with uncommitted changes)" \
+        in section
+    _card(folder)
+    properties = _model_card_properties(folder / "bom.cdx.json")
+    assert (properties["laam:laam_version"], properties["laam:git_commit"], properties["laam:git_dirty"]) == (
+        "not recorded", "0123abc", "true")
+    assert "With `laam` (version not recorded by this run), git commit `0123abc` (with uncommitted changes) " \
+           "installed" in (folder / "README.md").read_text()
