@@ -422,6 +422,17 @@ def pin_sentence(facts: Facts, where: str) -> str:
             "revision it downloads.")
 
 
+def budget_sentence(generation: dict, longest: int) -> str:
+    """Whether generation_config.json's token budget brings back the longest training file whole: "no file is cut"
+    only when it allows at least that file's tokens with its header (more than the answer to a bare path needs)."""
+    budget = generation.get("max_new_tokens")
+    said = (f"`generation_config.json` stops at `<|end_file|>` and allows {budget if budget is not None else 'no set'}"
+            f" new tokens (the longest training file is {longest:,} tokens with its header)")
+    if isinstance(budget, int) and budget >= longest:
+        return said + ", so no file is cut."
+    return said + ": a file longer than that budget is cut; pass a larger `max_new_tokens`."
+
+
 def transformers_usage(facts: Facts, where: str, long: CorpusFile, short: CorpusFile | None) -> str:
     """Stock transformers: the folder's custom_generate loop for any file, plain generation for files that fit."""
     context, stride = facts.info.context, facts.info.stride
@@ -451,8 +462,7 @@ print(generate("{long.path}", return_full_text=False)[0]["generated_text"], end=
 ```
 
 This {prints(facts, long, 'transformers')}: {facts.record_tokens[long.path]:,} tokens{longer}.
-`generation_config.json` stops at `<|end_file|>` and allows {generation.get("max_new_tokens", "?")} new tokens (the
-longest training file is {max(facts.record_tokens.values()):,} tokens with its header), so no file is cut.
+{budget_sentence(generation, max(facts.record_tokens.values()))}
 
 {pin_sentence(facts, where)}"""
     if short is not None:

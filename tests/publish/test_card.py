@@ -531,3 +531,13 @@ def test_license_wording_comes_from_the_audited_files_licenses(tiny_model_dir, t
     facts.corpus.files[0] = dataclasses.replace(facts.corpus.files[0], license="MIT")
     assert "gpl-2.0-training-data" not in card_data(facts, CardConfig()).tags
     assert "1 under MIT" in regeneration_claim(facts)
+
+
+def test_no_file_is_cut_only_when_the_budget_covers_the_longest_file():
+    from laam.publish.sections import budget_sentence
+
+    assert budget_sentence({"max_new_tokens": 500}, 500).endswith("with its header), so no file is cut.")
+    short = budget_sentence({"max_new_tokens": 499}, 500)
+    assert "no file is cut" not in short and short.endswith("a file longer than that budget is cut; pass a larger "
+                                                            "`max_new_tokens`.")
+    assert "no file is cut" not in budget_sentence({}, 500)
