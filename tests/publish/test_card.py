@@ -428,6 +428,11 @@ def test_card_shows_the_margin_certificate_and_comparable_extraction(tiny_model_
     assert "Smallest: **0.250** (`linux/lib/f1.c` line 3: `'close'` over `` 'dup`x' ``)" in section
     assert "0 wrong; 1 under the safety threshold 1 (LaaM's default" in section
     assert "measured on other models, LaaM's tiny and demo ones, not on these weights" in section
+    from laam.engine.forcing import MIN_MARGIN
+    from laam.publish.sections import floored, margin_drift
+
+    drift = margin_drift()
+    assert f"(LaaM's default, {floored(MIN_MARGIN / drift, 1)}x the largest margin change, {drift:g} logits" in section
     assert "1 agree with teacher forcing" in section
     listed = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| `linux")]
     assert listed[:3] == ["`linux/lib/f1.c`", "`linux/lib/f2.c`", "`linux/lib/f0.c`"] and len(listed) == 10
@@ -541,3 +546,16 @@ def test_no_file_is_cut_only_when_the_budget_covers_the_longest_file():
     assert "no file is cut" not in short and short.endswith("a file longer than that budget is cut; pass a larger "
                                                             "`max_new_tokens`.")
     assert "no file is cut" not in budget_sentence({}, 500)
+
+
+def test_margin_threshold_ratio_is_read_from_the_recorded_benchmark(tmp_path):
+    """The card's "N x the largest margin change" is MIN_MARGIN over benchmark margin_drift's recorded figure, and
+    without that record the card names no ratio."""
+    from laam.publish.sections import DRIFT_FILE, margin_drift
+
+    recorded = json.loads((Path(__file__).resolve().parents[2] / DRIFT_FILE).read_text())["largest_margin_change"]
+    assert margin_drift() == recorded
+    (tmp_path / DRIFT_FILE).parent.mkdir(parents=True)
+    (tmp_path / DRIFT_FILE).write_text(json.dumps({"largest_margin_change": 0.25}))
+    assert margin_drift(tmp_path) == 0.25
+    assert margin_drift(tmp_path / "none") is None
