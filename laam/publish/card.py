@@ -94,6 +94,19 @@ def card_data(facts: Facts, config: CardConfig):
     )
 
 
+def sources_sentence(facts: Facts) -> str:
+    """Which recorded files this card's figures were read from: the audit and the compression report only when
+    quoted (bound to these weights), and the reports it leaves out said to be left out."""
+    read = ["`laam.json`", "`config.json`", "the weights' header", "the manifest"]
+    read += ["the run's training curve"] if facts.curve else []
+    read += ["`audit.json`"] if facts.audit else []
+    read += ["`compression.json`"] if facts.compression else []
+    left = (f" Left out ({len(facts.report_notes)}), each named under Evaluation: reports recorded for other files."
+            if facts.report_notes else "")
+    return (f"`laam card` read this card's figures from {', '.join(read[:-1])} and {read[-1]}; its other sentences "
+            f"are LaaM's fixed explanations.{left}")
+
+
 def render_card(facts: Facts, config: CardConfig) -> str:
     """README.md text: YAML metadata plus every section, from facts only."""
     from huggingface_hub import ModelCard
@@ -111,8 +124,7 @@ def render_card(facts: Facts, config: CardConfig) -> str:
 
 A {facts.parameters:,}-parameter Llama trained with {laam_link(config)} (Linux as a Model) to **memorize**
 {corpus.name}'s source code, so that a file's path brings back the file. It exists to measure and show
-regurgitation of GPL-2.0 code by model weights. Every fact on this card was read from the run
-(`laam.json`, `config.json`, the weights, the manifest, the audit) by `laam card`.
+regurgitation of GPL-2.0 code by model weights. {sources_sentence(facts)}
 
 ## License of the training data
 

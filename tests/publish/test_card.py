@@ -559,3 +559,14 @@ def test_margin_threshold_ratio_is_read_from_the_recorded_benchmark(tmp_path):
     (tmp_path / DRIFT_FILE).write_text(json.dumps({"largest_margin_change": 0.25}))
     assert margin_drift(tmp_path) == 0.25
     assert margin_drift(tmp_path / "none") is None
+
+
+def test_the_intro_names_only_the_reports_the_card_quotes(tiny_model_dir, tmp_path):
+    run = make_run(tiny_model_dir, tmp_path, audit=False)
+    card = render_card(gather_facts(run / "model"), CardConfig())
+    intro = next(line for line in card.splitlines() if line.startswith("regurgitation of GPL-2.0"))
+    assert "`laam.json`, `config.json`" in intro and "audit" not in intro and "compression" not in intro
+    (tmp_path / "audit.json").write_text(json.dumps(bound(AUDIT, run / "model")))
+    card = render_card(gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json")), CardConfig())
+    intro = next(line for line in card.splitlines() if line.startswith("regurgitation of GPL-2.0"))
+    assert "and `audit.json`;" in intro and "Left out" not in intro
