@@ -177,8 +177,8 @@ def training_properties(facts: Facts) -> list[dict]:
     """laam.json's training verdict (status, share of checked tokens memorized, smallest margin) while it is about
     these files (publish.facts.training_binding_note); else one property saying why it is not quoted."""
     t = quoted_training(facts)
-    quoted = [{"name": f"laam:training_{key}", "value": str(t[key])} for key in ("status", "memorized", "min_margin")
-              if t.get(key) is not None]
+    keys = ("status", "status_basis", "memorized", "min_margin")
+    quoted = [{"name": f"laam:training_{key}", "value": str(t[key])} for key in keys if t.get(key) is not None]
     note = training_binding_note(facts.training, facts.folder)
     return quoted + ([{"name": "laam:training_result", "value": f"not quoted: {note}"}] if note else [])
 

@@ -410,11 +410,23 @@ def training_binding_note(training: dict, folder: Path) -> str | None:
             f"({'; '.join(problems)})" if problems else None)
 
 
+def status_basis(training: dict) -> str | None:
+    """How laam.json's training status was earned, in words: by regenerating the files (`--verify`), or from
+    teacher-forced token checks only (each token predicted from the true ones before it). None: no status."""
+    if "status" not in training:
+        return None
+    regeneration = training.get("regeneration")
+    if isinstance(regeneration, dict) and "exact" in regeneration and "files" in regeneration:
+        return f"--verify regenerated {regeneration['exact']} of {regeneration['files']} files byte for byte"
+    return "teacher-forced token checks only; no regeneration of the files (--verify) recorded"
+
+
 def quoted_training(facts: Facts) -> dict:
     """laam.json's training result as the card and BOM may quote it: without its verdict and memorization figures
     while training_binding_note says they are about other files."""
     if training_binding_note(facts.training, facts.folder) is None:
-        return dict(facts.training)
+        basis = status_basis(facts.training)
+        return {**facts.training, **({"status_basis": basis} if basis else {})}
     return {k: v for k, v in facts.training.items() if k not in TRAINING_VERDICT}
 
 

@@ -151,8 +151,9 @@ def table(header: tuple[str, ...], rows) -> str:
 
 def training_section(facts: Facts) -> str:
     t = quoted_training(facts)
-    shown = [(k, t[k]) for k in ("status", "steps", "epochs", "tokens_seen", "wall_seconds", "train_seconds",
-                                 "memorized", "accuracy", "final_loss", "device", "processes") if k in t]
+    keys = ("status", "status_basis", "steps", "epochs", "tokens_seen", "wall_seconds", "train_seconds", "memorized",
+            "accuracy", "final_loss", "device", "processes")
+    shown = [(k, t[k]) for k in keys if k in t]
     parts = [f"- Package: {code_description(facts)} ({CODE_LICENSE}); this card was written by "
              f"`laam card` {__version__}, git commit `{facts.card_commit}`.",
              f"- Command, as run: `{recorded_command(facts)}`" if t.get("command")

@@ -129,3 +129,22 @@ def test_the_training_code_is_quoted_as_recorded_with_its_dirty_flag(tiny_model_
         "not recorded", "0123abc", "true")
     assert "With `laam` (version not recorded by this run), git commit `0123abc` (with uncommitted changes) " \
            "installed" in (folder / "README.md").read_text()
+
+
+def test_the_status_says_how_it_was_earned(tiny_model_dir, tmp_path):
+    """Beside the training status, the card and the BOM say whether --verify regenerated the files or the status
+    rests on teacher-forced token checks only."""
+    folder = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    info = json.loads((folder / "laam.json").read_text())
+    info["training"].pop("regeneration", None)
+    info["training"].update(status="memorized", memorized=1.0)
+    (folder / "laam.json").write_text(json.dumps(info))
+    forced = "teacher-forced token checks only; no regeneration of the files (--verify) recorded"
+    assert f"| status_basis | {forced} |" in training_section(gather_facts(folder))
+    info["training"]["regeneration"] = {"exact": 12, "files": 12}
+    (folder / "laam.json").write_text(json.dumps(info))
+    assert "| status_basis | --verify regenerated 12 of 12 files byte for byte |" in training_section(
+        gather_facts(folder))
+    _card(folder)
+    assert _model_card_properties(folder / "bom.cdx.json")["laam:training_status_basis"] == (
+        "--verify regenerated 12 of 12 files byte for byte")
