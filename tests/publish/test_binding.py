@@ -223,3 +223,16 @@ def test_binding_covers_laam_json_decoding_fields_and_every_bound_file(tiny_mode
     narrow = {"summary": {}, "binding": {**report["binding"], "files": {
         "model.safetensors": report["binding"]["files"]["model.safetensors"]}}}
     assert "it records no SHA-256 of tokenizer.json, which the folder holds now" in binding_problems(narrow, folder)
+
+
+def test_push_refuses_a_card_and_bom_written_for_other_weights(tiny_model_dir, tmp_path):
+    from laam.publish.hub import plan_push
+
+    model = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    _card(model)
+    assert not [p for p in plan_push(model, "laam-test/tiny").problems if "other weights" in p]
+    _flip_last_byte(model / "model.safetensors")
+    stale = [p for p in plan_push(model, "laam-test/tiny").problems if "other weights" in p]
+    assert len(stale) == 1 and stale[0].startswith("bom.cdx.json and README.md were written for other weights")
+    _card(model)
+    assert not [p for p in plan_push(model, "laam-test/tiny").problems if "other weights" in p]
