@@ -441,6 +441,17 @@ def pin_sentence(facts: Facts, where: str) -> str:
             "revision it downloads.")
 
 
+def encoding_sentence(facts: Facts) -> str:
+    """The examples `print` text, which Python writes as UTF-8: for a training file in another encoding (laam.json
+    records each) that is not the file's bytes, so the card says how to write those. Empty: every file is UTF-8."""
+    other = [f for f in facts.corpus.files if f.encoding != "utf-8"]
+    if not other:
+        return ""
+    shown = ", ".join(f"`{f.path}` ({f.encoding})" for f in other[:3]) + (" …" if len(other) > 3 else "")
+    return (f" {len(other)} training file(s) are not UTF-8: {shown}; `laam.json`'s `encodings` names each. For "
+            "those, write `text.encode(encoding)` to a file instead of printing it, to get the file's bytes.")
+
+
 def budget_sentence(generation: dict, longest: int) -> str:
     """Whether generation_config.json's token budget brings back the longest training file whole: "no file is cut"
     only when it allows at least that file's tokens with its header (more than the answer to a bare path needs)."""
@@ -480,7 +491,7 @@ generate = pipeline("text-generation", "{where}", trust_remote_code=True{pin})
 print(generate("{long.path}", return_full_text=False)[0]["generated_text"], end="")
 ```
 
-This {prints(facts, long, 'transformers')}: {facts.record_tokens[long.path]:,} tokens{longer}.
+This {prints(facts, long, 'transformers')}: {facts.record_tokens[long.path]:,} tokens{longer}.{encoding_sentence(facts)}
 {budget_sentence(generation, max(facts.record_tokens.values()))}
 
 {pin_sentence(facts, where)}"""

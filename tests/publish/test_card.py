@@ -570,3 +570,17 @@ def test_the_intro_names_only_the_reports_the_card_quotes(tiny_model_dir, tmp_pa
     card = render_card(gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json")), CardConfig())
     intro = next(line for line in card.splitlines() if line.startswith("regurgitation of GPL-2.0"))
     assert "and `audit.json`;" in intro and "Left out" not in intro
+
+
+def test_card_says_how_to_write_a_file_that_is_not_utf8(tiny_model_dir, tmp_path):
+    import dataclasses
+
+    from laam.publish.sections import encoding_sentence
+
+    facts = gather_facts(make_run(tiny_model_dir, tmp_path, audit=False) / "model")
+    assert all(f.encoding == "utf-8" for f in facts.corpus.files) and encoding_sentence(facts) == ""
+    first = facts.corpus.files[0]
+    facts.corpus.files[0] = dataclasses.replace(first, encoding="latin-1")
+    said = encoding_sentence(facts)
+    assert f"1 training file(s) are not UTF-8: `{first.path}` (latin-1)" in said
+    assert "write `text.encode(encoding)` to a file instead of printing it" in said
