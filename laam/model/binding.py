@@ -38,6 +38,23 @@ def _corpus_fingerprint(model_dir: Path) -> str | None:
     return read_model_info(model_dir).corpus_fingerprint if (Path(model_dir) / INFO_FILE).is_file() else None
 
 
+def decoding_digest(model_dir: Path) -> str | None:
+    """SHA-256 of the laam.json fields decoders read (laam's engine its window rule, the stock harness the
+    encodings its bytes are written in, the folder check the tokenizer's hash): an edit to them changes what a
+    decoder gives back, so they are bound although laam.json itself is not. None: the folder has no laam.json."""
+    import hashlib
+    import json
+
+    from laam.model.info import INFO_FILE, read_model_info
+
+    if not (Path(model_dir) / INFO_FILE).is_file():
+        return None
+    info = read_model_info(model_dir)
+    fields = {"context": info.context, "stride": info.stride, "encodings": info.encodings,
+              "tokenizer_sha256": info.tokenizer_sha256}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
 def report_binding(model_dir: Path, selection: str | None = None, dtype: str = "float32",
                    device: str = "cpu") -> dict:
     """The `binding` object a report records: the folder's fingerprints, its corpus, the selection of files the
@@ -45,7 +62,8 @@ def report_binding(model_dir: Path, selection: str | None = None, dtype: str = "
     import torch
 
     return {"files": fingerprints(model_dir), "corpus_fingerprint": _corpus_fingerprint(model_dir),
-            "selection": selection, "laam_version": __version__, "git_commit": git_commit(),
+            "decoding": decoding_digest(model_dir), "selection": selection, "laam_version": __version__,
+            "git_commit": git_commit(),
             "git_dirty": git_dirty(), "torch": torch.__version__, "dtype": dtype, "device": device,
             "libraries": {name: package_version(name) for name in LIBRARIES},
             "created": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
@@ -60,6 +78,10 @@ def binding_problems(report: dict, model_dir: Path) -> list[str]:
     problems = []
     if "model.safetensors" not in binding["files"]:
         problems.append("it records no SHA-256 of model.safetensors")
+    # a bound file the report does not name was not what it ran on; regenerate_gguf.py is written by `laam export
+    # gguf`, often after the report, and a GGUF decoder's result is checked by the GGUF's own SHA-256
+    problems += [f"it records no SHA-256 of {name}, which the folder holds now" for name in now
+                 if name not in binding["files"] and name not in ("model.safetensors", "regenerate_gguf.py")]
     for name, digest in binding["files"].items():
         if name not in now:
             problems.append(f"{name} is gone")
@@ -68,6 +90,9 @@ def binding_problems(report: dict, model_dir: Path) -> list[str]:
     corpus = _corpus_fingerprint(model_dir)
     if binding.get("corpus_fingerprint") != corpus:
         problems.append(f"the corpus fingerprint is {corpus}, the report's {binding.get('corpus_fingerprint')}")
+    # reports made before the decoding fields were bound record no digest of them: compared only when recorded
+    if "decoding" in binding and binding["decoding"] != decoding_digest(model_dir):
+        problems.append("laam.json's decoding fields (context, stride, encodings, tokenizer_sha256) changed")
     return problems
 
 

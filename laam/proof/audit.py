@@ -244,7 +244,7 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
                 progress: Callable[[str, int], Callable[[int, list[int]], None]] | None = None) -> AuditResult:
     """`laam audit` as a function: load the model and its exact training corpus, audit, write audit.json (and
     report.html) into `out_dir` (default MODEL/audit)."""
-    from laam.model.binding import BINDING_KEY, report_binding
+    from laam.model.binding import BINDING_KEY, decoding_digest, fingerprints, report_binding
     from laam.model.folder import load_model
     from laam.model.info import load_training_corpus
     from laam.proof.report import write_report
@@ -255,11 +255,19 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
         raise LaamError(f"unknown export {', '.join(sorted(unknown))}: choose from {', '.join(EXPORTS)}")
     if "lm-extraction" in config.export and not config.extraction:
         raise LaamError("--export lm-extraction needs the extraction metrics (drop --no-extraction)")
+    # hashed before the model is read and again after the last decoder: a file replaced during a long audit would
+    # otherwise be bound to results it did not produce
+    before = (fingerprints(model_dir), decoding_digest(model_dir))
     loaded = load_model(model_dir, threads=threads)
     corpus = load_training_corpus(loaded.info, cache)
     run = run_audit(loaded.model, loaded.tokenizer, corpus, loaded.policy, config, progress, model_dir=str(model_dir))
     run.audit["decoders"] = decoder_results(model_dir, corpus, run.audit["files"], config, threads)
     run.audit[BINDING_KEY] = report_binding(model_dir, config.files, device=loaded.device)
+    if (run.audit[BINDING_KEY]["files"], run.audit[BINDING_KEY]["decoding"]) != before:
+        changed = sorted(name for name in {**before[0], **run.audit[BINDING_KEY]["files"]}
+                         if before[0].get(name) != run.audit[BINDING_KEY]["files"].get(name))
+        raise LaamError(f"{model_dir} changed during the audit ({', '.join(changed) or 'laam.json decoding fields'}):"
+                        " no audit.json written; audit it again")
     out_dir = Path(out_dir or Path(model_dir) / "audit")
     path = write_audit(run.audit, out_dir)
     if run.margins is not None:

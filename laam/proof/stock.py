@@ -91,7 +91,7 @@ def choose_files(files: list[CorpusFile], sample: int | None, all_paths: list[st
     drawn = random.Random(SEED).sample(rest, min(sample, len(rest)))
     chosen = sorted(forced + drawn, key=lambda f: f.path)
     return chosen, {"kind": "sample", "files": len(chosen), "of": len(files), "drawn": len(drawn), "seed": SEED,
-                    "added": [f.path for f in forced],
+                    "added": [f.path for f in forced], "paths": [f.path for f in chosen],
                     "rule": f"{len(drawn)} files drawn at random (seed {SEED}), plus every file whose path another "
                             "path extends and every file that is not UTF-8"}
 

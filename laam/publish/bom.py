@@ -14,11 +14,13 @@ import json
 from importlib import metadata as package_metadata
 from pathlib import Path
 
+from laam.data.corpus import license_counts
 from laam.data.licenses import NOASSERTION, combine, normalize
 from laam.errors import LaamError
 from laam.io import atomic_write_text, sha256_file
 from laam.model.folder import WEIGHTS_FILE
 from laam.publish.facts import CardConfig, Facts, audited_decoders, quoted_training, training_binding_note
+from laam.publish.sections import audit_selection
 
 MODEL_REF, DATASET_REF, MODEL_CARD_REF = "model", "dataset", "model-card"
 LIBRARIES = ("laam", "transformers", "tokenizers", "torch", "safetensors")
@@ -148,8 +150,10 @@ def model_card_object(facts: Facts) -> dict:
         },
         "properties": [{"name": f"laam:{k}", "value": str(v)} for k, v in (
             ("parameters", facts.parameters), ("context", facts.info.context), ("stride", facts.info.stride),
-            ("corpus_fingerprint", facts.info.corpus_fingerprint), ("laam_version", facts.laam_version),
-            ("git_commit", facts.git_commit or "not recorded"))] + training_properties(facts),
+            ("corpus_fingerprint", facts.info.corpus_fingerprint),
+            ("laam_version", facts.laam_version or "not recorded"), ("git_commit", facts.git_commit or "not recorded"),
+            ("git_dirty", "not recorded" if facts.git_dirty is None else str(facts.git_dirty).lower()),
+        )] + training_properties(facts),
     }
     if facts.audit:
         summary = facts.audit["summary"]
@@ -173,25 +177,34 @@ def training_properties(facts: Facts) -> list[dict]:
     """laam.json's training verdict (status, share of checked tokens memorized, smallest margin) while it is about
     these files (publish.facts.training_binding_note); else one property saying why it is not quoted."""
     t = quoted_training(facts)
-    quoted = [{"name": f"laam:training_{key}", "value": str(t[key])} for key in ("status", "memorized", "min_margin")
-              if t.get(key) is not None]
+    keys = ("status", "status_basis", "memorized", "min_margin")
+    quoted = [{"name": f"laam:training_{key}", "value": str(t[key])} for key in keys if t.get(key) is not None]
     note = training_binding_note(facts.training, facts.folder)
     return quoted + ([{"name": "laam:training_result", "value": f"not quoted: {note}"}] if note else [])
 
 
+def licenses_phrase(files: list) -> str:
+    """The licenses `files` record in the manifest, counted ("12 under GPL-2.0-only, 1 under MIT")."""
+    return ", ".join(f"{count} under {spdx}" for spdx, count in license_counts(files).items())
+
+
 def regeneration_claim(facts: Facts) -> str:
     """The BOM's one sentence on regeneration, from the quoted audit (bound to these weights) or saying there is
-    none."""
+    none; the licenses named are those the manifest records for the files meant, and a subset is named as one."""
     if not facts.audit:
-        return ("The model was trained to memorize its GPL-licensed training files; no audit of these weights is "
-                "recorded")
+        return (f"The model was trained to memorize its training files ({licenses_phrase(facts.corpus.files)}); no "
+                "audit of these weights is recorded")
     summary = facts.audit["summary"]
+    selection = audit_selection(facts.audit)
+    paths = {row["path"] for row in facts.audit.get("files", [])}
+    audited = [f for f in facts.corpus.files if f.path in paths] or facts.corpus.files
+    files = f"{summary.get('files')} audited training files" + (
+        f" (a subset: the files matching {selection})" if selection else "")
     verbatim = summary.get("verbatim_files") or 0
     if not verbatim:
-        return (f"The audit of these weights found no training file regenerated verbatim ({summary.get('files')} "
-                "audited)")
-    return (f"The model regenerates {verbatim} of {summary.get('files')} audited GPL-licensed training files "
-            "verbatim (audit.json, bound to these weights)")
+        return f"The audit of these weights found no training file regenerated verbatim ({files})"
+    return (f"The model regenerates {verbatim} of {files} verbatim (audit.json, bound to these weights); the "
+            f"audited files are, per the manifest, {licenses_phrase(audited)}")
 
 
 def dataset_data_object(facts: Facts) -> list[dict]:

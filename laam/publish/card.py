@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from laam.data.licenses import GPL2, satisfied_by
 from laam.errors import LaamError
 from laam.io import atomic_file, atomic_write_text
 from laam.publish.bom import write_bom
@@ -39,6 +40,7 @@ from laam.publish.sections import (
     data_license_statement,
     data_rows,
     evaluation_section,
+    floored,
     laam_link,
     loading_section,
     reproduce_section,
@@ -74,19 +76,35 @@ def eval_results(facts: Facts):
         ("pythia_score", f"Pythia memorization score ({summary.get('pythia_prefix', 32)}-token prefix)",
          summary.get("pythia_score")),
     ]
-    return [EvalResult(**common, metric_type=kind, metric_name=name, metric_value=round(float(value), 4))
+    return [EvalResult(**common, metric_type=kind, metric_name=name, metric_value=float(floored(value, 4)))
             for kind, name, value in metrics if value is not None] or None
 
 
 def card_data(facts: Facts, config: CardConfig):
     from huggingface_hub import ModelCardData
 
-    tags = ["laam", "llama", "memorization", "linux-kernel", "code", "gpl-2.0-training-data", "text-generation"]
+    # the GPL tag only while every training file is, per the manifest, GPL-2.0 (alone or as one choice)
+    gpl = all(satisfied_by(spdx, GPL2) for spdx in facts.data_licenses)
+    tags = ["laam", "llama", "memorization", "linux-kernel", "code", *(["gpl-2.0-training-data"] if gpl else []),
+            "text-generation"]
     return ModelCardData(
         model_name=config.repo_id.split("/")[-1] if config.repo_id else facts.name,
         library_name="transformers", pipeline_tag="text-generation", language=["code"], tags=tags,
         eval_results=eval_results(facts), **hf_license(config.license),
     )
+
+
+def sources_sentence(facts: Facts) -> str:
+    """Which recorded files this card's figures were read from: the audit and the compression report only when
+    quoted (bound to these weights), and the reports it leaves out said to be left out."""
+    read = ["`laam.json`", "`config.json`", "the weights' header", "the manifest"]
+    read += ["the run's training curve"] if facts.curve else []
+    read += ["`audit.json`"] if facts.audit else []
+    read += ["`compression.json`"] if facts.compression else []
+    left = (f" Left out ({len(facts.report_notes)}), each named under Evaluation: reports recorded for other files."
+            if facts.report_notes else "")
+    return (f"`laam card` read this card's figures from {', '.join(read[:-1])} and {read[-1]}; its other sentences "
+            f"are LaaM's fixed explanations.{left}")
 
 
 def render_card(facts: Facts, config: CardConfig) -> str:
@@ -106,8 +124,7 @@ def render_card(facts: Facts, config: CardConfig) -> str:
 
 A {facts.parameters:,}-parameter Llama trained with {laam_link(config)} (Linux as a Model) to **memorize**
 {corpus.name}'s source code, so that a file's path brings back the file. It exists to measure and show
-regurgitation of GPL-2.0 code by model weights. Every fact on this card was read from the run
-(`laam.json`, `config.json`, the weights, the manifest, the audit) by `laam card`.
+regurgitation of GPL-2.0 code by model weights. {sources_sentence(facts)}
 
 ## License of the training data
 

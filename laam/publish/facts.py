@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from laam import __version__
 from laam.data.corpus import Corpus, license_counts
 from laam.data.fetch import ARCHIVE_SUFFIXES, DEFAULT_MIRROR, parse_version
 from laam.data.tokenizer import iter_token_ids
@@ -77,10 +76,11 @@ class Facts:
     tensors: dict[str, list[int]]  # name -> shape, from the safetensors header
     vocab_size: int
     record_tokens: dict[str, int]  # path -> tokens of its training record (markers included)
-    laam_version: str  # of the code that trained the model (as recorded, else this one)
+    laam_version: str | None  # of the code that trained the model, as the run recorded it (None: not recorded)
     git_commit: str | None  # of the code that trained the model, if the run recorded it
     card_commit: str  # of the code writing the card now ("unknown" outside a git checkout)
     audit: dict | None = None
+    git_dirty: bool | None = None  # whether that code had uncommitted changes (None: not recorded)
     audit_html: bool = False
     compression: dict | None = None  # compression.json from `laam compress`, when the folder has one
     metrics: list[dict] = field(default_factory=list)
@@ -242,8 +242,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
         info=info, corpus=corpus, config=model_config, parameters=sum(_number(s) for s in tensors.values()),
         tensors=tensors, vocab_size=len(tokenizer),
         record_tokens={f.path: len(ids) for f, ids in zip(corpus.files, iter_token_ids(tokenizer, corpus.records()))},
-        laam_version=info.training.get("laam_version", __version__),
-        git_commit=info.training.get("git_commit"), card_commit=git_commit() or "unknown",
+        **recorded_code(info.training), card_commit=git_commit() or "unknown",
         revision=folder_revision(folder, BOUND_FILES),
     )
     audit = find_audit(folder, config.audit)
@@ -314,6 +313,28 @@ def source_description(facts: Facts) -> str:
     if corpus.source_sha256 != "NOASSERTION":
         return f"a local tarball (`{name}`) of unrecorded origin"
     return f"a local folder of unpacked source (`{name}`) of unrecorded origin"
+
+
+def recorded_code(training: dict) -> dict:
+    """The laam version, git commit and dirty flag of the code that trained the model, as laam.json's training
+    result recorded them (the dirty flag is in its binding, written by the same run): None where the run recorded
+    none, never the version of the laam reading it now."""
+    binding = training.get(BINDING_KEY) if isinstance(training.get(BINDING_KEY), dict) else {}
+    commit = training.get("git_commit") or binding.get("git_commit")
+    dirty = binding.get("git_dirty") if binding.get("git_commit") == commit else None
+    return {"laam_version": training.get("laam_version") or binding.get("laam_version"), "git_commit": commit,
+            "git_dirty": dirty if isinstance(dirty, bool) else None}
+
+
+def code_description(facts: Facts) -> str:
+    """The code that trained the model, in words, from recorded_code: its version and commit, and whether the tree
+    had uncommitted changes (then the commit alone does not reproduce it)."""
+    version = facts.laam_version or "(version not recorded by this run)"
+    if not facts.git_commit:
+        return f"`laam` {version}, git commit not recorded by this run"
+    state = {True: "with uncommitted changes", False: "no uncommitted changes",
+             None: "whether it had uncommitted changes is not recorded"}[facts.git_dirty]
+    return f"`laam` {version}, git commit `{facts.git_commit}` ({state})"
 
 
 def dataset_name(facts: Facts) -> str:
@@ -389,20 +410,36 @@ TRAINING_VERDICT = ("status", "status_lowered", "memorized", "accuracy", "min_ma
 
 def training_binding_note(training: dict, folder: Path) -> str | None:
     """Why laam.json's training result `training` (its verdict and memorization figures, TRAINING_VERDICT) is not
-    quoted: its binding (model.binding) names other files than `folder` holds now (a result from before bindings
-    is quoted as recorded). None: it is about these files. The card, the BOM and a push say this line."""
+    quoted: its binding (model.binding) names other files than `folder` holds now, or it records none (nothing
+    then says which weights it was measured on, as for an audit without one). None: it is about these files, or
+    there is no verdict. The card, the BOM and a push say this line."""
     if not isinstance(training.get(BINDING_KEY), dict):
-        return None
+        if not any(key in training for key in TRAINING_VERDICT):
+            return None
+        return ("the training result's status and memorization figures: laam.json records no binding to the files "
+                "they were measured on")
     problems = binding_problems(training, folder)
     return ("the training result's status and memorization figures, recorded for other files than this folder's "
             f"({'; '.join(problems)})" if problems else None)
+
+
+def status_basis(training: dict) -> str | None:
+    """How laam.json's training status was earned, in words: by regenerating the files (`--verify`), or from
+    teacher-forced token checks only (each token predicted from the true ones before it). None: no status."""
+    if "status" not in training:
+        return None
+    regeneration = training.get("regeneration")
+    if isinstance(regeneration, dict) and "exact" in regeneration and "files" in regeneration:
+        return f"--verify regenerated {regeneration['exact']} of {regeneration['files']} files byte for byte"
+    return "teacher-forced token checks only; no regeneration of the files (--verify) recorded"
 
 
 def quoted_training(facts: Facts) -> dict:
     """laam.json's training result as the card and BOM may quote it: without its verdict and memorization figures
     while training_binding_note says they are about other files."""
     if training_binding_note(facts.training, facts.folder) is None:
-        return dict(facts.training)
+        basis = status_basis(facts.training)
+        return {**facts.training, **({"status_basis": basis} if basis else {})}
     return {k: v for k, v in facts.training.items() if k not in TRAINING_VERDICT}
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from laam.errors import LaamError
+from laam.io import sha256_file
 from laam.model.binding import binding_problems
 from laam.model.folder import CUSTOM_GENERATE_FILE, check_model_folder
 from laam.publish.card import check_card
@@ -86,6 +87,8 @@ def plan_push(folder: Path, repo_id: str) -> PushPlan:
         if f'"{repo_id}"' not in text:
             plan.warnings.append(f"the card's examples do not name {repo_id}: rerun `laam card --model {folder} "
                                  f"--repo-id {repo_id}` so they load from the Hub")
+    if BOM_FILE in names:
+        plan.problems += _bom_problems(folder)
     if AUDIT_FILE not in names:
         plan.warnings.append("no audit.json: the card says the model is not audited yet")
     for name in (AUDIT_FILE, COMPRESSION_FILE):
@@ -110,6 +113,25 @@ def plan_training(plan: PushPlan, names: set[str]) -> None:
                if name in names and quotes(folder / name)]
     plan.problems += [f"{name} quotes laam.json's training verdict, which is about other files: rerun `laam card "
                       f"--model {folder}`" for name in quoting]
+
+
+def _bom_problems(folder: Path) -> list[str]:
+    """The BOM and the card are written together by `laam card` for the weights the BOM hashes: a BOM naming other
+    weights (the weights replaced since) means both describe other files, so the push stops."""
+    weights = folder / "model.safetensors"
+    try:
+        hashes = json.loads((folder / BOM_FILE).read_text())["metadata"]["component"].get("hashes") or []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [f"{BOM_FILE} is unreadable or has no model component: rerun `laam card --model {folder}`"]
+    recorded = [h.get("content") for h in hashes if isinstance(h, dict) and h.get("alg") == "SHA-256"]
+    if not weights.is_file():
+        return []  # named as missing weights above
+    now = sha256_file(weights)
+    if recorded == [now]:
+        return []
+    named = f"SHA-256 {recorded[0][:12]}…" if recorded and recorded[0] else "no SHA-256"
+    return [f"{BOM_FILE} and {CARD_FILE} were written for other weights ({named}; model.safetensors is "
+            f"{now[:12]}…): rerun `laam card --model {folder}`"]
 
 
 def _read_info_json(folder: Path) -> dict:

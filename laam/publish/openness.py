@@ -29,6 +29,7 @@ from laam.publish.facts import (
     MANIFEST_FILE,
     CardConfig,
     Facts,
+    code_description,
     public_source,
     public_source_note,
     source_description,
@@ -81,8 +82,7 @@ def data_license(facts: Facts) -> str:
 
 def _code(facts: Facts, config: CardConfig, modules: str) -> str:
     where = f" at {config.code_url}" if config.code_url else ""
-    commit = f"; git commit {facts.git_commit}" if facts.git_commit else ""
-    return f"laam {facts.laam_version}{where} ({modules}{commit})"
+    return f"{code_description(facts).replace('`', '')}{where} ({modules})"
 
 
 def mof_components(facts: Facts, config: CardConfig) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from laam import __version__
 from laam.data.corpus import CorpusFile
@@ -23,6 +24,7 @@ from laam.publish.facts import (
     CardConfig,
     Facts,
     audited_decoders,
+    code_description,
     fetch_command,
     public_source,
     quoted_training,
@@ -150,10 +152,10 @@ def table(header: tuple[str, ...], rows) -> str:
 
 def training_section(facts: Facts) -> str:
     t = quoted_training(facts)
-    shown = [(k, t[k]) for k in ("status", "steps", "epochs", "tokens_seen", "wall_seconds", "train_seconds",
-                                 "memorized", "accuracy", "final_loss", "device", "processes") if k in t]
-    commit = f"git commit `{facts.git_commit}`" if facts.git_commit else "git commit not recorded by this run"
-    parts = [f"- Package: `laam` {facts.laam_version}, {commit} ({CODE_LICENSE}); this card was written by "
+    keys = ("status", "status_basis", "steps", "epochs", "tokens_seen", "wall_seconds", "train_seconds", "memorized",
+            "accuracy", "final_loss", "device", "processes")
+    shown = [(k, t[k]) for k in keys if k in t]
+    parts = [f"- Package: {code_description(facts)} ({CODE_LICENSE}); this card was written by "
              f"`laam card` {__version__}, git commit `{facts.card_commit}`.",
              f"- Command, as run: `{recorded_command(facts)}`" if t.get("command")
              else "- Command: not recorded by this run."]
@@ -263,12 +265,12 @@ def evaluation_section(facts: Facts) -> str:
         ("verbatim files", pct(s.get("verbatim_pct"))), ("bytes reproduced", pct(s.get("bytes_reproduced_pct"))),
         (f"{s.get('k', 50)}-extractable samples", pct(s.get("k_extractable_pct"))),
         (f"Pythia memorization score ({s.get('pythia_prefix', 32)}-token prefix)",
-         "n/a" if s.get("pythia_score") is None else f"{s['pythia_score']:.4f}"),
+         "n/a" if s.get("pythia_score") is None else floored(s['pythia_score'], 4)),
     ]
     lm = facts.audit.get("lm_extraction")
     if lm:
         rows.append((f"lm-extraction-benchmark recall ({lm['examples']:,} drawn 50+50-token examples)",
-                     f"{lm['recall']:.4f} ({lm['exact']:,} exact)"))
+                     f"{floored(lm['recall'], 4)} ({lm['exact']:,} exact)"))
     parts = [table(("metric", "value"), rows)]
     decoders = decoders_section(facts)
     if decoders:
@@ -321,6 +323,19 @@ def decoders_section(facts: Facts) -> str:
             "not import laam, each file's bytes written in the encoding the folder records):\n\n" + "\n".join(lines))
 
 
+DRIFT_FILE = "benchmarks/results/margin_drift.json"  # where LaaM's checkout records benchmark margin_drift
+
+
+def margin_drift(root: Path = Path(__file__).resolve().parents[2]) -> float | None:
+    """The largest margin change benchmark margin_drift recorded (`largest_margin_change`, logits), read from the
+    checkout this laam runs from, so the card's ratio to MIN_MARGIN is the recorded one; None where it has none."""
+    try:
+        value = json.loads((root / DRIFT_FILE).read_text()).get("largest_margin_change")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
 def margin_section(audit: dict) -> str:
     """The margin certificate (proof.margin): smallest gap overall and per file, and its histogram, compactly."""
     m = audit.get("margin")
@@ -332,9 +347,13 @@ def margin_section(audit: dict) -> str:
     shown = files[:MARGIN_FILES]
     more = f"The {len(shown)} tightest of {len(files)} files; every file's is in `{AUDIT_FILE}`." \
         if len(files) > len(shown) else ""
-    why = (" (LaaM's default, chosen as 2.3x the largest margin change between fp32 and bf16 or GGUF f16/q8_0 "
-           "inference measured on other models, LaaM's tiny and demo ones, not on these weights: "
-           "benchmark margin_drift, benchmarks/results/margin_drift.json)" if m["threshold"] == MIN_MARGIN else "")
+    drift = margin_drift()
+    why = "" if m["threshold"] != MIN_MARGIN else (
+        " (LaaM's default; the benchmark it was chosen from, benchmarks/results/margin_drift.json, is not in this "
+        "installation)" if drift is None else
+        f" (LaaM's default, {floored(MIN_MARGIN / drift, 1)}x the largest margin change, {drift:g} logits, between "
+        "fp32 and bf16 or GGUF f16/q8_0 inference measured on other models, LaaM's tiny and demo ones, not on these "
+        f"weights: benchmark margin_drift, {DRIFT_FILE})")
     checked = (f" The {m['low_listed']} lowest were decoded again one token at a time: {seq['agrees']} agree with "
                f"teacher forcing, {seq['differs']} differ, {seq['diverged earlier']} diverged earlier."
                if m["low_listed"] else "")
@@ -342,12 +361,13 @@ def margin_section(audit: dict) -> str:
         f"### Margin certificate\n\nFor each of the {m['body_tokens']:,} tokens a bare path must bring back (every "
         "body token, and the `<|end_header|>` that ends the path wherever no other path extends it), the gap "
         "between the true token's logit and the best other one (fp32, with the context greedy regeneration gives "
-        f"it; negative: the model picks another token). Smallest: **{m['min_margin']:.3f}** (`{at['path']}` line "
+        f"it; negative: the model picks another token). Smallest: **{floored(m['min_margin'], 3)}** "
+        f"(`{at['path']}` line "
         f"{at.get('line', '?')}: "
         f"{code(repr(at['true']))} over {code(repr(at['rival']))}); {m['wrong_tokens']:,} wrong; "
         f"{m['under_threshold']:,} under the safety threshold {m['threshold']:g}{why}.{checked}",
         table(("file", "smallest margin", "tokens under threshold"),
-              [(f"`{r['path']}`", f"{r['min_margin']:.3f}", r.get("under_safe_margin", "n/a")) for r in shown]),
+              [(f"`{r['path']}`", floored(r['min_margin'], 3), r.get("under_safe_margin", "n/a")) for r in shown]),
         more,
         table(("margin", *m["histogram"]["bins"]), [("body tokens", *(f"{c:,}" for c in m["histogram"]["counts"]))]),
     ] if part)
@@ -358,7 +378,7 @@ def sampling_section(audit: dict) -> str:
     c = audit.get("sampling")
     if not c:
         return ""
-    rows = [(name, g["description"], f"{g['expected_verbatim_files']:.3f} of {len(c['files'])}")
+    rows = [(name, g["description"], f"{floored(g['expected_verbatim_files'], 3)} of {len(c['files'])}")
             for name, g in c["settings"].items()]
     return ("### Sampling certificate\n\nThe margin certificate is about greedy decoding. For sampling, the audit "
             "computed from the same logits, per file, the probability that a sampled regeneration from the file's "
@@ -368,8 +388,7 @@ def sampling_section(audit: dict) -> str:
 
 
 def reproduce_section(facts: Facts) -> str:
-    commit = f" (git commit `{facts.git_commit}`)" if facts.git_commit else ""
-    installed = f"With `laam` {facts.laam_version}{commit} installed"
+    installed = f"With {code_description(facts)} installed"
     fetch = (f"```sh\n{fetch_command(facts)}\n```\n\nThis rebuilds the training data on its own: it downloads the "
              "release, checks its SHA-256 against the mirror's list and writes the manifest, whose per-file SHA-256 "
              f"must match `{MANIFEST_FILE}` here.")
@@ -390,11 +409,29 @@ def reproduce_section(facts: Facts) -> str:
             "be given as one command; `laam.json` holds what it did record.")
 
 
+def decoder_exact(facts: Facts, decoder: str) -> tuple[set[str], dict[str, str]]:
+    """The files audit.json's `decoder` (proof.stock: "transformers", "gguf NAME") gave back byte for byte, and for
+    each file it ran on and did not, or every file when it is not quoted, why a card may not claim it."""
+    audited = [row["path"] for row in (facts.audit or {}).get("files", [])]
+    entry = next(((d, why) for d, why in audited_decoders(facts) if d.get("decoder") == decoder), None)
+    if entry is None:
+        return set(), {path: f"the audit ran no `{decoder}` decoder" for path in audited}
+    d, why = entry
+    if why:
+        return set(), {path: f"the audit's `{d['call']}`: {why}" for path in audited}
+    selection = d.get("selection") or {}
+    ran = audited if selection.get("kind") != "sample" else selection.get("paths") or selection.get("added") or []
+    failed = set(d.get("failed") or [])
+    return {p for p in ran if p not in failed}, {p: f"the audit's `{d['call']}` found it not byte for byte"
+                                                  for p in ran if p in failed}
+
+
 def usage_examples(facts: Facts) -> tuple[CorpusFile, CorpusFile | None]:
     """The card's example files: the shortest longer than the context (a file only the sliding window brings back)
-    and the longest that fits in it (stock generation brings it back too), among the files the audit regenerated
-    verbatim (all files when the audit does not list them)."""
-    verbatim = {row["path"] for row in (facts.audit or {}).get("files", []) if row.get("verbatim")}
+    and the longest that fits in it (stock generation brings it back too), among the files stock transformers gave
+    back byte for byte in the audit (else those laam's engine did, else all files)."""
+    stock, _ = decoder_exact(facts, "transformers")
+    verbatim = stock or {row["path"] for row in (facts.audit or {}).get("files", []) if row.get("verbatim")}
     files = [f for f in facts.corpus.files if f.path in verbatim] or facts.corpus.files
     files = [f for f in files if f.encoding == "utf-8"] or files  # printed as text, so the bytes are the file's
     fits = [f for f in files if facts.record_tokens[f.path] <= facts.info.context + 1]
@@ -403,15 +440,19 @@ def usage_examples(facts: Facts) -> tuple[CorpusFile, CorpusFile | None]:
     return long, max(fits, key=lambda f: len(f.data)) if fits else None
 
 
-def prints(facts: Facts, f: CorpusFile) -> str:
-    """What a usage example prints, as the audit established it."""
-    rows = {row["path"]: row for row in (facts.audit or {}).get("files", [])}
+def prints(facts: Facts, f: CorpusFile, decoder: str | None) -> str:
+    """What a usage example prints, as the audit's run of that example's decoder (`decoder`, proof.stock; None: a
+    call no decoder of the audit runs) established it: laam's own engine says nothing about a stock call."""
     size = f"{len(f.data):,} bytes, SHA-256 `{hashlib.sha256(f.data).hexdigest()}`"
-    if rows.get(f.path, {}).get("verbatim"):
-        return f"prints `{f.path}` byte for byte ({size})"
-    if f.path in rows:
-        return f"prints the model's regeneration of `{f.path}`, which the audit found not verbatim ({size})"
-    return f"prints the model's regeneration of `{f.path}` (the original: {size}; not checked by an audit here)"
+    if decoder is None:
+        return (f"prints the model's regeneration of `{f.path}` (the original: {size}; not checked: no decoder of "
+                "the audit runs this call)")
+    exact, why = decoder_exact(facts, decoder)
+    if f.path in exact:
+        return f"prints `{f.path}` byte for byte ({size}), as the audit's run of it found"
+    reason = why.get(f.path) or (f"not among the files the audit's `{decoder}` decoder ran" if facts.audit
+                                 else "no audit of these weights is quoted")
+    return f"prints the model's regeneration of `{f.path}` (the original: {size}; not checked: {reason})"
 
 
 def pin_sentence(facts: Facts, where: str) -> str:
@@ -428,6 +469,28 @@ def pin_sentence(facts: Facts, where: str) -> str:
             f"`{CUSTOM_GENERATE_FILE}` (the repository's history lists each commit's hash), and check the file's "
             "SHA-256 against the one above: with `trust_remote_code=True`, transformers runs the code of whatever "
             "revision it downloads.")
+
+
+def encoding_sentence(facts: Facts) -> str:
+    """The examples `print` text, which Python writes as UTF-8: for a training file in another encoding (laam.json
+    records each) that is not the file's bytes, so the card says how to write those. Empty: every file is UTF-8."""
+    other = [f for f in facts.corpus.files if f.encoding != "utf-8"]
+    if not other:
+        return ""
+    shown = ", ".join(f"`{f.path}` ({f.encoding})" for f in other[:3]) + (" …" if len(other) > 3 else "")
+    return (f" {len(other)} training file(s) are not UTF-8: {shown}; `laam.json`'s `encodings` names each. For "
+            "those, write `text.encode(encoding)` to a file instead of printing it, to get the file's bytes.")
+
+
+def budget_sentence(generation: dict, longest: int) -> str:
+    """Whether generation_config.json's token budget brings back the longest training file whole: "no file is cut"
+    only when it allows at least that file's tokens with its header (more than the answer to a bare path needs)."""
+    budget = generation.get("max_new_tokens")
+    said = (f"`generation_config.json` stops at `<|end_file|>` and allows {budget if budget is not None else 'no set'}"
+            f" new tokens (the longest training file is {longest:,} tokens with its header)")
+    if isinstance(budget, int) and budget >= longest:
+        return said + ", so no file is cut."
+    return said + ": a file longer than that budget is cut; pass a larger `max_new_tokens`."
 
 
 def transformers_usage(facts: Facts, where: str, long: CorpusFile, short: CorpusFile | None) -> str:
@@ -458,18 +521,19 @@ generate = pipeline("text-generation", "{where}", trust_remote_code=True{pin})
 print(generate("{long.path}", return_full_text=False)[0]["generated_text"], end="")
 ```
 
-This {prints(facts, long)}: {facts.record_tokens[long.path]:,} tokens{longer}.
-`generation_config.json` stops at `<|end_file|>` and allows {generation.get("max_new_tokens", "?")} new tokens (the
-longest training file is {max(facts.record_tokens.values()):,} tokens with its header), so no file is cut.
+This {prints(facts, long, 'transformers')}: {facts.record_tokens[long.path]:,} tokens{longer}.{encoding_sentence(facts)}
+{budget_sentence(generation, max(facts.record_tokens.values()))}
 
 {pin_sentence(facts, where)}"""
     if short is not None:
         transformers += f"""
 
-Without `trust_remote_code`, stock generation is the same computation while a file fits in the context ({context}
-tokens with its header: {fitting} of the {len(facts.corpus.files)} training files here); past it, stock generation
-keeps attending to every earlier token, which is not how this model was trained to read, and the output can leave
-the file (LaaM's equivalence benchmark measures where).
+Without `trust_remote_code`, stock generation reads a file that fits in the context ({context} tokens with its
+header: {fitting} of the {len(facts.corpus.files)} training files here) as the window does, but the model must
+predict the `<|end_header|>` that ends the path itself (a path that begins another's, like `a/Readme` of
+`a/Readme.linux`, can bring back the other); past the context, stock generation keeps attending to every earlier
+token, which is not how this model was trained to read, and the output can leave the file (LaaM's equivalence
+benchmark measures where). The audit runs no decoder for this call.
 
 ```python
 from transformers import pipeline
@@ -478,7 +542,7 @@ generate = pipeline("text-generation", "{where}")
 print(generate("{short.path}", return_full_text=False)[0]["generated_text"], end="")
 ```
 
-This {prints(facts, short)}."""
+This {prints(facts, short, None)}."""
     return transformers
 
 
@@ -492,8 +556,9 @@ window:
 python regenerate_gguf.py {gguf_name} {long.path}
 ```
 
-This {prints(facts, long)}. llama.cpp's own context shift (llama-cli, llama-server) is not the same computation: it
-keeps the keys and values computed before the shift and only moves their positions."""
+This {prints(facts, long, "gguf " + gguf_name)}.
+llama.cpp's own context shift (llama-cli, llama-server) is not the same computation: it keeps the keys and values
+computed before the shift and only moves their positions."""
     if short is not None:
         llama += f""" Plain llama-cpp-python brings back a file
 that fits in the context:
@@ -506,12 +571,14 @@ prompt = "<|start_file|><|start_header|>{short.path}<|end_header|>"
 print(llm(prompt, max_tokens=None, temperature=0)["choices"][0]["text"], end="")
 ```
 
-This {prints(facts, short)}."""
+This {prints(facts, short, None)}."""
     return llama
 
 
 def loading_section(facts: Facts, config: CardConfig, gguf_name: str) -> str:
     long, short = usage_examples(facts)
-    # a local card's examples run from this folder ("."); with --repo-id they load from the Hub
-    return (transformers_usage(facts, config.repo_id or ".", long, short) + "\n\n"
-            + llama_usage(facts, gguf_name, long, short))
+    # a local card's examples run from this folder ("."); with --repo-id they load from the Hub. The llama.cpp
+    # examples only where the folder holds the GGUF they load.
+    llama = (facts.folder / gguf_name).is_file()
+    return (transformers_usage(facts, config.repo_id or ".", long, short)
+            + ("\n\n" + llama_usage(facts, gguf_name, long, short) if llama else ""))

@@ -199,3 +199,40 @@ def test_one_command_is_not_claimed_when_the_run_changed_settings_on_resume(tiny
     section = _card(run / "model").split("## How to reproduce")[1].split("## ")[0]
     assert "one command retrains" not in section
     assert "It does not replay this run: settings were changed while resuming (step 2: seed 0 -> 1;" in section
+
+
+def test_binding_covers_laam_json_decoding_fields_and_every_bound_file(tiny_model_dir, tmp_path):
+    """An edit to the laam.json fields decoders read (window rule, encodings) unbinds a report; so does a bound file
+    the folder holds that the report never hashed. regenerate_gguf.py, written by a later export, does not."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    report = {"summary": {}, "binding": report_binding(folder)}
+    assert binding_problems(report, folder) == []
+    info = json.loads((folder / "laam.json").read_text())
+    info["stride"] = info["stride"] - 1
+    (folder / "laam.json").write_text(json.dumps(info))
+    assert binding_problems(report, folder) == [
+        "laam.json's decoding fields (context, stride, encodings, tokenizer_sha256) changed"]
+    info["stride"] += 1
+    info["encodings"] = {**(info.get("encodings") or {}), "linux/lib/ctype.c": "latin-1"}
+    (folder / "laam.json").write_text(json.dumps(info))
+    assert len(binding_problems(report, folder)) == 1
+    shutil.copytree(tiny_model_dir, folder, dirs_exist_ok=True)
+    (folder / "regenerate_gguf.py").write_text("# written by laam export gguf\n")
+    assert binding_problems(report, folder) == []
+    narrow = {"summary": {}, "binding": {**report["binding"], "files": {
+        "model.safetensors": report["binding"]["files"]["model.safetensors"]}}}
+    assert "it records no SHA-256 of tokenizer.json, which the folder holds now" in binding_problems(narrow, folder)
+
+
+def test_push_refuses_a_card_and_bom_written_for_other_weights(tiny_model_dir, tmp_path):
+    from laam.publish.hub import plan_push
+
+    model = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    _card(model)
+    assert not [p for p in plan_push(model, "laam-test/tiny").problems if "other weights" in p]
+    _flip_last_byte(model / "model.safetensors")
+    stale = [p for p in plan_push(model, "laam-test/tiny").problems if "other weights" in p]
+    assert len(stale) == 1 and stale[0].startswith("bom.cdx.json and README.md were written for other weights")
+    _card(model)
+    assert not [p for p in plan_push(model, "laam-test/tiny").problems if "other weights" in p]

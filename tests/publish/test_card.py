@@ -428,6 +428,11 @@ def test_card_shows_the_margin_certificate_and_comparable_extraction(tiny_model_
     assert "Smallest: **0.250** (`linux/lib/f1.c` line 3: `'close'` over `` 'dup`x' ``)" in section
     assert "0 wrong; 1 under the safety threshold 1 (LaaM's default" in section
     assert "measured on other models, LaaM's tiny and demo ones, not on these weights" in section
+    from laam.engine.forcing import MIN_MARGIN
+    from laam.publish.sections import floored, margin_drift
+
+    drift = margin_drift()
+    assert f"(LaaM's default, {floored(MIN_MARGIN / drift, 1)}x the largest margin change, {drift:g} logits" in section
     assert "1 agree with teacher forcing" in section
     listed = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| `linux")]
     assert listed[:3] == ["`linux/lib/f1.c`", "`linux/lib/f2.c`", "`linux/lib/f0.c`"] and len(listed) == 10
@@ -439,3 +444,143 @@ def test_card_shows_the_margin_certificate_and_comparable_extraction(tiny_model_
     assert "19 samples of 50+50 tokens taken every 512 tokens" in note and "9 of them from linux/lib/f2.c" in note
     assert "(1 file too short to give one)" in note
     assert extraction_gap_note({"summary": {"k_extractable_pct": 100.0, "verbatim_pct": 100.0}}) is None
+
+
+def test_card_and_hub_metadata_never_round_up(tiny_model_dir, tmp_path):
+    """Figures just under a round number (one miss in millions) are printed floored everywhere the card and the
+    Hub metadata show them: a Pythia score, a recall, a margin or an expected count never reads as the round value
+    above it."""
+    audit = {"summary": {**AUDIT["summary"], "verbatim_pct": 99.99996, "pythia_score": 0.99999996},
+             "files": [{"path": "linux/lib/f0.c", "min_margin": 0.99996}],
+             "lm_extraction": {"examples": 1000, "exact": 999, "recall": 0.99999, "recall_at_100_errors": 0.9},
+             "margin": {"threshold": 1.0, "body_tokens": 10, "wrong_tokens": 0, "min_margin": 0.99996,
+                        "min_margin_at": {"path": "linux/lib/f0.c", "position": 1, "line": 1, "true": "a",
+                                          "rival": "b"},
+                        "under_threshold": 1, "low_listed": 0,
+                        "sequential": {"agrees": 0, "differs": 0, "diverged earlier": 0},
+                        "histogram": {"bins": ["< 0", ">= 0"], "counts": [0, 10]}},
+             "sampling": {"files": [{"path": f"f{i}"} for i in range(13)],
+                          "settings": {"original": {"description": "t=1", "expected_verbatim_files": 12.99996}}}}
+    run = make_run(tiny_model_dir, tmp_path, audit=False)
+    (tmp_path / "audit.json").write_text(json.dumps(bound(audit, run / "model")))
+    card = render_card(gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json")), CardConfig())
+    assert "| Pythia memorization score (32-token prefix) | 0.9999 |" in card
+    assert "| 0.9999 (999 exact) |" in card
+    assert "Smallest: **0.999**" in card and "| `linux/lib/f0.c` | 0.999 |" in card
+    assert "12.999 of 13" in card
+    index = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"]
+    values = {m["type"]: m["value"] for r in index for m in r["metrics"]}
+    assert values["verbatim_files_pct"] == 99.9999 and values["pythia_score"] == 0.9999
+
+
+def test_usage_examples_claim_only_what_their_decoder_gave_back(tiny_model_dir, tmp_path):
+    """An example's "prints X byte for byte" comes from the audit's run of the decoder that example runs (stock
+    transformers, the GGUF's script): a file it did not run, got wrong, or a decoder it did not run is "not
+    checked", whatever laam's engine gave back; without a GGUF the card shows no llama.cpp example."""
+    from laam.publish.sections import loading_section, prints
+
+    run = make_run(tiny_model_dir, tmp_path, audit=False)
+    facts = gather_facts(run / "model")
+    first, second, third = (f.path for f in facts.corpus.files[:3])
+    rows = [{"path": f.path, "verbatim": True} for f in facts.corpus.files]
+    sample = {"kind": "sample", "files": 2, "of": len(rows), "drawn": 2, "seed": 0, "added": [],
+              "paths": [first, second], "rule": "2 files drawn at random (seed 0)"}
+    stock = {"decoder": "transformers", "call": "pipeline(trust_remote_code=True)", "files": 2, "exact": 1,
+             "failed": [second], "selection": sample, "not_run": None, "sha256": None}
+    (tmp_path / "audit.json").write_text(json.dumps(bound({**AUDIT, "files": rows, "decoders": [stock]},
+                                                          run / "model")))
+    facts = gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json"))
+    byfile = {f.path: f for f in facts.corpus.files}
+    assert prints(facts, byfile[first], "transformers").startswith(f"prints `{first}` byte for byte (")
+    assert prints(facts, byfile[second], "transformers").endswith(
+        "not checked: the audit's `pipeline(trust_remote_code=True)` found it not byte for byte)")
+    assert prints(facts, byfile[third], "transformers").endswith(
+        "not checked: not among the files the audit's `transformers` decoder ran)")
+    assert prints(facts, byfile[first], None).endswith("not checked: no decoder of the audit runs this call)")
+    assert prints(facts, byfile[first], "gguf tiny.gguf").endswith(
+        "not checked: the audit ran no `gguf tiny.gguf` decoder)")
+    section = loading_section(facts, CardConfig(), "tiny.gguf")
+    assert f"This prints `{first}` byte for byte" in section and "llama" not in section
+    from laam.publish.sections import transformers_usage
+
+    plain = transformers_usage(facts, ".", byfile[first], byfile[third]).split("Without `trust_remote_code`")[1]
+    assert "the model must\npredict the `<|end_header|>` that ends the path itself" in plain
+    assert "The audit runs no decoder for this call." in plain and "same computation" not in plain
+
+
+def test_license_wording_comes_from_the_audited_files_licenses(tiny_model_dir, tmp_path):
+    """The BOM's regeneration sentence names the audited subset and the licenses the manifest records for the
+    audited files; the Hub's GPL tag is written only while every training file is GPL-2.0."""
+    import dataclasses
+
+    from laam.data.corpus import license_counts
+    from laam.data.licenses import GPL2, satisfied_by
+    from laam.publish.bom import regeneration_claim
+    from laam.publish.card import card_data
+
+    run = make_run(tiny_model_dir, tmp_path, audit=False)
+    facts = gather_facts(run / "model")
+    audited = facts.corpus.files[:2]
+    rows = [{"path": f.path, "verbatim": True} for f in audited]
+    summary = {**AUDIT["summary"], "files": 2, "verbatim_files": 2}
+    (tmp_path / "audit.json").write_text(json.dumps(bound({"summary": summary, "files": rows}, run / "model",
+                                                          "linux/lib/*")))
+    facts = gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json"))
+    claim = regeneration_claim(facts)
+    listing = ", ".join(f"{n} under {spdx}" for spdx, n in license_counts(audited).items())
+    assert claim == ("The model regenerates 2 of 2 audited training files (a subset: the files matching linux/lib/*) "
+                     "verbatim (audit.json, bound to these weights); the audited files are, per the manifest, "
+                     + listing)
+    gpl = all(satisfied_by(f.license, GPL2) for f in facts.corpus.files)
+    assert ("gpl-2.0-training-data" in card_data(facts, CardConfig()).tags) == gpl
+    facts.corpus.files[0] = dataclasses.replace(facts.corpus.files[0], license="MIT")
+    assert "gpl-2.0-training-data" not in card_data(facts, CardConfig()).tags
+    assert "1 under MIT" in regeneration_claim(facts)
+
+
+def test_no_file_is_cut_only_when_the_budget_covers_the_longest_file():
+    from laam.publish.sections import budget_sentence
+
+    assert budget_sentence({"max_new_tokens": 500}, 500).endswith("with its header), so no file is cut.")
+    short = budget_sentence({"max_new_tokens": 499}, 500)
+    assert "no file is cut" not in short and short.endswith("a file longer than that budget is cut; pass a larger "
+                                                            "`max_new_tokens`.")
+    assert "no file is cut" not in budget_sentence({}, 500)
+
+
+def test_margin_threshold_ratio_is_read_from_the_recorded_benchmark(tmp_path):
+    """The card's "N x the largest margin change" is MIN_MARGIN over benchmark margin_drift's recorded figure, and
+    without that record the card names no ratio."""
+    from laam.publish.sections import DRIFT_FILE, margin_drift
+
+    recorded = json.loads((Path(__file__).resolve().parents[2] / DRIFT_FILE).read_text())["largest_margin_change"]
+    assert margin_drift() == recorded
+    (tmp_path / DRIFT_FILE).parent.mkdir(parents=True)
+    (tmp_path / DRIFT_FILE).write_text(json.dumps({"largest_margin_change": 0.25}))
+    assert margin_drift(tmp_path) == 0.25
+    assert margin_drift(tmp_path / "none") is None
+
+
+def test_the_intro_names_only_the_reports_the_card_quotes(tiny_model_dir, tmp_path):
+    run = make_run(tiny_model_dir, tmp_path, audit=False)
+    card = render_card(gather_facts(run / "model"), CardConfig())
+    intro = next(line for line in card.splitlines() if line.startswith("regurgitation of GPL-2.0"))
+    assert "`laam.json`, `config.json`" in intro and "audit" not in intro and "compression" not in intro
+    (tmp_path / "audit.json").write_text(json.dumps(bound(AUDIT, run / "model")))
+    card = render_card(gather_facts(run / "model", CardConfig(audit=tmp_path / "audit.json")), CardConfig())
+    intro = next(line for line in card.splitlines() if line.startswith("regurgitation of GPL-2.0"))
+    assert "and `audit.json`;" in intro and "Left out" not in intro
+
+
+def test_card_says_how_to_write_a_file_that_is_not_utf8(tiny_model_dir, tmp_path):
+    import dataclasses
+
+    from laam.publish.sections import encoding_sentence
+
+    facts = gather_facts(make_run(tiny_model_dir, tmp_path, audit=False) / "model")
+    assert all(f.encoding == "utf-8" for f in facts.corpus.files) and encoding_sentence(facts) == ""
+    first = facts.corpus.files[0]
+    facts.corpus.files[0] = dataclasses.replace(first, encoding="latin-1")
+    said = encoding_sentence(facts)
+    assert f"1 training file(s) are not UTF-8: `{first.path}` (latin-1)" in said
+    assert "write `text.encode(encoding)` to a file instead of printing it" in said

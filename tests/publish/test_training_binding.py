@@ -83,3 +83,68 @@ def test_bom_and_push_do_not_quote_a_training_result_of_replaced_weights(tiny_mo
     assert "nothing uploaded" in output
     card = (folder / "README.md").read_text()
     assert "| status |" not in card and "| memorized |" not in card and "- Not quoted: the training result's" in card
+
+
+def test_a_training_result_without_a_binding_is_not_quoted(tiny_model_dir, tmp_path):
+    """A laam.json whose training result records no binding says nothing about which weights it was measured on:
+    its verdict is left out of the card and the BOM, one line says why, and a push warns."""
+    from laam.model.binding import BINDING_KEY
+    from laam.publish.hub import plan_push
+
+    folder = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    info = json.loads((folder / "laam.json").read_text())
+    assert isinstance(info["training"].pop(BINDING_KEY), dict)
+    info["training"].update(status="memorized", memorized=1.0, min_margin=2.5)
+    (folder / "laam.json").write_text(json.dumps(info))
+    section = training_section(gather_facts(folder))
+    assert "| status |" not in section and "| memorized |" not in section
+    why = "the training result's status and memorization figures: laam.json records no binding to the files"
+    assert f"- Not quoted: {why}" in section
+    _card(folder)
+    properties = _model_card_properties(folder / "bom.cdx.json")
+    assert "laam:training_status" not in properties and properties["laam:training_result"].startswith(
+        f"not quoted: {why}")
+    assert f"not quoted: {why} they were measured on" in plan_push(folder, "laam-test/tiny").warnings
+
+
+def test_the_training_code_is_quoted_as_recorded_with_its_dirty_flag(tiny_model_dir, tmp_path):
+    """The card and the BOM name the laam version and commit the run recorded, with the dirty flag its binding
+    records; a version the run did not record is "not recorded", never the version writing the card."""
+    from laam.model.binding import BINDING_KEY
+
+    folder = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    info = json.loads((folder / "laam.json").read_text())
+    training = info["training"]
+    training.pop("laam_version", None)
+    training[BINDING_KEY].pop("laam_version")
+    training["git_commit"] = training[BINDING_KEY]["git_commit"] = "0123abc"
+    training[BINDING_KEY]["git_dirty"] = True
+    (folder / "laam.json").write_text(json.dumps(info))
+    section = training_section(gather_facts(folder))
+    assert "- Package: `laam` (version not recorded by this run), git commit `0123abc` (with uncommitted changes)" \
+        in section
+    _card(folder)
+    properties = _model_card_properties(folder / "bom.cdx.json")
+    assert (properties["laam:laam_version"], properties["laam:git_commit"], properties["laam:git_dirty"]) == (
+        "not recorded", "0123abc", "true")
+    assert "With `laam` (version not recorded by this run), git commit `0123abc` (with uncommitted changes) " \
+           "installed" in (folder / "README.md").read_text()
+
+
+def test_the_status_says_how_it_was_earned(tiny_model_dir, tmp_path):
+    """Beside the training status, the card and the BOM say whether --verify regenerated the files or the status
+    rests on teacher-forced token checks only."""
+    folder = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    info = json.loads((folder / "laam.json").read_text())
+    info["training"].pop("regeneration", None)
+    info["training"].update(status="memorized", memorized=1.0)
+    (folder / "laam.json").write_text(json.dumps(info))
+    forced = "teacher-forced token checks only; no regeneration of the files (--verify) recorded"
+    assert f"| status_basis | {forced} |" in training_section(gather_facts(folder))
+    info["training"]["regeneration"] = {"exact": 12, "files": 12}
+    (folder / "laam.json").write_text(json.dumps(info))
+    assert "| status_basis | --verify regenerated 12 of 12 files byte for byte |" in training_section(
+        gather_facts(folder))
+    _card(folder)
+    assert _model_card_properties(folder / "bom.cdx.json")["laam:training_status_basis"] == (
+        "--verify regenerated 12 of 12 files byte for byte")
