@@ -13,6 +13,7 @@ copies were about as costly as the model's matrix products.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,35 +74,30 @@ def _appended(t: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     return grown
 
 
-_ROOMY = None
-
-
+@functools.cache
 def _roomy_layer_class():
     """transformers' `DynamicLayer` with `update` appending through `_appended` (made on first use, so importing
     this module does not import transformers)."""
-    global _ROOMY
-    if _ROOMY is None:
-        from transformers.cache_utils import DynamicLayer
+    from transformers.cache_utils import DynamicLayer
 
-        class _RoomyLayer(DynamicLayer):
-            @classmethod
-            def holding(cls, keys: torch.Tensor, values: torch.Tensor):
-                layer = cls()
-                layer.lazy_initialization(keys, values)
-                layer.keys, layer.values = keys, values
-                return layer
+    class _RoomyLayer(DynamicLayer):
+        @classmethod
+        def holding(cls, keys: torch.Tensor, values: torch.Tensor):
+            layer = cls()
+            layer.lazy_initialization(keys, values)
+            layer.keys, layer.values = keys, values
+            return layer
 
-            def update(self, key_states, value_states, *args, **kwargs):
-                if not self.is_initialized or self.keys.numel() == 0:
-                    self.lazy_initialization(key_states, value_states)
-                    self.keys = key_states.new_empty((*key_states.shape[:2], 0, key_states.shape[3]))
-                    self.values = value_states.new_empty((*value_states.shape[:2], 0, value_states.shape[3]))
-                self.keys = _appended(self.keys, key_states)
-                self.values = _appended(self.values, value_states)
-                return self.keys, self.values
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized or self.keys.numel() == 0:
+                self.lazy_initialization(key_states, value_states)
+                self.keys = key_states.new_empty((*key_states.shape[:2], 0, key_states.shape[3]))
+                self.values = value_states.new_empty((*value_states.shape[:2], 0, value_states.shape[3]))
+            self.keys = _appended(self.keys, key_states)
+            self.values = _appended(self.values, value_states)
+            return self.keys, self.values
 
-        _ROOMY = _RoomyLayer
-    return _ROOMY
+    return _RoomyLayer
 
 
 def left_padded(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
