@@ -6,8 +6,8 @@ next token at every position (its body, then `<|end_file|>`), so the probability
 those positions of the sampled distribution's probability of the true token, each position seen with
 the context the folder's decoding loop gives it (laam.windows, through engine.forcing.window_logits).
 The sampled distribution is made by transformers' own warpers (TemperatureLogitsWarper,
-TopKLogitsWarper, TopPLogitsWarper), chosen exactly as the folder's custom_generate/generate.py chooses
-them from the generation config, so top-k/top-p truncation is the library's, not a restatement.
+TopKLogitsWarper, TopPLogitsWarper), chosen by the function of custom_generate/generate.py that the folder's
+decoding loop calls, so top-k/top-p truncation is the library's, not a restatement.
 
 Settings: "original" (temperature 0.2 with the folder's top-k/top-p, the original's call) and
 "defaults" (the folder's generation_config.json as it is: greedy unless it says do_sample, in which
@@ -36,17 +36,10 @@ class SamplingSetting:
     top_p: float | None = None
 
     def warpers(self):
-        """transformers' warpers for this setting, added under the conditions custom_generate/generate.py uses."""
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        """transformers' warpers for this setting, made by the shipped decoding loop's own function."""
+        from laam.model.custom_generate.generate import sampling_warpers
 
-        warpers = LogitsProcessorList()
-        if self.temperature is not None and self.temperature != 1.0:
-            warpers.append(TemperatureLogitsWarper(self.temperature))
-        if self.top_k:
-            warpers.append(TopKLogitsWarper(self.top_k))
-        if self.top_p is not None and self.top_p < 1.0:
-            warpers.append(TopPLogitsWarper(self.top_p))
-        return warpers
+        return sampling_warpers(self.temperature, self.top_k, self.top_p)
 
     def describe(self) -> str:
         if self.greedy:

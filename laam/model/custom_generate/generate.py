@@ -82,19 +82,27 @@ def _eos_ids(config) -> set[int]:
     return set() if eos is None else {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
 
 
-def _chooser(config):
-    """Argmax, or sampling through transformers' own temperature / top-k / top-p warpers."""
-    if not config.do_sample:
-        return lambda logits: int(logits.argmax(-1))
+def sampling_warpers(temperature, top_k, top_p):
+    """transformers' own temperature / top-k / top-p warpers, each added only where it changes the distribution.
+    LaaM's sampling certificate (laam/proof/sampling.py) calls this function, so the probabilities it certifies
+    are those of the distribution this loop samples from."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     warpers = LogitsProcessorList()
-    if config.temperature is not None and config.temperature != 1.0:
-        warpers.append(TemperatureLogitsWarper(config.temperature))
-    if config.top_k:
-        warpers.append(TopKLogitsWarper(config.top_k))
-    if config.top_p is not None and config.top_p < 1.0:
-        warpers.append(TopPLogitsWarper(config.top_p))
+    if temperature is not None and temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k))
+    if top_p is not None and top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p))
+    return warpers
+
+
+def _chooser(config):
+    """Argmax, or sampling through transformers' own warpers (sampling_warpers)."""
+    if not config.do_sample:
+        return lambda logits: int(logits.argmax(-1))
+    warpers = sampling_warpers(config.temperature, config.top_k, config.top_p)
 
     def sample(logits):
         scores = warpers(None, logits[None].float())
