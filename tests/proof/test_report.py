@@ -15,6 +15,7 @@ def test_marked_escapes_the_text_and_marks_the_spans():
 
 def test_figure_says_when_a_figure_is_missing():
     assert (figure(None), figure(12.345), figure(0.5, 3, "")) == ("–", "12.3%", "0.500")
+    assert (figure(99.96), figure(0.99996, 3, "")) == ("99.9%", "0.999")  # rounded down, never up to 100
 
 
 def test_the_foreign_report_shows_a_model_id_with_markup_as_text():
