@@ -9,7 +9,7 @@ publish/ both print figures and publish/ may not be where proof/ imports from.
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Context, Decimal
 
 MISSING = "n/a"  # what a figure that was not measured (None) prints as, unless the caller names another mark
 
@@ -28,3 +28,13 @@ def pct(value: float | None, digits: int = 2, missing: str = MISSING) -> str:
 def score(value: float | None, digits: int = 3, missing: str = MISSING) -> str:
     """A share of 1 (a score, a recall, a similarity) or any other figure, floored; `missing` when not measured."""
     return missing if value is None else floored(value, digits)
+
+
+def significant(value: float | None, digits: int = 4, missing: str = MISSING) -> str:
+    """`value` to `digits` significant digits, rounded toward minus infinity (a probability such as P(a sampled
+    regeneration is verbatim) ranges over many orders of magnitude, so decimals do not fit it: 0.99996 prints
+    0.9999, never 1; 1.23456e-30 prints 1.234e-30)."""
+    if value is None:
+        return missing
+    down = Context(prec=digits, rounding=ROUND_FLOOR).create_decimal(repr(float(value)))
+    return format(float(down), f".{digits}g")  # the float nearest the floored digits prints as those digits

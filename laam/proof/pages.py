@@ -13,7 +13,7 @@ from functools import cache
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from laam.figures import floored
+from laam.figures import floored, significant
 
 
 def figure(value, digits: int = 1, suffix: str = "%") -> str:
@@ -41,6 +41,7 @@ def environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format  # {{ x|num(",") }}, {{ x|num(".3f") }}: Python's format specs
     env.filters["figure"] = figure
+    env.filters["significant"] = significant  # a probability: 4 significant digits, rounded down
     env.filters["repr"] = repr
     return env
 
