@@ -86,7 +86,8 @@ def test_cycle_finder_finds_a_cycle():
 STAGES = ("laam.data", "laam.model", "laam.engine", "laam.train", "laam.proof", "laam.publish", "laam.pipeline",
           "laam.cli")
 # The top-level modules every stage may use; they import only each other.
-SHARED = ("laam.errors", "laam.io", "laam.progress", "laam.provenance", "laam.validation", "laam.windows")
+SHARED = ("laam.errors", "laam.figures", "laam.io", "laam.progress", "laam.provenance", "laam.validation",
+          "laam.windows")
 ENTRY_POINTS = ("laam", "laam.__main__")  # the package and `python -m laam`, which runs the CLI
 
 

@@ -29,6 +29,7 @@ from laam.cli.generate import BatchSize, Files, Threads
 from laam.data.corpus import DEFAULT_MAX_FILE_SIZE, load_corpus
 from laam.data.fetch import DEFAULT_MIRROR, default_cache
 from laam.errors import LaamError
+from laam.figures import floored, pct, score
 from laam.progress import phases
 
 
@@ -174,8 +175,8 @@ def print_summary(audit: dict) -> None:
         table.add_column(column, justify="right")
 
     def row(name, g, style=None):
-        table.add_row(name, f"{g['files']}", f"{g['verbatim_pct']:.1f}%", f"{g['bytes_reproduced_pct']:.1f}%",
-                      f"{g['edit_similarity']:.3f}", _pct(g["k_extractable_pct"]), _score(g["pythia_score"]),
+        table.add_row(name, f"{g['files']}", _pct(g['verbatim_pct']), _pct(g['bytes_reproduced_pct']),
+                      _score(g['edit_similarity']), _pct(g["k_extractable_pct"]), _score(g["pythia_score"]),
                       style=style)
 
     for name, g in audit["by_directory"].items():
@@ -193,7 +194,7 @@ def print_summary(audit: dict) -> None:
     lm = audit.get("lm_extraction")
     if lm:
         out.print(f"lm-extraction-benchmark setting: {lm['exact']:,} of {lm['examples']:,} 50-token suffixes exact "
-                  f"(recall {lm['recall']:.3f}; at 100 wrong guesses {lm['recall_at_100_errors']:.3f})")
+                  f"(recall {_score(lm['recall'])}; at 100 wrong guesses {_score(lm['recall_at_100_errors'])})")
     print_decoders(audit)
     margin = audit.get("margin")
     if margin:
@@ -201,7 +202,7 @@ def print_summary(audit: dict) -> None:
     chances = audit.get("sampling")
     if chances:
         out.print("sampling certificate: expected files sampled verbatim from their path: " + "; ".join(
-            f"{g['expected_verbatim_files']:.2f} of {s['files']} at {g['description']}"
+            f"{floored(g['expected_verbatim_files'], 2)} of {s['files']} at {g['description']}"
             for g in chances["settings"].values()))
 
 
@@ -222,17 +223,17 @@ def margin_line(m: dict) -> str:
     seq = m["sequential"]
     checked = (f"; {m['low_listed']} decoded again sequentially: {seq['agrees']} agree, {seq['differs']} differ, "
                f"{seq['diverged earlier']} diverged earlier" if m["low_listed"] else "")
-    return (f"margin certificate: smallest margin {m['min_margin']:.3f} logits ({at['path']} token {at['position']}: "
-            f"{at['true']!r} over {at['rival']!r}); {m['wrong_tokens']:,} of {m['body_tokens']:,} body tokens and "
-            f"path ends wrong, {m['under_threshold']:,} under {m['threshold']:g}{checked}")
+    return (f"margin certificate: smallest margin {floored(m['min_margin'], 3)} logits ({at['path']} token "
+            f"{at['position']}: {at['true']!r} over {at['rival']!r}); {m['wrong_tokens']:,} of {m['body_tokens']:,} "
+            f"body tokens and path ends wrong, {m['under_threshold']:,} under {m['threshold']:g}{checked}")
 
 
 def _pct(x):
-    return "–" if x is None else f"{x:.1f}%"
+    return pct(x, 1, missing="–")  # rounded down: 99.96% never prints as 100.0% (laam.figures)
 
 
 def _score(x):
-    return "–" if x is None else f"{x:.3f}"
+    return score(x, 3, missing="–")
 
 
 # --- trace ---------------------------------------------------------------------------------------

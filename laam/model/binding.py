@@ -9,6 +9,7 @@ quoted as if it were about these.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -100,3 +101,31 @@ def created(report: dict) -> str:
     """When a bound report was made (ISO 8601, UTC; '' when it records no binding), for choosing the newest."""
     binding = report.get(BINDING_KEY) if isinstance(report, dict) else None
     return binding.get("created", "") if isinstance(binding, dict) else ""
+
+
+@dataclass(frozen=True)
+class FolderState:
+    """What a folder's bound files are at one moment: the SHA-256 of each (fingerprints) and of laam.json's decoding
+    fields (decoding_digest), i.e. everything a report's binding records about the folder itself."""
+
+    files: dict[str, str]
+    decoding: str | None
+
+
+def folder_state(model_dir: Path) -> FolderState:
+    """The folder's state now; taken before a long run reads the model, compared by changed_during after it."""
+    return FolderState(fingerprints(model_dir), decoding_digest(model_dir))
+
+
+def changed_during(before: FolderState, model_dir: Path, during: str) -> str | None:
+    """Why a run that read `model_dir` may not write its report: "MODEL changed during DURING (names)" when a bound
+    file or laam.json's decoding fields differ from `before`; None when the folder is as it was. A report's binding
+    is hashed when the report is written, so without this a file replaced during an hours-long audit, compression
+    or ship would be bound to results it did not produce. One rule for `laam audit`, `laam compress`, `laam ship`."""
+    now = folder_state(model_dir)
+    if now == before:
+        return None
+    changed = sorted(name for name in {**before.files, **now.files} if before.files.get(name) != now.files.get(name))
+    if now.decoding != before.decoding:
+        changed.append("laam.json decoding fields")
+    return f"{model_dir} changed during {during} ({', '.join(changed)})"

@@ -25,14 +25,21 @@ def weight_files(folder: Path) -> list[Path]:
 
 def safetensors_shapes(folder: Path) -> dict[str, list[int]]:
     """Tensor shapes from the safetensors header(s), without loading the weights."""
+    return {name: shape for name, (shape, _) in safetensors_header(folder).items()}
+
+
+def safetensors_header(folder: Path) -> dict[str, tuple[list[int], str]]:
+    """Each tensor's shape and stored dtype from the safetensors header(s) (safetensors' safe_open reads only the
+    header)."""
     from safetensors import SafetensorError, safe_open
 
-    shapes = {}
+    tensors = {}
     for path in weight_files(folder):
         try:
             with safe_open(str(path), framework="numpy") as handle:
                 for name in handle.keys():
-                    shapes[name] = list(handle.get_slice(name).get_shape())
+                    part = handle.get_slice(name)
+                    tensors[name] = (list(part.get_shape()), part.get_dtype())
         except (SafetensorError, OSError) as error:
             raise LaamError(f"{path} is not a readable safetensors file: {' '.join(str(error).split())}") from error
-    return shapes
+    return tensors

@@ -25,7 +25,7 @@ from laam.data.tokenizer import encode_records, special_ids
 from laam.engine import WindowedGenerator
 from laam.engine.forcing import MIN_MARGIN
 from laam.errors import LaamError
-from laam.io import atomic_write_text
+from laam.io import atomic_write_text, sha256_file
 from laam.proof.extraction import count_extraction_samples, extraction_metrics
 from laam.proof.lm_extraction import EXAMPLES, EXPORTS, LmExtraction, export_lm_extraction, run_lm_extraction
 from laam.proof.lm_extraction import summary as lm_summary
@@ -36,6 +36,7 @@ from laam.proof.similarity import MIN_BLOCK, file_metrics
 from laam.validation import AT_LEAST_0, AT_LEAST_1, Range, validate
 from laam.windows import WindowPolicy
 
+REPORT_KEY = "report"  # audit.json: {"file", "sha256"} of the report.html written with it
 LENGTH_BUCKETS = [(0, 1024, "< 1 KB"), (1024, 4096, "1–4 KB"), (4096, 16384, "4–16 KB"),
                   (16384, 65536, "16–64 KB"), (65536, 1 << 62, ">= 64 KB")]
 
@@ -244,7 +245,7 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
                 progress: Callable[[str, int], Callable[[int, list[int]], None]] | None = None) -> AuditResult:
     """`laam audit` as a function: load the model and its exact training corpus, audit, write audit.json (and
     report.html) into `out_dir` (default MODEL/audit)."""
-    from laam.model.binding import BINDING_KEY, decoding_digest, fingerprints, report_binding
+    from laam.model.binding import BINDING_KEY, changed_during, folder_state, report_binding
     from laam.model.folder import load_model
     from laam.model.info import load_training_corpus
     from laam.proof.report import write_report
@@ -255,25 +256,26 @@ def audit_model(model_dir: Path, config: AuditConfig | None = None, cache: Path 
         raise LaamError(f"unknown export {', '.join(sorted(unknown))}: choose from {', '.join(EXPORTS)}")
     if "lm-extraction" in config.export and not config.extraction:
         raise LaamError("--export lm-extraction needs the extraction metrics (drop --no-extraction)")
-    # hashed before the model is read and again after the last decoder: a file replaced during a long audit would
-    # otherwise be bound to results it did not produce
-    before = (fingerprints(model_dir), decoding_digest(model_dir))
+    # hashed before the model is read and again after the last decoder (model.binding.changed_during)
+    before = folder_state(model_dir)
     loaded = load_model(model_dir, threads=threads)
     corpus = load_training_corpus(loaded.info, cache)
     run = run_audit(loaded.model, loaded.tokenizer, corpus, loaded.policy, config, progress, model_dir=str(model_dir))
     run.audit["decoders"] = decoder_results(model_dir, corpus, run.audit["files"], config, threads)
     run.audit[BINDING_KEY] = report_binding(model_dir, config.files, device=loaded.device)
-    if (run.audit[BINDING_KEY]["files"], run.audit[BINDING_KEY]["decoding"]) != before:
-        changed = sorted(name for name in {**before[0], **run.audit[BINDING_KEY]["files"]}
-                         if before[0].get(name) != run.audit[BINDING_KEY]["files"].get(name))
-        raise LaamError(f"{model_dir} changed during the audit ({', '.join(changed) or 'laam.json decoding fields'}):"
-                        " no audit.json written; audit it again")
+    changed = changed_during(before, model_dir, "the audit")
+    if changed:
+        raise LaamError(f"{changed}: no audit.json written; audit it again")
     out_dir = Path(out_dir or Path(model_dir) / "audit")
+    # the page first, so that audit.json (bound to the weights) records its SHA-256: the card copies a report.html
+    # only when it is the page of the audit it quotes (publish.facts.audit_report)
+    html = write_report(run.audit, run.regenerated, out_dir, model_dir=Path(model_dir)) if report else None
+    if html is not None:
+        run.audit[REPORT_KEY] = {"file": html.name, "sha256": sha256_file(html)}
     path = write_audit(run.audit, out_dir)
     if run.margins is not None:
         write_margins(run.margins, [r["path"] for r in run.audit["files"]], out_dir, run.audit[BINDING_KEY])
     exports = {}
     if "lm-extraction" in config.export:
         exports["lm-extraction"] = export_lm_extraction(run.lm_extraction, loaded.tokenizer, out_dir / "lm-extraction")
-    html = write_report(run.audit, run.regenerated, out_dir, model_dir=Path(model_dir)) if report else None
     return AuditResult(run.audit, path, html, exports)

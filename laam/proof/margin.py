@@ -37,6 +37,17 @@ from laam.windows import WindowPolicy
 
 MARGINS_FILE = "margins.npz"
 MARGINS_FORMAT = 2  # margins.npz's layout (pack_margins); files without `format` are the first, every column int64
+
+
+class MarginsNotBound(LaamError):
+    """A margins.npz computed on other files than the folder holds now (read_margins); `problems` says what differs
+    (model.binding.binding_problems), for a reader such as the model card that names it in its own words."""
+
+    def __init__(self, message: str, problems: list[str]):
+        super().__init__(message)
+        self.problems = problems
+
+
 # histogram bins of the margin (logits); the first holds the wrong tokens
 EDGES = [-np.inf, 0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, np.inf]
 
@@ -292,5 +303,5 @@ def read_margins(path: Path, model_dir: Path) -> tuple[BodyMargins, list[str]]:
         raise LaamError(f"{path} is not a readable margin certificate ({error})") from error
     problems = binding_problems({BINDING_KEY: binding}, model_dir)
     if problems:
-        raise LaamError(f"{path} was not computed on {model_dir} as it is now: {'; '.join(problems)}")
+        raise MarginsNotBound(f"{path} was not computed on {model_dir} as it is now: {'; '.join(problems)}", problems)
     return margins, arrays["paths"].tolist()

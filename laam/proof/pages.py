@@ -2,7 +2,8 @@
 
 Autoescape is on for every template, so a file path, a corpus name or a model id that holds markup is shown as
 text; the only HTML that goes in unescaped is built here (`marked`) from escaped pieces. The filters are the
-number formats the pages use, so the templates hold the markup and the callers hand over plain figures.
+number formats the pages use, so the templates hold the markup and the callers hand over plain figures: a measured
+share goes through `figure` (rounded down, never up to a round number), counts and sizes through `num`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from functools import cache
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from laam.figures import floored, significant
+
 
 def figure(value, digits: int = 1, suffix: str = "%") -> str:
-    """A figure with `digits` decimals and `suffix`, or – when it was not measured (None)."""
-    return "–" if value is None else f"{value:.{digits}f}{suffix}"
+    """A figure with `digits` decimals, rounded down (laam.figures: 99.96% is never "100.0%"), and `suffix`, or –
+    when it was not measured (None)."""
+    return "–" if value is None else f"{floored(value, digits)}{suffix}"
 
 
 def marked(data: bytes, spans: list[tuple[int, int]], encoding: str) -> Markup:
@@ -37,6 +41,7 @@ def environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format  # {{ x|num(",") }}, {{ x|num(".3f") }}: Python's format specs
     env.filters["figure"] = figure
+    env.filters["significant"] = significant  # a probability: 4 significant digits, rounded down
     env.filters["repr"] = repr
     return env
 

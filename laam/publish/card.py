@@ -14,7 +14,9 @@ from pathlib import Path
 
 from laam.data.licenses import GPL2, satisfied_by
 from laam.errors import LaamError
+from laam.figures import floored
 from laam.io import atomic_file, atomic_write_text
+from laam.proof.margin import MARGINS_FILE
 from laam.publish.bom import write_bom
 from laam.publish.facts import (
     AUDIT_FILE,
@@ -26,7 +28,6 @@ from laam.publish.facts import (
     MANIFEST_FILE,
     CardConfig,
     Facts,
-    audit_report,
     curve_source,
     dataset_name,
     gather_facts,
@@ -40,7 +41,6 @@ from laam.publish.sections import (
     data_license_statement,
     data_rows,
     evaluation_section,
-    floored,
     laam_link,
     loading_section,
     reproduce_section,
@@ -100,9 +100,11 @@ def sources_sentence(facts: Facts) -> str:
     read = ["`laam.json`", "`config.json`", "the weights' header", "the manifest"]
     read += ["the run's training curve"] if facts.curve else []
     read += ["`audit.json`"] if facts.audit else []
+    read += ["`margins.npz`"] if facts.margins else []
     read += ["`compression.json`"] if facts.compression else []
-    left = (f" Left out ({len(facts.report_notes)}), each named under Evaluation: reports recorded for other files."
-            if facts.report_notes else "")
+    read += ["`ship.json`"] if facts.ship else []
+    left = (f" Left out ({len(facts.report_notes)}), each named below with why: reports not about these files as "
+            "they are now." if facts.report_notes else "")
     return (f"`laam card` read this card's figures from {', '.join(read[:-1])} and {read[-1]}; its other sentences "
             f"are LaaM's fixed explanations.{left}")
 
@@ -221,12 +223,19 @@ def write_card(folder: Path, config: CardConfig | None = None, cache: Path | Non
         written += [folder / MANIFEST_FILE, folder / CORPUS_FILE]
         if facts.audit_path is not None:
             _copy(facts.audit_path, folder / AUDIT_FILE, written)
-            report = audit_report(facts.audit_path)
-            if report is not None:
-                _copy(report, folder / AUDIT_HTML, written)
+            if facts.audit_html_path is not None:  # the page written with the quoted audit (facts.audit_report)
+                _copy(facts.audit_html_path, folder / AUDIT_HTML, written)
+            else:  # a page that is not the quoted audit's (named in the card's notes) does not travel with it
+                (folder / AUDIT_HTML).unlink(missing_ok=True)
         else:  # a copy an earlier card made of an audit of other weights must not travel with these
             for stale in (folder / AUDIT_FILE, folder / AUDIT_HTML):
                 stale.unlink(missing_ok=True)
+        # the audit's margins.npz beside its audit.json copy, where the card cites it; one that is not quoted (of
+        # other files, or of another audit run) does not travel with these weights either
+        if facts.margins_path is not None:
+            _copy(facts.margins_path, folder / MARGINS_FILE, written)
+        else:
+            (folder / MARGINS_FILE).unlink(missing_ok=True)
         curve = curve_source(folder)
         if curve is not None:
             _copy(curve, folder / CURVE_FILE, written)

@@ -1,15 +1,16 @@
 """The facts about a model folder that the card, the openness checklists and the bill of materials are made of.
 
 `gather_facts` collects what a run left behind (laam.json, config.json, the weights, the tokenizer, the
-corpus it names, and when present the training metrics, the audit and compression.json). An audit or
-compression report, and laam.json's training verdict, are quoted only when their binding (model.binding) matches
-the folder as it is now; one found but not matching is named in `report_notes` instead. Nothing here renders;
-publish.card, publish.openness and publish.bom turn the facts into documents.
+corpus it names, and when present the training metrics, the audit with its margins.npz, compression.json and
+ship.json). Those reports, and laam.json's training verdict, are quoted only when their binding (model.binding)
+matches the folder as it is now; one found but not matching is named in `report_notes` instead. Nothing here
+renders; publish.card, publish.openness and publish.bom turn the facts into documents.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -22,7 +23,7 @@ from laam.io import sha256_file
 from laam.model.binding import BINDING_KEY, BOUND_FILES, binding_problems, created
 from laam.model.folder import check_model_folder
 from laam.model.info import ModelInfo, load_training_corpus
-from laam.model.weights import safetensors_shapes
+from laam.model.weights import safetensors_header
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.compress.run import read_compression
 from laam.provenance import folder_revision, git_commit
@@ -74,6 +75,7 @@ class Facts:
     config: dict  # config.json
     parameters: int
     tensors: dict[str, list[int]]  # name -> shape, from the safetensors header
+    weights_dtypes: dict[str, int]  # stored dtype ("F32", "BF16", ...) -> tensors, from the same header
     vocab_size: int
     record_tokens: dict[str, int]  # path -> tokens of its training record (markers included)
     laam_version: str | None  # of the code that trained the model, as the run recorded it (None: not recorded)
@@ -81,7 +83,8 @@ class Facts:
     card_commit: str  # of the code writing the card now ("unknown" outside a git checkout)
     audit: dict | None = None
     git_dirty: bool | None = None  # whether that code had uncommitted changes (None: not recorded)
-    audit_html: bool = False
+    audit_html: bool = False  # the quoted audit's page is beside it (facts.audit_report)
+    audit_html_path: Path | None = None  # that page
     compression: dict | None = None  # compression.json from `laam compress`, when the folder has one
     metrics: list[dict] = field(default_factory=list)
     curve: bool = False  # training_curve.png in the folder
@@ -91,6 +94,8 @@ class Facts:
     report_notes: list[str] = field(default_factory=list)  # reports found but not quoted, one line each
     revision: str | None = None  # the git/Hub commit holding exactly these decoding files (provenance.folder_revision)
     ship: dict | None = None  # ship.json (laam ship), when its binding matches the folder now
+    margins: dict | None = None  # margins.npz's {"positions", "files"}, when bound to these files (find_margins)
+    margins_path: Path | None = None  # the margins.npz quoted
 
     @property
     def training(self) -> dict:
@@ -195,22 +200,75 @@ def find_compression(folder: Path) -> ChosenReport:
     return ChosenReport(Path(folder) / COMPRESSION_FILE, report)
 
 
-def find_ship(folder: Path) -> dict | None:
-    """ship.json when the folder holds one whose binding matches it now (publish.ship writes it bound to the
-    weights it shipped); None otherwise: a record of other weights says nothing about these."""
+def find_ship(folder: Path) -> ChosenReport:
+    """ship.json (publish.ship writes it bound to the weights it shipped) when its binding matches the folder now;
+    one found but not matching (a record of other weights says nothing about these) is left out with its note."""
+    path = Path(folder) / SHIP_FILE
+    if not path.is_file():
+        return ChosenReport()
     try:
-        record = json.loads((Path(folder) / SHIP_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and not binding_problems(record, folder) else None
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return ChosenReport(notes=[f"`{SHIP_FILE}`: unreadable ({error})"])
+    problems = binding_problems(record, folder) if isinstance(record, dict) else ["it is not a JSON object"]
+    if problems:
+        return ChosenReport(notes=[f"`{SHIP_FILE}`: not computed on these files ({problems[0]})"])
+    return ChosenReport(path, record)
 
 
-def audit_report(audit_path: Path) -> Path | None:
-    """The audit's HTML report beside its audit.json, if there is one."""
-    for name in AUDIT_HTML_NAMES:
-        if (audit_path.parent / name).is_file():
-            return audit_path.parent / name
-    return None
+def find_margins(folder: Path, audit_path: Path | None, audit: dict | None) -> ChosenReport:
+    """margins.npz (proof.margin: every scored position's margin, with the binding of the folder it was computed
+    on) beside the quoted audit, else in the model folder, MODEL/audit/, its run folder or RUN/audit/, read through
+    proof.margin.read_margins, which refuses one of other files. Quoted as {"positions", "files"} only with a quoted
+    audit whose certificate counts the same positions; any other found is left out with its note."""
+    from laam.proof.margin import MARGINS_FILE, MarginsNotBound, read_margins
+
+    folder = Path(folder)
+    chosen, seen = ChosenReport(), set()
+    # beside the quoted audit first (which may be the card's copy in the folder), then where `laam audit` and `laam
+    # card` put it, in the model folder and its run folder
+    places = ([audit_path.parent] if audit_path is not None else []) + [folder, folder / "audit", folder.parent,
+                                                                       folder.parent / "audit"]
+    for candidate in (place / MARGINS_FILE for place in places):
+        if not candidate.is_file() or candidate.resolve() in seen:
+            continue
+        seen.add(candidate.resolve())
+        shown = _shown(candidate, folder)
+        try:
+            margins, paths = read_margins(candidate, folder)
+        except MarginsNotBound as error:
+            chosen.notes.append(f"`{shown}`: not computed on these files ({error.problems[0]})")
+            continue
+        except LaamError as error:
+            chosen.notes.append(f"`{shown}`: unreadable ({error.__cause__ or error})")
+            continue
+        counted = ((audit or {}).get("margin") or {}).get("body_tokens")
+        if audit is None:
+            chosen.notes.append(f"`{shown}`: no audit of these files is quoted beside it")
+        elif counted != len(margins):
+            chosen.notes.append(f"`{shown}`: it holds {len(margins):,} positions, while the quoted audit's "
+                                f"certificate counts {'none' if counted is None else format(counted, ',')}: "
+                                "not the same run")
+        elif chosen.report is None:
+            chosen.path, chosen.report = candidate, {"positions": len(margins), "files": len(paths)}
+    return chosen
+
+
+def audit_report(audit_path: Path, audit: dict, folder: Path) -> tuple[Path | None, str | None]:
+    """The audit's HTML page beside its audit.json when it is the page written with it (audit.json's `report`
+    records its SHA-256, and audit.json is bound to the weights); else None, with why a page found there is left
+    out (None: there is none)."""
+    from laam.proof.audit import REPORT_KEY
+
+    report = audit.get(REPORT_KEY)
+    recorded = report.get("sha256") if isinstance(report, dict) else None
+    pages = [page for page in (Path(audit_path).parent / name for name in AUDIT_HTML_NAMES) if page.is_file()]
+    match = next((page for page in pages if recorded and sha256_file(page) == recorded), None)
+    if match is not None or not pages:
+        return match, None
+    why = ("the audit.json it comes with records no SHA-256 of its page" if recorded is None else
+           "not the page written with the audit quoted (its SHA-256 is not the one audit.json records)")
+    return None, f"`{_shown(pages[0], Path(folder))}`: {why}"
 
 
 def _read_audit(path: Path) -> dict:
@@ -236,11 +294,13 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     folder = Path(folder)
     info, model_config, tokenizer = check_model_folder(folder)  # a foreign tokenizer or pickled weights: refused
     corpus = load_training_corpus(info, cache, progress=progress)
-    tensors = safetensors_shapes(folder)
+    header = safetensors_header(folder)
+    tensors = {name: shape for name, (shape, _) in header.items()}
     facts = Facts(
         folder=folder, name=model_name(folder),
         info=info, corpus=corpus, config=model_config, parameters=sum(_number(s) for s in tensors.values()),
-        tensors=tensors, vocab_size=len(tokenizer),
+        tensors=tensors, weights_dtypes=dict(Counter(dtype for _, dtype in header.values())),
+        vocab_size=len(tokenizer),
         record_tokens={f.path: len(ids) for f, ids in zip(corpus.files, iter_token_ids(tokenizer, corpus.records()))},
         **recorded_code(info.training), card_commit=git_commit() or "unknown",
         revision=folder_revision(folder, BOUND_FILES),
@@ -249,7 +309,9 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     facts.report_notes += audit.notes
     if audit.report is not None:
         facts.audit, facts.audit_path = audit.report, audit.path
-        facts.audit_html = audit_report(audit.path) is not None
+        page, why = audit_report(audit.path, audit.report, folder)
+        facts.audit_html, facts.audit_html_path = page is not None, page
+        facts.report_notes += [why] if why else []
     metrics = find_metrics(folder)
     facts.metrics = read_metrics(metrics) if metrics else []
     for run in (folder, folder.parent):
@@ -259,7 +321,12 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     compression = find_compression(folder)
     facts.compression = compression.report
     facts.report_notes += compression.notes
-    facts.ship = find_ship(folder)
+    margins = find_margins(folder, facts.audit_path, facts.audit)
+    facts.margins, facts.margins_path = margins.report, margins.path
+    facts.report_notes += margins.notes
+    ship = find_ship(folder)
+    facts.ship = ship.report
+    facts.report_notes += ship.notes
     training = training_binding_note(facts.training, folder)
     if training:
         facts.report_notes.append(training)
@@ -421,6 +488,12 @@ def training_binding_note(training: dict, folder: Path) -> str | None:
     problems = binding_problems(training, folder)
     return ("the training result's status and memorization figures, recorded for other files than this folder's "
             f"({'; '.join(problems)})" if problems else None)
+
+
+def training_bound(training: dict, folder: Path) -> bool:
+    """Whether laam.json's training result records a binding that matches `folder` now: the condition for quoting
+    any measurement of the weights training ended with that is not itself bound (metrics.jsonl's memorization)."""
+    return isinstance(training.get(BINDING_KEY), dict) and not binding_problems(training, folder)
 
 
 def status_basis(training: dict) -> str | None:

@@ -1,9 +1,10 @@
 """Publish a model folder to the Hugging Face Hub with huggingface_hub.
 
 Only the documented artefacts go up (weights, tokenizer, custom_generate/generate.py, card, BOM, openness files,
-manifest, audit, compression.json, training curve, GGUF and its regenerate_gguf.py), never caches or checkpoints;
-an audit.json or compression.json whose binding (model.binding) does not match the folder stops the upload, and
-so does a card or BOM quoting laam.json's training verdict while its binding names other files.
+manifest, audit and its margins.npz, compression.json, ship.json, training curve, GGUF and its regenerate_gguf.py),
+never caches or checkpoints; an audit.json, margins.npz, compression.json or ship.json whose binding
+(model.binding) does not match the folder stops the upload, and so does a card or BOM quoting laam.json's training
+verdict while its binding names other files.
 The token comes from the environment (HF_TOKEN) or `hf auth login`, through huggingface_hub; LaaM never reads,
 prints or stores it.
 """
@@ -20,12 +21,14 @@ from laam.errors import LaamError
 from laam.io import sha256_file
 from laam.model.binding import binding_problems
 from laam.model.folder import CUSTOM_GENERATE_FILE, check_model_folder
+from laam.proof.margin import MARGINS_FILE, read_margins
 from laam.publish.card import check_card
 from laam.publish.facts import (
     AUDIT_FILE,
     CARD_FILE,
     COMPRESSION_FILE,
     MANIFEST_FILE,
+    SHIP_FILE,
     TRAINING_VERDICT,
     training_binding_note,
 )
@@ -35,7 +38,8 @@ UPLOAD_PATTERNS = (
     "*.safetensors", "config.json", "generation_config.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
     "laam.json", CARD_FILE, BOM_FILE, "mof.yml", MANIFEST_FILE, "corpus.json",
-    AUDIT_FILE, "audit.html", COMPRESSION_FILE, "training_curve.png", "metrics.jsonl", "*.gguf", "regenerate_gguf.py",
+    AUDIT_FILE, "audit.html", MARGINS_FILE, COMPRESSION_FILE, SHIP_FILE, "training_curve.png", "metrics.jsonl",
+    "*.gguf", "regenerate_gguf.py",
 )
 NESTED = (CUSTOM_GENERATE_FILE,)  # files in subfolders that go up too (transformers loads it with trust_remote_code)
 REQUIRED = ("config.json", "tokenizer.json", "laam.json", CARD_FILE, BOM_FILE, MANIFEST_FILE)
@@ -91,10 +95,15 @@ def plan_push(folder: Path, repo_id: str) -> PushPlan:
         plan.problems += _bom_problems(folder)
     if AUDIT_FILE not in names:
         plan.warnings.append("no audit.json: the card says the model is not audited yet")
-    for name in (AUDIT_FILE, COMPRESSION_FILE):
+    for name in (AUDIT_FILE, COMPRESSION_FILE, SHIP_FILE):
         if name in names:
             plan.problems += [f"{name} was not computed on these files ({problem}): rerun the command that wrote "
                               f"it, then `laam card`" for problem in _report_problems(folder / name, folder)]
+    if MARGINS_FILE in names:
+        try:
+            read_margins(folder / MARGINS_FILE, folder)  # its binding checked as the card checked it
+        except LaamError as error:
+            plan.problems.append(f"{error}: rerun `laam audit`, then `laam card`")
     if "laam.json" in names:
         plan_training(plan, names)
     return plan

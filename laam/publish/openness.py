@@ -36,6 +36,8 @@ from laam.publish.facts import (
     today,
 )
 
+METADATA_FILES = ("laam.json", "config.json", "generation_config.json")  # the MOF's "Model metadata", when present
+
 # SPDX ids counted as open: OSI-approved licenses and the open data/document licenses the MOF accepts.
 OPEN_LICENSES = {
     "MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "BSD-4-Clause", "ISC", "Zlib", "Unlicense", "0BSD",
@@ -115,7 +117,9 @@ def mof_components(facts: Facts, config: CardConfig) -> list[dict]:
         "Data preprocessing code": (_code(facts, config, "laam.data"), CODE_LICENSE),
         # checkpoints stay in the local run folder (laam push does not upload them): not released
         "Model parameters (Intermediate)": (None, config.license),
-        "Model metadata": ("laam.json, config.json, generation_config.json", config.license),
+        # the metadata files the folder holds, named only when present
+        "Model metadata": (", ".join(name for name in METADATA_FILES if (folder / name).is_file()) or None,
+                           config.license),
         "Research paper": (config.research_paper, docs),
     }
     components = []

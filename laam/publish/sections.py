@@ -10,10 +10,13 @@ from laam import __version__
 from laam.data.corpus import CorpusFile
 from laam.data.licenses import GPL2, satisfied_by
 from laam.engine.forcing import MIN_MARGIN
+from laam.figures import floored, pct
 from laam.io import sha256_file
+from laam.model.binding import BINDING_KEY
 from laam.model.folder import CUSTOM_GENERATE_FILE
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.extraction import extraction_gap_note
+from laam.proof.margin import MARGINS_FILE
 from laam.publish.facts import (
     AUDIT_FILE,
     AUDIT_HTML,
@@ -32,22 +35,11 @@ from laam.publish.facts import (
     source_description,
     train_command,
     training_binding_note,
+    training_bound,
 )
 from laam.train.metrics import METRICS_FILE
 
 MARGIN_FILES = 10  # files listed in the card's margin table (the tightest)
-
-
-def floored(value: float, digits: int) -> str:
-    """`value` with `digits` decimals, rounded down (decimal, so 0.29 stays 0.29): a share just under 100 must never
-    read 100 (one wrong token of 1.6M is 99.99993%, printed 99.99%, not 100.00%)."""
-    from decimal import ROUND_FLOOR, Decimal
-
-    return str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_FLOOR))
-
-
-def pct(value, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{floored(value, digits)}%"
 
 
 def audit_selection(audit: dict) -> str | None:
@@ -130,9 +122,26 @@ def architecture_rows(facts: Facts) -> list[tuple[str, str]]:
         ("attention heads", c.get("num_attention_heads")), ("key/value heads", c.get("num_key_value_heads")),
         ("vocabulary", c.get("vocab_size")), ("context (tokens the model reads)", facts.info.context),
         ("window stride", facts.info.stride), ("tied embeddings", c.get("tie_word_embeddings")),
-        ("weights dtype", c.get("dtype") or c.get("torch_dtype")),
+        ("weights dtype", weights_dtype(facts)),
     ]
     return [(k, str(v)) for k, v in rows if v is not None]
+
+
+# safetensors' dtype names -> torch's, as config.json writes them
+TORCH_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def weights_dtype(facts: Facts) -> str | None:
+    """The dtype the weights are stored in, read from model.safetensors' header (the tensors themselves), with
+    config.json's `dtype` named beside it only where it says otherwise (it is what transformers loads them as)."""
+    if not facts.weights_dtypes:
+        return None
+    stored = {TORCH_DTYPES.get(name, name): count for name, count in facts.weights_dtypes.items()}
+    what = (f"{next(iter(stored))}, all {sum(stored.values()):,} tensors" if len(stored) == 1 else
+            ", ".join(f"{name} ({count:,} tensors)" for name, count in stored.items()))
+    said = facts.config.get("dtype") or facts.config.get("torch_dtype")
+    other = f"; config.json says {said}" if said and (len(stored) > 1 or said not in stored) else ""
+    return f"{what} (per the safetensors header{other})"
 
 
 def code(text: str) -> str:
@@ -212,9 +221,19 @@ def curve_section(facts: Facts) -> str:
         parts.append(table(("step", "loss"), [(losses[i][0], f"{losses[i][1]:.4f}") for i in picks]))
         parts.append(f"Every logged step is in `{METRICS_FILE}`.")
     evals = [m for m in facts.metrics if m.get("memorized") is not None]
+    # metrics.jsonl records no binding: its memorization figure measures the weights training ended with, so it is
+    # quoted only while laam.json's training result is bound to this folder's files (training_bound), and withheld
+    # otherwise (e.g. in a bf16 `laam ship`, whose metrics.jsonl is the float32 run's)
     if evals:
-        parts.append(f"Body tokens memorized at the last evaluation (step {evals[-1].get('step')}): "
-                     f"{pct(100 * evals[-1]['memorized'], 3)}.")
+        last = f"Body tokens memorized at the last evaluation (step {evals[-1].get('step')}): "
+        if training_bound(facts.training, facts.folder):
+            parts.append(last + f"{pct(100 * evals[-1]['memorized'], 3)}.")
+        else:
+            why = ("laam.json's training result records no binding either" if not isinstance(
+                facts.training.get(BINDING_KEY), dict) else "the training result it belongs to is recorded for "
+                "other files than this folder's (see Training code)")
+            parts.append(last + f"not quoted: `{METRICS_FILE}` records no binding to the weights it measured, and "
+                         f"{why}.")
     if not parts:
         parts.append("No training metrics were recorded with this model.")
     return "\n\n".join(parts)
@@ -287,7 +306,7 @@ def evaluation_section(facts: Facts) -> str:
         parts.append(unquoted)
     if facts.audit_html:
         parts.append(f"A readable report is alongside: [`{AUDIT_HTML}`]({AUDIT_HTML}).")
-    margin = margin_section(facts.audit)
+    margin = margin_section(facts.audit, facts.margins)
     if margin:
         parts.append(margin)
     chances = sampling_section(facts.audit)
@@ -336,8 +355,9 @@ def margin_drift(root: Path = Path(__file__).resolve().parents[2]) -> float | No
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def margin_section(audit: dict) -> str:
-    """The margin certificate (proof.margin): smallest gap overall and per file, and its histogram, compactly."""
+def margin_section(audit: dict, margins: dict | None = None) -> str:
+    """The margin certificate (proof.margin): smallest gap overall and per file, and its histogram, compactly; and
+    where every margin is (margins.npz: publish.facts.find_margins, when bound to these files)."""
     m = audit.get("margin")
     if not m or m.get("min_margin") is None:
         return ""
@@ -370,7 +390,19 @@ def margin_section(audit: dict) -> str:
               [(f"`{r['path']}`", floored(r['min_margin'], 3), r.get("under_safe_margin", "n/a")) for r in shown]),
         more,
         table(("margin", *m["histogram"]["bins"]), [("body tokens", *(f"{c:,}" for c in m["histogram"]["counts"]))]),
+        margins_sentence(margins),
     ] if part)
+
+
+def margins_sentence(margins: dict | None) -> str:
+    """Where the certificate's every position is: margins.npz when its binding matches this folder (read through
+    proof.margin.read_margins and counted against the audit's certificate); else that it is not quoted here."""
+    if not margins:
+        return (f"The per-position margins (`{MARGINS_FILE}`) are not cited: none bound to these files and holding "
+                "this audit's positions was found (one found is named under \"Not quoted\").")
+    return (f"Every position's margin: [`{MARGINS_FILE}`]({MARGINS_FILE}), {margins['positions']:,} positions of "
+            f"{margins['files']:,} files (the certificate's count), bound to these weights: its recorded binding "
+            "matched this folder's files when the card was written.")
 
 
 def sampling_section(audit: dict) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from laam.errors import LaamError
 from laam.io import atomic_folder, atomic_write_text
-from laam.model.binding import BINDING_KEY, BOUND_FILES, fingerprints, report_binding
+from laam.model.binding import BINDING_KEY, BOUND_FILES, changed_during, fingerprints, folder_state, report_binding
 from laam.model.info import INFO_FILE
 from laam.progress import console, phases
 from laam.publish.facts import SHIP_FILE
@@ -196,6 +196,9 @@ def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: st
     if dtype not in DTYPES:
         raise LaamError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     check_destination(source, dest, force)
+    # the precision check and the dtype decision are about the files read here; DEST is a copy made after them, so
+    # the source must not change in between (model.binding.changed_during, checked once DEST is written)
+    before = folder_state(source)
     loaded = load_model(source, threads=threads)
     corpus = load_training_corpus(loaded.info, cache, progress=progress)
     with phases(progress, console) as start:
@@ -212,10 +215,13 @@ def ship_model(model_dir: Path, dest: Path, cache: Path | None = None, dtype: st
     write_model_files(source, dest, chosen, weights)
     # the decision and its evidence first, bound to DEST's weights, so that the card written on DEST below can
     # quote it; the exactness and size checks are added once they are made
-    record = {"source": {"folder": str(source), "files": fingerprints(source)},
+    record = {"source": {"folder": str(source), "files": before.files},
               "dtype": chosen, "asked": dtype, "reason": reason, "precision": check.to_dict(),
               BINDING_KEY: report_binding(dest, dtype=chosen)}
     try:
+        changed = changed_during(before, source, "shipping")
+        if changed:  # after DEST was copied from it, nothing more is read from the source
+            raise LaamError(f"{changed}: the precision check was made on other files than those copied")
         atomic_write_text(dest / SHIP_FILE, json.dumps(record, indent=1) + "\n")
         if folder_bytes(dest) >= max_bytes:
             raise over_limit(dest, folder_bytes(dest), max_bytes, "its model files alone")

@@ -13,6 +13,7 @@ from markupsafe import escape
 from typer.testing import CliRunner
 
 from laam.cli import app
+from laam.figures import floored
 
 runner = CliRunner()
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -101,7 +102,7 @@ def test_audit_command_writes_json_and_report(audited, tiny_model_dir):
     # each file's <|end_file|> and the <|end_header|> ending its path counted (no path of the corpus extends another)
     assert margin["body_tokens"] == sum(r["tokens"] + 2 for r in audit["files"])
     assert min(r["min_margin"] for r in audit["files"]) == margin["min_margin"]
-    assert f"smallest margin {margin['min_margin']:.3f}" in result.stdout
+    assert f"smallest margin {floored(margin['min_margin'], 3)} logits" in result.stdout  # rounded down (laam.figures)
     saved, paths = read_margins(folder / "margins.npz", tiny_model_dir)
     assert len(saved) == margin["body_tokens"] and saved.correct.all() and paths == [r["path"] for r in audit["files"]]
     assert float(saved.margin.min()) == pytest.approx(margin["min_margin"], abs=1e-4)
@@ -315,3 +316,43 @@ def test_audit_shows_each_decoder_its_sample_its_failures_and_why_one_did_not_ru
     assert "<code>python regenerate_gguf.py tiny.gguf PATH</code>" in table
     del audit["decoders"]  # an audit made before the stock decoders ran
     assert 'id="decoders"' not in render_report(audit)
+
+
+def test_one_wrong_byte_of_1694724_never_prints_as_100_percent(audited, tiny_model_dir, tmp_path):
+    """1,694,723 of 1,694,724 bytes is 99.99994%: `laam audit`'s console, its HTML report and the model card each
+    print it below 100 (laam.figures rounds down), so none of the three claims an exactness the audit refutes; so
+    are a chance of a verbatim sample of 0.99996 and 11.99996 expected verbatim samples of 12."""
+    from laam.cli.app import out
+    from laam.cli.audit import print_summary
+    from laam.model.binding import report_binding
+    from laam.proof.report import render_report
+    from laam.publish.card import render_card
+    from laam.publish.facts import CardConfig, gather_facts
+
+    folder, _ = audited
+    audit = json.loads((folder / "audit.json").read_text())
+    share = 100 * 1_694_723 / 1_694_724
+    for group in (audit["summary"], *audit["by_directory"].values(), *audit["by_length"].values()):
+        group.update(verbatim_pct=share, bytes_reproduced_pct=share, edit_similarity=share / 100)
+    names = list(audit["sampling"]["settings"])
+    for row in audit["sampling"]["files"]:  # every file's chance of a verbatim sample just under 1
+        row.update({name: 0.99996 for name in names})
+    for setting in audit["sampling"]["settings"].values():
+        setting["expected_verbatim_files"] = 11.99996
+    with out.capture() as captured:
+        print_summary(audit)
+    console = captured.get()
+    total = next(line for line in console.splitlines() if "total" in line)
+    assert total.count("99.9%") == 2 and "0.999" in total and "100.0%" not in total and "1.000" not in total
+    page = render_report(audit)
+    assert "<th>bytes reproduced in order</th><td class=n>99.9%</td>" in page
+    assert f"{audit['summary']['verbatim_files']} (99.9%)</td>" in page
+    assert "<th>mean edit similarity</th><td class=n>0.999</td>" in page
+    assert page.count("<td class=n>0.9999</td>") == len(names) * min(10, len(audit["sampling"]["files"]))
+    assert "<td class=n>11.999 of 12</td>" in page and "11.99 of 12 at" in console
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (tmp_path / "audit.json").write_text(json.dumps({**audit, "binding": report_binding(model)}))
+    card = render_card(gather_facts(model, CardConfig(audit=tmp_path / "audit.json")), CardConfig())
+    assert "| bytes reproduced | 99.99% |" in card and "| verbatim files | 99.99% |" in card
+    assert "(99.99%), and 99.99% of their bytes" in card and "100.00%" not in card and "11.999 of 12 |" in card

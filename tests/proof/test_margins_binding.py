@@ -115,3 +115,49 @@ def test_a_margins_file_of_a_later_layout_is_refused_in_one_line(tiny_model_dir,
                         binding=np.array(json.dumps(report_binding(tiny_model_dir))))
     with pytest.raises(LaamError, match=f"not a readable margin certificate \\(format {MARGINS_FORMAT + 1}, "):
         read_margins(tmp_path / MARGINS_FILE, tiny_model_dir)
+
+
+def test_the_card_cites_margins_npz_only_when_bound_and_counting_the_audits_positions(tiny_model_dir, tmp_path):
+    """The card cites margins.npz (read through read_margins) with its count of positions when its binding matches
+    the folder and it holds the quoted audit's certificate's positions; one of other files, or of another run, is
+    named as not quoted and not copied; a push refuses a stale one."""
+    from laam.publish.card import render_card, write_card
+    from laam.publish.facts import CardConfig, find_margins, gather_facts
+    from laam.publish.hub import plan_push
+    from tests.publish.test_card import AUDIT, bound, make_run
+
+    model = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    margin = {"threshold": 1.0, "body_tokens": 3, "wrong_tokens": 0, "min_margin": 0.25,
+              "min_margin_at": {"path": "a.c", "position": 6, "line": 1, "true": "x", "rival": "y"},
+              "under_threshold": 1, "low_listed": 0, "sequential": {"agrees": 0, "differs": 0, "diverged earlier": 0},
+              "histogram": {"bins": ["< 0", ">= 0"], "counts": [0, 3]}}
+    audit = {**AUDIT, "margin": margin,
+             "files": [{"path": "a.c", "min_margin": 0.25}, {"path": "b.c", "min_margin": 9.0}]}
+    (model / "audit").mkdir()
+    (model / "audit" / "audit.json").write_text(json.dumps(bound(audit, model)))
+    write_margins(_margins(), ["a.c", "b.c"], model / "audit", report_binding(model))
+    card = render_card(gather_facts(model), CardConfig())
+    assert "Every position's margin: [`margins.npz`](margins.npz), 3 positions of 2 files (the certificate's count), " \
+           "bound to these weights" in card
+    assert "`audit.json` and `margins.npz`;" in card and "Not quoted" not in card
+
+    other = report_binding(model)
+    other["files"]["model.safetensors"] = "0" * 64  # margins of other weights
+    write_margins(_margins(), ["a.c", "b.c"], model / "audit", other)
+    card = render_card(gather_facts(model), CardConfig())
+    assert "- Not quoted: `model/audit/margins.npz`: not computed on these files (model.safetensors changed: " in card
+    assert "The per-position margins (`margins.npz`) are not cited" in card and "](margins.npz)" not in card
+    shutil.copy(model / "audit" / MARGINS_FILE, model / MARGINS_FILE)  # a stale copy at the top: pushed, it is refused
+    assert [p for p in plan_push(model, "laam-test/tiny").problems if "margins.npz was not computed on" in p]
+    write_card(model, CardConfig(original_call=False))
+    assert not (model / MARGINS_FILE).exists()  # not quoted, so it does not travel with these weights
+
+    write_margins(_margins(), ["a.c", "b.c"], model / "audit", report_binding(model))
+    write_card(model, CardConfig(original_call=False))
+    assert (model / MARGINS_FILE).read_bytes() == (model / "audit" / MARGINS_FILE).read_bytes()
+    assert not [p for p in plan_push(model, "laam-test/tiny").problems if MARGINS_FILE in p]
+    counted = find_margins(model, model / "audit" / "audit.json", {**audit, "margin": {**margin, "body_tokens": 4}})
+    assert counted.report is None and counted.notes == [
+        "`model/audit/margins.npz`: it holds 3 positions, while the quoted audit's certificate counts 4: not the same "
+        "run", "`model/margins.npz`: it holds 3 positions, while the quoted audit's certificate counts 4: not the same "
+        "run"]

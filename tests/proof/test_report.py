@@ -4,6 +4,7 @@ audit, are in test_audit_cli.py."""
 
 from __future__ import annotations
 
+from laam.figures import significant
 from laam.proof.foreign_report import render
 from laam.proof.pages import figure, marked
 
@@ -15,6 +16,8 @@ def test_marked_escapes_the_text_and_marks_the_spans():
 
 def test_figure_says_when_a_figure_is_missing():
     assert (figure(None), figure(12.345), figure(0.5, 3, "")) == ("–", "12.3%", "0.500")
+    assert (figure(99.96), figure(0.99996, 3, "")) == ("99.9%", "0.999")  # rounded down, never up to 100
+    assert [significant(p) for p in (0.99996, 1.23456e-30, None)] == ["0.9999", "1.234e-30", "n/a"]
 
 
 def test_the_foreign_report_shows_a_model_id_with_markup_as_text():

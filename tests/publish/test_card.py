@@ -46,10 +46,13 @@ def make_run(tiny_model_dir: Path, root: Path, audit: bool = True) -> Path:
     axes.plot([m["step"] for m in METRICS if "loss" in m], [m["loss"] for m in METRICS if "loss" in m])
     figure.savefig(run / "metrics.png")
     plt.close(figure)
-    if audit:  # where `laam audit` writes by default: MODEL/audit/audit.json and report.html
+    if audit:  # where `laam audit` writes by default: MODEL/audit/audit.json and report.html, whose SHA-256 it records
+        page = "<html><body>audit</body></html>"
         (run / "model" / "audit").mkdir()
-        (run / "model" / "audit" / "audit.json").write_text(json.dumps(bound(AUDIT, run / "model")))
-        (run / "model" / "audit" / "report.html").write_text("<html><body>audit</body></html>")
+        (run / "model" / "audit" / "report.html").write_text(page)
+        report = {"file": "report.html", "sha256": hashlib.sha256(page.encode()).hexdigest()}
+        audit = bound({**AUDIT, "report": report}, run / "model")
+        (run / "model" / "audit" / "audit.json").write_text(json.dumps(audit))
     return run
 
 
@@ -584,3 +587,49 @@ def test_card_says_how_to_write_a_file_that_is_not_utf8(tiny_model_dir, tmp_path
     said = encoding_sentence(facts)
     assert f"1 training file(s) are not UTF-8: `{first.path}` (latin-1)" in said
     assert "write `text.encode(encoding)` to a file instead of printing it" in said
+
+
+def test_the_audit_page_travels_only_when_audit_json_records_its_sha256(tiny_model_dir, tmp_path):
+    """report.html is copied as audit.html, and linked, only while the quoted audit.json (bound to the weights)
+    records its SHA-256; another page beside it is named as left out, and an earlier copy is removed."""
+    from laam.publish.card import write_card
+
+    model = make_run(tiny_model_dir, tmp_path) / "model"
+    text = write_card(model, CardConfig(original_call=False)).card.read_text()
+    assert "[`audit.html`](audit.html)" in text
+    assert (model / "audit.html").read_text() == (model / "audit" / "report.html").read_text()
+    (model / "audit" / "report.html").write_text("<html><body>another audit</body></html>")
+    (model / "audit.json").unlink()  # the card's copy: the audit quoted is then MODEL/audit/audit.json
+    text = write_card(model, CardConfig(original_call=False)).card.read_text()
+    assert "[`audit.html`]" not in text and not (model / "audit.html").exists()
+    assert "- Not quoted: `model/audit/report.html`: not the page written with the audit quoted (its SHA-256 is not " \
+           "the one audit.json records)" in text
+    audit = json.loads((model / "audit" / "audit.json").read_text())
+    del audit["report"]
+    (model / "audit" / "audit.json").write_text(json.dumps(audit))
+    (model / "audit.json").unlink()
+    text = write_card(model, CardConfig(original_call=False)).card.read_text()
+    assert "`model/audit/report.html`: the audit.json it comes with records no SHA-256 of its page" in text
+
+
+def test_the_weights_dtype_is_read_from_the_safetensors_header(tiny_model_dir, tmp_path):
+    """The card's "weights dtype" is what model.safetensors stores, with config.json named only where it says
+    otherwise; the MOF's "Model metadata" lists only the metadata files the folder holds."""
+    from laam.publish.openness import mof_components
+    from laam.publish.sections import architecture_rows
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    facts = gather_facts(model)
+    tensors = len(facts.tensors)
+    assert dict(architecture_rows(facts))["weights dtype"] == f"float32, all {tensors:,} tensors (per the " \
+                                                              "safetensors header)"
+    config = json.loads((model / "config.json").read_text())
+    config["dtype"] = "bfloat16"  # what transformers would load them as; the file still holds float32
+    (model / "config.json").write_text(json.dumps(config))
+    (model / "generation_config.json").unlink()
+    facts = gather_facts(model)
+    assert dict(architecture_rows(facts))["weights dtype"] == f"float32, all {tensors:,} tensors (per the " \
+                                                              "safetensors header; config.json says bfloat16)"
+    metadata = next(c for c in mof_components(facts, CardConfig()) if c["name"] == "Model metadata")
+    assert metadata["component_path"] == "laam.json, config.json"

@@ -344,17 +344,18 @@ def test_the_card_quotes_ship_json_only_while_it_is_bound_to_the_folder(tiny_mod
     from types import SimpleNamespace
 
     from laam.model.binding import report_binding
-    from laam.publish.facts import find_ship
+    from laam.publish.card import render_card
+    from laam.publish.facts import CardConfig, find_ship, gather_facts
     from laam.publish.sections import shipped_sentence
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
-    assert find_ship(folder) is None  # no ship.json
+    assert find_ship(folder).report is None and find_ship(folder).notes == []  # no ship.json
     variants = {BF16_WEIGHTS: {"flips": 0, "min_margin": 2.5}, BF16: {"flips": 0, "min_margin": 2.25}}
     record = {"dtype": "bfloat16", "reason": "no flip", "binding": report_binding(folder),
               "precision": {"files": 3, "positions_compared": 1234, "fp32_min_margin": 2.75, "variants": variants}}
     (folder / SHIP_FILE).write_text(json.dumps(record))
-    assert find_ship(folder) == record
+    assert find_ship(folder).report == record
     audit = {"decoders": [{"decoder": "laam", "files": 3, "exact": 3}, {"decoder": "gguf x", "not_run": "no llama"}]}
     sentence = shipped_sentence(SimpleNamespace(ship=record, audit=audit))
     assert "at every one of the 1,234 positions a bare path brings back in the 3 training files" in sentence
@@ -369,5 +370,37 @@ def test_the_card_quotes_ship_json_only_while_it_is_bound_to_the_folder(tiny_mod
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01  # other weights than the ones shipped and measured
     weights.write_bytes(bytes(data))
-    assert find_ship(folder) is None
+    found = find_ship(folder)
+    assert found.report is None and len(found.notes) == 1
+    assert found.notes[0].startswith("`ship.json`: not computed on these files (model.safetensors changed: SHA-256 ")
+    card = render_card(gather_facts(folder), CardConfig())  # the mismatch is said, never silently used
+    assert "(`ship.json`)" not in card and "- Not quoted: `ship.json`: not computed on these files " \
+        "(model.safetensors changed" in card
     assert shipped_sentence(SimpleNamespace(ship=None, audit=audit)) is None
+    from laam.publish.hub import plan_push
+
+    assert [p for p in plan_push(folder, "laam-test/tiny").problems
+            if p.startswith("ship.json was not computed on these files (model.safetensors changed")]
+
+
+def test_a_source_changed_while_shipping_removes_dest(tiny_model_dir, tmp_path, monkeypatch):
+    """The precision check and the dtype decision are about the files ship_model read; a source file replaced
+    before DEST was copied from it (here: during the precision check) leaves no DEST (model.binding.changed_during)."""
+    from laam.proof import precision
+
+    source = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, source)
+    measure = precision.check_precision
+
+    def replaced_while_measuring(*args, **kwargs):
+        check = measure(*args, **kwargs)
+        data = bytearray((source / "generation_config.json").read_bytes())
+        (source / "generation_config.json").write_bytes(bytes(data).replace(b"{", b"{ ", 1))
+        return check
+
+    monkeypatch.setattr(precision, "check_precision", replaced_while_measuring)
+    dest = tmp_path / "dest"
+    with pytest.raises(LaamError, match=r"not shipped, .*dest removed: .*model changed during shipping "
+                                        r"\(generation_config.json\): the precision check was made on other files"):
+        ship_model(source, dest, dtype="float32", progress=False)
+    assert not dest.exists()

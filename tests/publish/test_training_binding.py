@@ -148,3 +148,31 @@ def test_the_status_says_how_it_was_earned(tiny_model_dir, tmp_path):
     _card(folder)
     assert _model_card_properties(folder / "bom.cdx.json")["laam:training_status_basis"] == (
         "--verify regenerated 12 of 12 files byte for byte")
+
+
+def test_the_last_evaluations_memorization_is_quoted_only_with_the_training_verdict(tiny_model_dir, tmp_path):
+    """metrics.jsonl's "Body tokens memorized at the last evaluation" measures the weights training ended with but
+    records no binding: the card quotes it only while laam.json's training verdict is quoted (its binding matches),
+    and says why not otherwise, as in a bf16 `laam ship` whose metrics.jsonl is the float32 run's."""
+    from laam.model.binding import BINDING_KEY
+    from laam.publish.sections import curve_section
+
+    folder = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    figure = "Body tokens memorized at the last evaluation (step 100): 99.875%."
+    assert figure in curve_section(gather_facts(folder))
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    section = curve_section(gather_facts(folder))
+    assert "99.875" not in section
+    assert ("Body tokens memorized at the last evaluation (step 100): not quoted: `metrics.jsonl` records no binding "
+            "to the weights it measured, and the training result it belongs to is recorded for other files than this "
+            "folder's (see Training code).") in section
+    weights.write_bytes(bytes(data[:-1] + bytes([data[-1] ^ 0x01])))  # the trained weights back
+    assert figure in curve_section(gather_facts(folder))
+    info = json.loads((folder / "laam.json").read_text())
+    info["training"].pop(BINDING_KEY)
+    (folder / "laam.json").write_text(json.dumps(info))
+    section = curve_section(gather_facts(folder))
+    assert "99.875" not in section and "laam.json's training result records no binding either." in section

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from laam.data.corpus import select_files
+from laam.errors import LaamError
 from laam.io import atomic_write_text
-from laam.model.binding import BINDING_KEY, report_binding
+from laam.model.binding import BINDING_KEY, changed_during, folder_state, report_binding
 from laam.model.folder import LoadedModel, load_model
 from laam.model.info import load_training_corpus
 from laam.proof.compress.baselines import baselines, release_tar_bytes
@@ -103,8 +104,10 @@ def compress_corpus(model_dir: Path, out: Path, globs: list[str] | None = None, 
                     cache: Path | None = None, roundtrip: bool = True, same_bytes_baselines: bool = True,
                     archive_baselines: bool = True, report_path: Path | None = None, quiet: bool = True) -> dict:
     """Load the model's training corpus, code the selected files into `out`, round-trip them, and write the
-    report (default: compression.json beside `out`). Returns the report."""
+    report (default: compression.json beside `out`). Returns the report. A bound file of the folder that changes
+    while it runs leaves no report, and the container is removed (model.binding.changed_during)."""
     config = config or CompressConfig()
+    before = folder_state(model_dir)  # compared again before compression.json is written (changed_during)
     loaded = load_model(model_dir, config.device)
     corpus = load_training_corpus(loaded.info, cache, progress=not quiet)
     files = select_files(corpus.files, globs)
@@ -125,6 +128,10 @@ def compress_corpus(model_dir: Path, out: Path, globs: list[str] | None = None, 
              "selected": ", ".join(globs) if globs else None}
     report = build_report(loaded, stats, Path(out), size, same, release, decode_stats, verified, about)
     report_path = Path(report_path) if report_path else Path(out).with_name(REPORT_FILE)
+    changed = changed_during(before, model_dir, "the compression")
+    if changed:  # the container was coded under weights the folder no longer holds: nothing vouches for it
+        Path(out).unlink(missing_ok=True)
+        raise LaamError(f"{changed}: no {report_path.name} written and {out} removed; compress it again")
     atomic_write_text(report_path, json.dumps(report, indent=1) + "\n")
     report["report_path"] = str(report_path)
     return report
