@@ -1,10 +1,11 @@
-"""The glibc allocator settings `laam train` and `laam run` re-execute themselves with.
+"""The glibc allocator settings `laam train`, `run`, `audit`, `compress`, `decompress` and `ship` re-execute
+themselves with.
 
-glibc keeps returning freed activations to the OS and mapping them again each step; with these two settings the
-allocator keeps them (measured 1.15-1.25x faster training on CPU). They only work if set before the process starts,
-so the training commands re-execute themselves once with them.
+glibc keeps returning freed activations (and a decoder's growing caches) to the OS and mapping them again each
+step; with these two settings the allocator keeps them: measured 1.15-1.25x faster training on CPU, and the audit's
+batched regeneration of linux/kernel/ by the whole-kernel model 91 s -> 58 s (AMD EPYC, 2 threads). They only work
+if set before the process starts, so these commands re-execute themselves once with them.
 """
-
 from __future__ import annotations
 
 import os

@@ -56,7 +56,7 @@ StartFresh = Annotated[bool, typer.Option(help="With --resume: start a new run w
 Overwrite = Annotated[bool, typer.Option(help="Delete an existing run folder first (only one a LaaM run made, marked "
                                          "by laam-run.json; never the current or home folder).")]
 Allocator = Annotated[bool, typer.Option(help="Re-run with glibc allocator settings that speed up CPU training "
-                                         "(MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1e11).")]
+                                         "and decoding (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1e11).")]
 
 
 def version_callback(value: bool):

@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from laam.cli.allocator import ensure_allocator_settings
 from laam.cli.app import (
+    Allocator,
     Cache,
     Exclude,
     Filter,
@@ -95,11 +97,13 @@ def audit_command(
     cache: Cache = default_cache(),
     threads: Threads = None,
     quiet: Quiet = False,
+    allocator: Allocator = True,
 ):
     """Regenerate files, measure verbatim copying on the real bytes, write audit.json and report.html.
 
     With --corpus (or --foreign, or a folder without laam.json) any causal LM is audited instead: prompts cut from
     the corpus files, its continuations traced back to files, lines and licenses."""
+    ensure_allocator_settings(allocator)
     from laam.model.info import INFO_FILE
     from laam.proof.audit import AuditConfig, audit_model
 

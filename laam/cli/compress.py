@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from laam.cli.app import Cache, ModelDir, Quiet, app, console, out
+from laam.cli.allocator import ensure_allocator_settings
+from laam.cli.app import Allocator, Cache, ModelDir, Quiet, app, console, out
 from laam.data.fetch import default_cache
 from laam.errors import LaamError
 
@@ -37,8 +38,10 @@ def compress_command(
                                                 "beside --out).")] = None,
     cache: Cache = default_cache(),
     quiet: Quiet = False,
+    allocator: Allocator = True,
 ):
     """Arithmetic-code the model's corpus under its own next-token probabilities, and compare with gzip/xz/zstd."""
+    ensure_allocator_settings(allocator)
     import torch
 
     from laam.proof.compress.run import CompressConfig, compress_corpus
@@ -91,8 +94,10 @@ def decompress_command(
     force: Annotated[bool, typer.Option("--force", help="Replace files under --out that hold other bytes than the "
                                         "archive's (default: stop, naming the first).")] = False,
     quiet: Quiet = False,
+    allocator: Allocator = True,
 ):
     """Rebuild every file of an archive, byte for byte, from the model that compressed it."""
+    ensure_allocator_settings(allocator)
     import torch
 
     from laam.io import atomic_write_bytes, output_path, refuse_replacing

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from laam.cli.app import Cache, Quiet, app, console, out
+from laam.cli.allocator import ensure_allocator_settings
+from laam.cli.app import Allocator, Cache, Quiet, app, console, out
 from laam.data.fetch import default_cache
 from laam.publish.ship import DTYPES, MAX_BYTES
 
@@ -35,9 +36,11 @@ def ship_command(
                                                 "torch's).")] = None,
     cache: Cache = default_cache(),
     quiet: Quiet = False,
+    allocator: Allocator = True,
 ):
     """Ship a finished model into DEST: refuse unless every file is exact, choose bf16 or fp32 weights by
     measurement, then compress (round trip), audit and write the card on DEST's own weights."""
+    ensure_allocator_settings(allocator)
     from laam.cli.audit import print_audit  # here: importing them registers their commands, after this one
     from laam.cli.compress import print_compression
     from laam.cli.publish import print_card
