@@ -12,10 +12,15 @@ from laam.cli.allocator import ensure_allocator_settings
 from laam.cli.app import Allocator, Cache, ModelDir, Quiet, app, console, out
 from laam.data.fetch import default_cache
 from laam.errors import LaamError
+from laam.proof.compress.run import CompressConfig
+from laam.train.threads import available_cpus
 
-Threads = Annotated[int, typer.Option(help="CPU threads for the model (torch.set_num_threads). One thread is "
-                                      "reproducible and fastest for small models; decompress with the same number, "
-                                      "since thread count can change float sums.")]
+CompressThreads = Annotated[int | None, typer.Option(
+    "--threads", help="CPU threads for the model (torch.set_num_threads; default: every usable CPU). The archive "
+    "records the number: decompress uses it unless told otherwise, since the thread count can change float sums.")]
+DecompressThreads = Annotated[int | None, typer.Option(
+    "--threads", help="CPU threads for the model (default: the number the archive was compressed with; another "
+    "number can change float sums and derail decoding).")]
 Device = Annotated[str, typer.Option(help="auto (cuda when available, else cpu), cpu, cuda or cuda:N. Decompress "
                                      "on the same kind of device and software as compress.")]
 
@@ -27,9 +32,10 @@ def compress_command(
     files: Annotated[list[str] | None, typer.Option(
         "--files", help="Code only corpus paths matching this glob (repeatable; `*` crosses `/`). Default: every "
         "file of the model's training corpus.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Files stepped through the model together.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Files stepped through the model together (the archive records "
+                                            "it; decompress follows).")] = CompressConfig.batch_size,
     device: Device = "auto",
-    threads: Threads = 1,
+    threads: CompressThreads = None,
     roundtrip: Annotated[bool, typer.Option(help="Decode the archive right after writing it and check every file's "
                                             "SHA-256 (measures decompression speed; doubles the time).")] = True,
     archive_baselines: Annotated[bool, typer.Option(help="Also run gzip/xz/zstd on the corpus's whole uncompressed "
@@ -44,11 +50,11 @@ def compress_command(
     ensure_allocator_settings(allocator)
     import torch
 
-    from laam.proof.compress.run import CompressConfig, compress_corpus
+    from laam.proof.compress.run import compress_corpus
 
     if archive.is_dir():
         raise LaamError(f"--out {archive} is a folder; give the archive file to write (e.g. {archive}/corpus.laamz)")
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or available_cpus())
     result = compress_corpus(model, archive, files, CompressConfig(batch_size=batch_size, device=device), cache,
                              roundtrip=roundtrip, archive_baselines=archive_baselines, report_path=report, quiet=quiet)
     print_compression(result)
@@ -90,7 +96,7 @@ def decompress_command(
                                          "table before writing it (sizes are always checked); --no-verify "
                                          "skips it.")] = True,
     device: Device = "auto",
-    threads: Threads = 1,
+    threads: DecompressThreads = None,
     force: Annotated[bool, typer.Option("--force", help="Replace files under --out that hold other bytes than the "
                                         "archive's (default: stop, naming the first).")] = False,
     quiet: Quiet = False,
@@ -107,8 +113,8 @@ def decompress_command(
 
     if out_dir.exists() and not out_dir.is_dir():
         raise LaamError(f"--out {out_dir} is a file, not a folder (decompress rebuilds a tree of files in it)")
-    torch.set_num_threads(threads)
     container = read_container(archive)
+    torch.set_num_threads(threads or container.header.get("environment", {}).get("threads") or 1)
     targets = {f.path: output_path(out_dir, f.path) for f in container.files}
     refuse_replacing({targets[f.path]: f.sha256 for f in container.files}, force)
     loaded = load_model(model, device)

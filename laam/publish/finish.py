@@ -27,8 +27,9 @@ def finish_model(model_dir: Path, cache: Path | None = None, threads: int | None
         import torch
 
         from laam.proof.compress.run import compress_corpus
+        from laam.train.threads import available_cpus
 
-        torch.set_num_threads(1)  # the compressor's default: reproducible and fastest for small models
+        torch.set_num_threads(threads or available_cpus())  # `laam compress`'s default; the archive records it
         compression = compress_corpus(model_dir, Path(model_dir) / "corpus.laamz", cache=cache, quiet=not progress)
         trip = compression.get("roundtrip") or {}
         if trip.get("verified") != trip.get("files"):

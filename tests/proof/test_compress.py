@@ -246,3 +246,28 @@ def test_cli_compress_archive_baselines_are_the_xz_commands_figure(tiny_model_di
     assert archive["xz -9e"]["bytes"] == len(xz)
     rates = [archive[name]["bits_per_byte"] for name in ("gzip -9", "zstd -19", "xz -9e")]
     assert rates == sorted(rates, reverse=True)
+
+
+def test_cli_decompress_uses_the_archives_thread_count_by_default(tiny_model_dir, tiny_corpus, tmp_path):
+    """The thread count can change float sums, so decoding follows the encoder's unless told otherwise."""
+    import torch
+
+    from laam.cli import app
+
+    out = tmp_path / "ctype.laamz"
+    runner = CliRunner()
+    result = runner.invoke(app, ["compress", "--model", str(tiny_model_dir), "--out", str(out), "--files",
+                                 "*/ctype.c", "--no-archive-baselines", "--no-roundtrip", "--threads", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert read_container(out).header["environment"]["threads"] == 1
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        result = runner.invoke(app, ["decompress", "--model", str(tiny_model_dir), str(out), "--out",
+                                     str(tmp_path / "tree"), "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1 and "another environment" not in result.output
+        assert (tmp_path / "tree" / "linux" / "lib" / "ctype.c").read_bytes() == next(
+            f.data for f in tiny_corpus.files if f.path == "linux/lib/ctype.c")
+    finally:
+        torch.set_num_threads(before)

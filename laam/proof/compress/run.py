@@ -28,7 +28,10 @@ REPORT_FILE = "compression.json"  # `laam compress --out MODEL/NAME.laamz` write
 class CompressConfig:
     """How to run the model while coding (the decoder follows the batches stored in the container)."""
 
-    batch_size: int = 16  # files stepped together: larger is faster until the device is busy
+    # Files stepped together. Whole-kernel model (5.5M parameters, AMD EPYC, 2 threads): a lockstep step takes 8.9,
+    # 14.2, 28.6 and 50.6 ms at 16, 64, 128 and 256 rows, and Linux 1.0's 561 files need 127.7k, 53.0k, 41.8k and
+    # 36.7k steps in batches of that size (each batch runs as long as its longest file): 64 is the fastest.
+    batch_size: int = 64
     device: str = "auto"  # auto = cuda when available, else cpu
 
     RULES: ClassVar[dict] = {"batch_size": AT_LEAST_1}
