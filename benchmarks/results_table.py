@@ -186,8 +186,11 @@ def bench_audit(r: dict) -> str:
 
 
 def bench_compress(r: dict) -> str:
-    return "; ".join(f"batch {row['batch_size']}: {row['bytes'] / row['compress_seconds']:,.0f} B/s, "
-                     f"{row['exact_files']}/{row['files']} exact" for row in r["rows"])
+    measured = "; ".join(f"batch {row['batch_size']}: {row['bytes'] / row['compress_seconds']:,.0f} B/s, "
+                         f"{row['exact_files']}/{row['files']} exact" for row in r["rows"])
+    projected = ", ".join(f"{p['projected_minutes']:.1f} min at batch {p['batch_size']}"
+                          for p in r.get("projection", []))
+    return measured + (f"; whole corpus projected: {projected}" if projected else "")
 
 
 def margins_size(r: dict) -> str:

@@ -28,9 +28,10 @@ REPORT_FILE = "compression.json"  # `laam compress --out MODEL/NAME.laamz` write
 class CompressConfig:
     """How to run the model while coding (the decoder follows the batches stored in the container)."""
 
-    # Files stepped together. Whole-kernel model (5.5M parameters, AMD EPYC, 2 threads): a lockstep step takes 8.9,
-    # 14.2, 28.6 and 50.6 ms at 16, 64, 128 and 256 rows, and Linux 1.0's 561 files need 127.7k, 53.0k, 41.8k and
-    # 36.7k steps in batches of that size (each batch runs as long as its longest file): 64 is the fastest.
+    # Files stepped together: each batch runs as many steps as its longest file has tokens, and a step costs more
+    # the more rows it has. Benchmark bench_compress (results/bench_compress.json: the whole-kernel model, Linux
+    # 1.0's 561 files, AMD EPYC, 2 threads) projects 13.2, 11.8, 12.0 and 15.7 minutes each way at 16, 32, 64 and
+    # 128 files per batch; 64 keeps a 5.5M-parameter model's batches busy at a few points of that best.
     batch_size: int = 64
     device: str = "auto"  # auto = cuda when available, else cpu
 
