@@ -144,3 +144,41 @@ def test_one_pass_equals_one_window_at_a_time(tiny_model_dir, untrained_model_di
     assert any(missed) != trained  # the untrained model exercises the -inf case, the trained one never misses
     greedy = [s.name for s in settings if s.greedy]
     assert greedy and all(row[g] == (1.0 if trained else 0.0) for row in shared["files"] for g in greedy)
+
+
+def test_audit_runs_one_teacher_forced_pass(untrained_model_dir, tiny_corpus, monkeypatch):
+    """run_audit with both certificates runs one teacher-forced pass, whose logits give the sampling certificate
+    too; with either certificate off it runs one pass for the other. The `sampling` section is the same either way
+    (on an untrained model: finite and -inf log-probabilities both appear)."""
+    import laam.proof.margin
+    from laam.model.folder import load_model
+    from laam.proof.audit import AuditConfig, run_audit
+
+    passes = []
+    forcing = laam.proof.margin.iter_margins
+
+    def counted(*args, **kwargs):
+        passes.append(kwargs.get("columns") is not None)
+        return forcing(*args, **kwargs)
+
+    monkeypatch.setattr(laam.proof.margin, "iter_margins", counted)
+    loaded = load_model(untrained_model_dir)
+
+    def audit(**switches):
+        passes.clear()
+        result = run_audit(loaded.model, loaded.tokenizer, tiny_corpus, loaded.policy,
+                           AuditConfig(extraction=False, **switches)).audit
+        return result, list(passes)
+
+    both, both_passes = audit()
+    alone, alone_passes = audit(certificate=False)
+    margins_only, margins_passes = audit(sampling=False)
+    assert (both_passes, alone_passes, margins_passes) == ([True], [True], [False])
+    assert both["margin"] == margins_only["margin"] and alone["margin"] is None and margins_only["sampling"] is None
+    assert [r["path"] for r in both["sampling"]["files"]] == [r["path"] for r in alone["sampling"]["files"]]
+    for key in ("original_log10", "defaults_log10"):
+        ours, theirs = ([r[key] for r in c["sampling"]["files"]] for c in (both, alone))
+        assert [x is None for x in ours] == [x is None for x in theirs]
+        assert [x for x in ours if x is not None] == pytest.approx([x for x in theirs if x is not None], rel=1e-6)
+    assert any(r["defaults_log10"] is None for r in both["sampling"]["files"])
+    assert all(r["original_log10"] is not None for r in both["sampling"]["files"])
