@@ -29,7 +29,7 @@ from laam.io import atomic_write_text, sha256_file
 from laam.proof.extraction import count_extraction_samples, extraction_metrics
 from laam.proof.lm_extraction import EXAMPLES, EXPORTS, LmExtraction, export_lm_extraction, run_lm_extraction
 from laam.proof.lm_extraction import summary as lm_summary
-from laam.proof.margin import BodyMargins, body_starts, margin_certificate, write_margins
+from laam.proof.margin import BodyMargins, find_body_starts, margin_certificate, write_margins
 from laam.proof.regenerate import Regenerated, regenerate
 from laam.proof.sampling import folder_settings, sampling_certificate, sampling_columns, sampling_from_margins
 from laam.proof.similarity import MIN_BLOCK, file_metrics
@@ -158,7 +158,7 @@ def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: Au
     phases = {"margin_seconds": time.perf_counter() - phase}
     phase = time.perf_counter()
     if shared:
-        sampling = sampling_from_margins(paths, margins, body_starts(tokenizer, records_ids), settings)
+        sampling = sampling_from_margins(paths, margins, find_body_starts(tokenizer, records_ids), settings)
     else:
         sampling = sampling_certificate(model, tokenizer, files, policy, settings, config.batch_size) \
             if config.sampling else None

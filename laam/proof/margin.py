@@ -109,7 +109,7 @@ def body_margins(model, records_ids: list[list[int]], body_starts: list[int], po
     return BodyMargins(*(c[order] for c in joined))
 
 
-def body_starts(tokenizer, records_ids: list[list[int]]) -> list[int]:
+def find_body_starts(tokenizer, records_ids: list[list[int]]) -> list[int]:
     """Where each record's body begins: right after its `<|end_header|>`."""
     end_header = special_ids(tokenizer)[END_HEADER]
     return [r.index(end_header) + 1 for r in records_ids]
@@ -149,8 +149,9 @@ def redecode(model, policy: WindowPolicy, records_ids: list[list[int]], body_sta
              batch_size: int = 64) -> dict[tuple[int, int], dict]:
     """Decode each (record, position) sequentially, as a plain greedy regeneration reaches it: the window read
     once from where the decoder last slid (a prefill), then one token at a time with the KV cache, no drafts.
-    Spots of one window share a request; the requests run `batch_size` at a time, each its own sequence (the
-    engine's batched greedy output is its batch-1 output: tests/engine/test_generator.py). Returns per spot the
+    Spots of one window share a request; the requests run `batch_size` at a time, each its own sequence (that the
+    engine's batched greedy output is its batch-1 output is tested in tests/engine/test_generator.py and, for these
+    requests, tests/proof/test_margin.py). Returns per spot the
     token decoded there and whether every token decoded before it in that window was the true one (so it saw the
     true context)."""
     groups: dict[tuple[int, int], list[int]] = {}
@@ -176,7 +177,7 @@ def margin_certificate(model, tokenizer, paths: list[str], records_ids: list[lis
     the `columns` function's values of the same logits when given (BodyMargins.columns: the sampling certificate's
     log-probabilities, proof.sampling, without a pass of its own)."""
     special = special_ids(tokenizer)
-    starts = body_starts(tokenizer, records_ids)
+    starts = find_body_starts(tokenizer, records_ids)
     windows = sum(len(policy.windows(len(r))) for r in records_ids)
     tick = progress("margins (teacher forcing, fp32)", -(-windows // batch_size)) if progress else None
     m = body_margins(model, records_ids, starts, policy, special[PAD], batch_size, tick, paths, columns)

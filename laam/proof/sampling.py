@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from laam.engine.forcing import Columns, window_logits
-from laam.proof.margin import BodyMargins, body_margins, body_starts
+from laam.proof.margin import BodyMargins, body_margins, find_body_starts
 from laam.windows import WindowPolicy
 
 ORIGINAL_TEMPERATURE = 0.2
@@ -132,7 +132,7 @@ def sampling_certificate(model, tokenizer, files, policy: WindowPolicy, settings
     from laam.data.tokenizer import encode_records, special_ids
 
     records_ids = encode_records(tokenizer, [f.record for f in files])
-    starts = body_starts(tokenizer, records_ids)
+    starts = find_body_starts(tokenizer, records_ids)
     m = body_margins(model, records_ids, starts, policy, special_ids(tokenizer)[PAD], batch_size,
                      columns=sampling_columns(settings))
     return sampling_from_margins([f.path for f in files], m, starts, settings)

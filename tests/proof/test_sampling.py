@@ -108,7 +108,7 @@ def test_one_pass_equals_one_window_at_a_time(tiny_model_dir, untrained_model_di
     greedy column and the `<|end_header|>` left out of the sum all show."""
     from laam.data.tokenizer import encode_records
     from laam.model.folder import load_model
-    from laam.proof.margin import body_margins, body_starts, margin_certificate
+    from laam.proof.margin import body_margins, find_body_starts, margin_certificate
     from laam.proof.sampling import sampling_columns, sampling_from_margins
 
     loaded = load_model(tiny_model_dir if trained else untrained_model_dir)
@@ -117,7 +117,7 @@ def test_one_pass_equals_one_window_at_a_time(tiny_model_dir, untrained_model_di
     settings = folder_settings(model.generation_config) + [
         SamplingSetting("hot", False, 3.0), SamplingSetting("cut", False, 0.7, 3, 0.9)]
     paths, records = [f.path for f in files], encode_records(tokenizer, [f.record for f in files])
-    starts = body_starts(tokenizer, records)
+    starts = find_body_starts(tokenizer, records)
     expected = []
     for f, record, start in zip(files, records, starts):
         prompt, target = _record(tokenizer, f)
