@@ -7,7 +7,9 @@ token's. Positive: greedy decoding picks the true token, with that much room; ne
 token (`rival`). `forced_margins` runs it on a batch of windows (hidden states once, the LM head only where a
 target is scored), and `iter_margins` runs it over every window of a set of training windows
 (train.batches.WindowSet), batched: the memorization check (train.memorization) and the audit's margin
-certificate (proof.margin) both call it, and both judge margins against `MIN_MARGIN`.
+certificate (proof.margin) both call it, and both judge margins against `MIN_MARGIN`. A caller that needs more
+from the same logits than the margin (the sampling certificate's log-probabilities, proof.sampling) passes a
+`columns` function: it sees each LM-head chunk's logits once, so no second transformer pass is needed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ IGNORE = -100  # the label of a position nothing is scored at (torch's cross_ent
 # without --min-margin: at most 0.428 logits (`largest_margin_change`, GGUF q8_0 on "tiny, --min-margin 1").
 # MIN_MARGIN = 1.0 is 1.0 / 0.428 = 2.33… times that largest change; the card reads the ratio from that file.
 MIN_MARGIN = 1.0
+# Extra per-target values computed from the logits of the targets: (logits [N, vocab], targets [N]) -> [N, k]
+Columns = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def window_logits(model, ids: Sequence[int], policy: WindowPolicy) -> Iterator[tuple[int, torch.Tensor]]:
@@ -53,6 +57,7 @@ class Margins:
     predicted: torch.Tensor  # the model's top-1
     rival: torch.Tensor  # the best token other than the true one (the runner-up when top-1 is right)
     margin: torch.Tensor  # logit[target] - logit[rival], float32: > 0 right by that much, < 0 wrong
+    columns: torch.Tensor | None = None  # [N, k]: what a `columns` function (Columns) made of the same logits
 
     @property
     def correct(self) -> torch.Tensor:
@@ -72,21 +77,31 @@ def token_margins(logits: torch.Tensor, targets: torch.Tensor) -> Margins:
 
 
 def forced_margins(model, input_ids: torch.Tensor, targets: torch.Tensor, scored: torch.Tensor,
-                   autocast: Callable | None = None) -> Margins:
+                   autocast: Callable | None = None, columns: Columns | None = None) -> Margins:
     """Teacher-forced margins of a batch of windows [B, T]: `targets[b, t]` is the token after input t of row b,
     scored where `scored` is true; results are in the row-major order of `scored`'s true entries.
 
     The transformer runs once (under `autocast` when given); the LM head runs in its weights' dtype on the scored
     positions only, so padding costs no vocabulary-sized logits, and on at most LOGITS_PER_CHUNK logits at a time,
-    so a large vocabulary does not hold [B * T, vocab] logits at once."""
+    so a large vocabulary does not hold [B * T, vocab] logits at once. `columns`, when given, is called on each
+    chunk's logits and targets, and its rows are returned in Margins.columns, in the same order."""
     with torch.inference_mode():
         with autocast() if autocast else contextlib.nullcontext():
             hidden = model.model(input_ids=input_ids).last_hidden_state
         hidden, targets = hidden[scored].to(model.lm_head.weight.dtype), targets[scored]
         rows = max(1, LOGITS_PER_CHUNK // model.lm_head.weight.shape[0])
-        parts = [token_margins(model.lm_head(hidden[i:i + rows]), targets[i:i + rows])
-                 for i in range(0, len(hidden), rows)] or [token_margins(model.lm_head(hidden), targets)]
-        return Margins(*(torch.cat([getattr(m, f) for m in parts]) for f in ("target", "predicted", "rival", "margin")))
+        parts = [chunk_margins(model.lm_head(hidden[i:i + rows]), targets[i:i + rows], columns)
+                 for i in range(0, len(hidden), rows)] or [chunk_margins(model.lm_head(hidden), targets, columns)]
+        joined = (torch.cat([getattr(m, f) for m in parts]) for f in ("target", "predicted", "rival", "margin"))
+        return Margins(*joined, torch.cat([m.columns for m in parts]) if columns is not None else None)
+
+
+def chunk_margins(logits: torch.Tensor, targets: torch.Tensor, columns: Columns | None) -> Margins:
+    """token_margins of one LM-head chunk, with the `columns` function's values of the same logits."""
+    margins = token_margins(logits, targets)
+    if columns is not None:
+        margins.columns = columns(logits, targets)
+    return margins
 
 
 @dataclass
@@ -102,10 +117,10 @@ class ForcedBatch:
 
 
 def iter_margins(model, window_set, pad_id: int, batch_size: int = 64, rank: int = 0, world: int = 1,
-                 device=None, autocast=None) -> Iterator[ForcedBatch]:
+                 device=None, autocast=None, columns: Columns | None = None) -> Iterator[ForcedBatch]:
     """Teacher forcing over every window of `window_set` (a train.batches.WindowSet: rows, batch()), this process's
-    share, batched: each target's margin under exactly the context greedy generation gives it (laam.windows). The
-    model is left in eval mode."""
+    share, batched: each target's margin under exactly the context greedy generation gives it (laam.windows), and
+    the `columns` function's values of its logits when given (forced_margins). The model is left in eval mode."""
     model.eval()
     device = device or next(model.parameters()).device
     indices = np.arange(rank, len(window_set), world)
@@ -115,9 +130,10 @@ def iter_margins(model, window_set, pad_id: int, batch_size: int = 64, rank: int
         labels = batch["labels"]
         scored = labels != IGNORE
         margins = forced_margins(model, batch["input_ids"].to(device), labels.to(device), scored.to(device),
-                                 autocast)
-        rows, columns = (t.numpy() for t in scored.nonzero(as_tuple=True))  # the row-major order of labels[scored]
+                                 autocast, columns)
+        rows, steps = (t.numpy() for t in scored.nonzero(as_tuple=True))  # the row-major order of labels[scored]
         windows = window_set.rows[chunk]
-        margins = Margins(*(t.cpu() for t in (margins.target, margins.predicted, margins.rival, margins.margin)))
-        yield ForcedBatch(windows[rows, 0], chunk[rows], windows[rows, 1] + 1 + columns, batch["body"][scored],
+        margins = Margins(*(t.cpu() if t is not None else None for t in (
+            margins.target, margins.predicted, margins.rival, margins.margin, margins.columns)))
+        yield ForcedBatch(windows[rows, 0], chunk[rows], windows[rows, 1] + 1 + steps, batch["body"][scored],
                           margins, batch["header_end"][scored])

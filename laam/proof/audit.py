@@ -29,9 +29,9 @@ from laam.io import atomic_write_text, sha256_file
 from laam.proof.extraction import count_extraction_samples, extraction_metrics
 from laam.proof.lm_extraction import EXAMPLES, EXPORTS, LmExtraction, export_lm_extraction, run_lm_extraction
 from laam.proof.lm_extraction import summary as lm_summary
-from laam.proof.margin import BodyMargins, margin_certificate, write_margins
+from laam.proof.margin import BodyMargins, find_body_starts, margin_certificate, write_margins
 from laam.proof.regenerate import Regenerated, regenerate
-from laam.proof.sampling import folder_settings, sampling_certificate
+from laam.proof.sampling import folder_settings, sampling_certificate, sampling_columns, sampling_from_margins
 from laam.proof.similarity import MIN_BLOCK, file_metrics
 from laam.validation import AT_LEAST_0, AT_LEAST_1, Range, validate
 from laam.windows import WindowPolicy
@@ -147,14 +147,21 @@ def run_audit(model, tokenizer, corpus: Corpus, policy: WindowPolicy, config: Au
     regen_stats = asdict(engine.stats)
     records_ids = encode_records(tokenizer, [f.record for f in files])
     paths = [f.path for f in files]
+    settings = folder_settings(model.generation_config)
+    # with both certificates, one teacher-forced pass: the margin pass carries the sampling log-probabilities
+    shared = config.certificate and config.sampling
     phase = time.perf_counter()
     certificate, per_file, margins = margin_certificate(
         model, tokenizer, paths, records_ids, policy, config.safe_margin, config.low_limit, config.batch_size,
-        progress) if config.certificate else (None, [{} for _ in files], None)
+        progress, sampling_columns(settings) if shared else None) if config.certificate \
+        else (None, [{} for _ in files], None)
     phases = {"margin_seconds": time.perf_counter() - phase}
     phase = time.perf_counter()
-    sampling = sampling_certificate(model, tokenizer, files, policy, folder_settings(model.generation_config)) \
-        if config.sampling else None
+    if shared:
+        sampling = sampling_from_margins(paths, margins, find_body_starts(tokenizer, records_ids), settings)
+    else:
+        sampling = sampling_certificate(model, tokenizer, files, policy, settings, config.batch_size) \
+            if config.sampling else None
     phases["sampling_seconds"] = time.perf_counter() - phase
     extraction_engine = WindowedGenerator(model, policy, max(config.batch_size, 128))
     lm = None

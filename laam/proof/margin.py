@@ -9,7 +9,8 @@ one arithmetic (fp32, one batch shape); another dtype, thread count or quantizat
 little, so a near-tie can flip. The certificate records each body token's margin (engine.forcing: true logit
 minus the best other, fp32, under the WindowPolicy context; negative = wrong), its minimum overall and per
 file, and a histogram. Positions under a safety threshold are decoded again sequentially (one token at a
-time with the KV cache, batch size 1, no drafts: the computation a plain greedy regeneration does) and
+time with the KV cache, no drafts: the computation a plain greedy regeneration does; the re-decodes run as one
+batch of independent requests, each its own left-padded, masked row, as the engine batches regeneration) and
 listed with the two tokens that compete there. margins.npz records the binding (model.binding) of the folder
 it was computed on, and `read_margins` returns it only while that folder still matches.
 """
@@ -28,7 +29,7 @@ from laam.data.records import END_HEADER, PAD, split_record
 from laam.data.tokenizer import decode_ids, encode_records, special_ids
 from laam.data.tokens import TokenCache
 from laam.engine import Request, WindowedGenerator
-from laam.engine.forcing import MIN_MARGIN, iter_margins
+from laam.engine.forcing import MIN_MARGIN, Columns, iter_margins
 from laam.errors import LaamError
 from laam.io import atomic_write_bytes
 from laam.model.binding import BINDING_KEY, binding_problems
@@ -62,6 +63,9 @@ class BodyMargins:
     rival: np.ndarray  # int64 best other token (the runner-up when right, the model's choice when wrong)
     margin: np.ndarray  # float32 logit[target] - logit[rival]
     correct: np.ndarray  # bool: the model's top-1 is the true token
+    # [n, k] float32: a `columns` function's values of the same logits (engine.forcing.Columns), when one was given;
+    # not stored in margins.npz
+    columns: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.margin)
@@ -80,26 +84,35 @@ def in_memory_windows(records_ids: list[list[int]], body_starts: list[int], poli
 
 def body_margins(model, records_ids: list[list[int]], body_starts: list[int], policy: WindowPolicy, pad_id: int,
                  batch_size: int = 64, on_batch: Callable | None = None,
-                 paths: list[str] | None = None) -> BodyMargins:
+                 paths: list[str] | None = None, columns: Columns | None = None) -> BodyMargins:
     """Teacher-forced fp32 margins of every body token (positions >= body_start) of each record. With the records'
     `paths`, each path's `<|end_header|>` (the token before body_start) is scored too, as the checks score it: not
     after a path that another extends (train.batches.WindowSet.header_ends); without them (token sequences that
-    are not records) only the body is."""
+    are not records) only the body is. With `columns`, its values of each scored token's logits come along
+    (BodyMargins.columns), from the same pass."""
     window_set = in_memory_windows(records_ids, body_starts, policy, paths)
     parts = []
-    for forced in iter_margins(model, window_set, pad_id, batch_size):
+    for forced in iter_margins(model, window_set, pad_id, batch_size, columns=columns):
         body = (forced.body | forced.header_end if paths is not None else forced.body).numpy()
         m = forced.margins
         parts.append((forced.records[body], forced.positions[body], m.target.numpy()[body], m.rival.numpy()[body],
-                      m.margin.numpy()[body].astype(np.float32), m.correct.numpy()[body]))
+                      m.margin.numpy()[body].astype(np.float32), m.correct.numpy()[body])
+                     + ((m.columns.numpy()[body].astype(np.float32),) if columns is not None else ()))
         if on_batch:
             on_batch()
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
-        return BodyMargins(empty, empty, empty, empty, np.zeros(0, dtype=np.float32), np.zeros(0, dtype=bool))
-    columns = [np.concatenate(c) for c in zip(*parts)]
-    order = np.lexsort((columns[1], columns[0]))  # by record, then position
-    return BodyMargins(*(c[order] for c in columns))
+        return BodyMargins(empty, empty, empty, empty, np.zeros(0, dtype=np.float32), np.zeros(0, dtype=bool),
+                           np.zeros((0, 0), dtype=np.float32) if columns is not None else None)
+    joined = [np.concatenate(c) for c in zip(*parts)]
+    order = np.lexsort((joined[1], joined[0]))  # by record, then position
+    return BodyMargins(*(c[order] for c in joined))
+
+
+def find_body_starts(tokenizer, records_ids: list[list[int]]) -> list[int]:
+    """Where each record's body begins: right after its `<|end_header|>`."""
+    end_header = special_ids(tokenizer)[END_HEADER]
+    return [r.index(end_header) + 1 for r in records_ids]
 
 
 def minimum_margin(model, tokenizer, records: list[str], policy: WindowPolicy, batch_size: int = 64) -> float:
@@ -132,17 +145,21 @@ def window_read_at(policy: WindowPolicy, body_start: int, position: int) -> int:
 
 
 def redecode(model, policy: WindowPolicy, records_ids: list[list[int]], body_starts: list[int],
-             spots: list[tuple[int, int]], on_done: Callable | None = None) -> dict[tuple[int, int], dict]:
+             spots: list[tuple[int, int]], on_done: Callable | None = None,
+             batch_size: int = 64) -> dict[tuple[int, int], dict]:
     """Decode each (record, position) sequentially, as a plain greedy regeneration reaches it: the window read
-    once from where the decoder last slid (a prefill), then one token at a time with the KV cache, batch size 1,
-    no drafts. Spots of one window share a request. Returns per spot the token decoded there and whether every
-    token decoded before it in that window was the true one (so it saw the true context)."""
+    once from where the decoder last slid (a prefill), then one token at a time with the KV cache, no drafts.
+    Spots of one window share a request; the requests run `batch_size` at a time, each its own sequence (that the
+    engine's batched greedy output is its batch-1 output is tested in tests/engine/test_generator.py and, for these
+    requests, tests/proof/test_margin.py). Returns per spot the
+    token decoded there and whether every token decoded before it in that window was the true one (so it saw the
+    true context)."""
     groups: dict[tuple[int, int], list[int]] = {}
     for record, position in spots:
         groups.setdefault((record, window_read_at(policy, body_starts[record], position)), []).append(position)
     keys = list(groups)
     requests = [Request(records_ids[r][:q0], max(groups[(r, q0)]) - q0 + 1) for r, q0 in keys]
-    outputs = WindowedGenerator(model, policy, batch_size=1).run(requests, on_done=on_done)
+    outputs = WindowedGenerator(model, policy, batch_size).run(requests, on_done=on_done)
     found = {}
     for (record, q0), out in zip(keys, outputs):
         truth = records_ids[record][q0:]
@@ -154,16 +171,19 @@ def redecode(model, policy: WindowPolicy, records_ids: list[list[int]], body_sta
 
 def margin_certificate(model, tokenizer, paths: list[str], records_ids: list[list[int]], policy: WindowPolicy,
                        threshold: float = MIN_MARGIN, limit: int = 100, batch_size: int = 64,
-                       progress: Callable | None = None) -> tuple[dict, list[dict], BodyMargins]:
-    """audit.json's `margin` section, its per-file figures (in `paths` order) and every body token's margin."""
+                       progress: Callable | None = None,
+                       columns: Columns | None = None) -> tuple[dict, list[dict], BodyMargins]:
+    """audit.json's `margin` section, its per-file figures (in `paths` order) and every body token's margin, with
+    the `columns` function's values of the same logits when given (BodyMargins.columns: the sampling certificate's
+    log-probabilities, proof.sampling, without a pass of its own)."""
     special = special_ids(tokenizer)
-    starts = [r.index(special[END_HEADER]) + 1 for r in records_ids]
+    starts = find_body_starts(tokenizer, records_ids)
     windows = sum(len(policy.windows(len(r))) for r in records_ids)
     tick = progress("margins (teacher forcing, fp32)", -(-windows // batch_size)) if progress else None
-    m = body_margins(model, records_ids, starts, policy, special[PAD], batch_size, tick, paths)
+    m = body_margins(model, records_ids, starts, policy, special[PAD], batch_size, tick, paths, columns)
     low = np.flatnonzero(m.margin < threshold)
     listed = low[np.argsort(m.margin[low], kind="stable")[:limit]]
-    rows = low_rows(model, tokenizer, policy, paths, records_ids, starts, m, listed, progress)
+    rows = low_rows(model, tokenizer, policy, paths, records_ids, starts, m, listed, progress, batch_size)
     lowest = int(np.argmin(m.margin)) if len(m) else None
     certificate = {
         "threshold": threshold, "body_tokens": len(m), "wrong_tokens": int((~m.correct).sum()),
@@ -182,7 +202,8 @@ def margin_certificate(model, tokenizer, paths: list[str], records_ids: list[lis
                   "token). Scored: every body token and the `<|end_header|>` that ends each path (body_token -1), "
                   "except after a path that another extends, which every decoder ends itself. Those with margin < "
                   f"{threshold:g} (the {limit} lowest at most) were decoded again "
-                  "one token at a time with the KV cache (batch size 1, no drafts), from the window the decoder "
+                  "one token at a time with the KV cache (no drafts; each its own sequence, batched as the engine "
+                  "batches regeneration), from the window the decoder "
                   "reads when it gets there: `agrees` (it decoded the teacher-forced top-1), `differs`, or `diverged "
                   "earlier` (a token before it in that window already differed from the file, so the contexts "
                   "differ).",
@@ -191,12 +212,14 @@ def margin_certificate(model, tokenizer, paths: list[str], records_ids: list[lis
 
 
 def low_rows(model, tokenizer, policy: WindowPolicy, paths: list[str], records_ids: list[list[int]],
-             starts: list[int], m: BodyMargins, listed: np.ndarray, progress: Callable | None) -> list[dict]:
-    """The listed low-margin positions, each decoded again sequentially: where, the two tokens, what came out."""
+             starts: list[int], m: BodyMargins, listed: np.ndarray, progress: Callable | None,
+             batch_size: int = 64) -> list[dict]:
+    """The listed low-margin positions, each decoded again sequentially (`batch_size` requests at a time): where,
+    the two tokens, what came out."""
     spots = [(int(m.record[i]), int(m.position[i])) for i in listed]
     groups = len({(r, window_read_at(policy, starts[r], p)) for r, p in spots})
     done = progress("sequential re-decode of low margins", groups) if progress and groups else None
-    sequential = redecode(model, policy, records_ids, starts, spots, done)
+    sequential = redecode(model, policy, records_ids, starts, spots, done, batch_size)
     rows = []
     for i, (record, position) in zip(listed, spots):
         seq = sequential[(record, position)]

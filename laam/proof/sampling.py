@@ -4,7 +4,11 @@ The margin certificate covers greedy decoding. The original LaaM demonstrated re
 (`do_sample=True, temperature=0.2`). Sampling returns a file verbatim exactly when it draws the file's
 next token at every position (its body, then `<|end_file|>`), so the probability is the product over
 those positions of the sampled distribution's probability of the true token, each position seen with
-the context the folder's decoding loop gives it (laam.windows, through engine.forcing.window_logits).
+the context the folder's decoding loop gives it (laam.windows). The log-probabilities are computed from the
+logits of the margin certificate's teacher-forced pass (proof.margin.body_margins with `sampling_columns`:
+batched windows, each LM-head chunk read once for both certificates); `sampling_certificate` runs that pass
+alone when the margin certificate is off. `verbatim_log_probability` is the same sum for one sequence, one
+unbatched window at a time (engine.forcing.window_logits): the benchmark and the tests' reference.
 The sampled distribution is made by transformers' own warpers (TemperatureLogitsWarper,
 TopKLogitsWarper, TopPLogitsWarper), chosen by the function of custom_generate/generate.py that the folder's
 decoding loop calls, so top-k/top-p truncation is the library's, not a restatement.
@@ -19,9 +23,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from laam.engine.forcing import window_logits
+from laam.engine.forcing import Columns, window_logits
+from laam.proof.margin import BodyMargins, body_margins, find_body_starts
 from laam.windows import WindowPolicy
 
 ORIGINAL_TEMPERATURE = 0.2
@@ -88,21 +94,59 @@ def verbatim_log_probability(model, ids: list[int], start: int, policy: WindowPo
     return totals
 
 
-def sampling_certificate(model, tokenizer, files, policy: WindowPolicy, settings: list[SamplingSetting]) -> dict:
-    """audit.json's `sampling`: per file and setting the probability of a verbatim sample from the path prompt,
-    and per setting the expected number of files sampled verbatim (the sum of those probabilities)."""
-    from laam.data.records import END_FILE, path_prompt
+def sampling_columns(settings: list[SamplingSetting]) -> Columns:
+    """The engine.forcing.Columns function that gives, per scored target, log P(target) under each setting
+    (token_log_probs, float32), one column per setting in `settings` order."""
+
+    def columns(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return torch.stack([token_log_probs(logits, targets, s) for s in settings], dim=1)
+
+    return columns
+
+
+def file_log_probabilities(m: BodyMargins, starts: list[int]) -> np.ndarray:
+    """[records, settings] float64: per record, the sum of `m.columns` (sampling_columns) over its positions from
+    body_start on, the body tokens and <|end_file|>. The `<|end_header|>` that ends the path is left out: the path
+    prompt a sampler is given already holds it (data.records.path_prompt)."""
+    body = m.position >= np.asarray(starts, dtype=np.int64)[m.record]
+    records, values = m.record[body], m.columns[body].astype(np.float64)
+    return np.stack([np.bincount(records, weights=values[:, k], minlength=len(starts))
+                     for k in range(values.shape[1])], axis=1) if len(starts) else np.zeros((0, values.shape[1]))
+
+
+def sampling_from_margins(paths: list[str], m: BodyMargins, starts: list[int],
+                          settings: list[SamplingSetting]) -> dict:
+    """audit.json's `sampling` from a margin pass that carried `sampling_columns(settings)` (proof.margin
+    .margin_certificate's `columns`). Its records are the files' records: the tokenizer splits its special tokens
+    out before BPE, so a record's ids are its path prompt's, its text's and <|end_file|>, one after the other, and
+    the positions from body_start on are those a sampler from the path prompt draws."""
+    logs = file_log_probabilities(m, starts)
+    return certificate_section(paths, [[float(x) for x in row] for row in logs], settings)
+
+
+def sampling_certificate(model, tokenizer, files, policy: WindowPolicy, settings: list[SamplingSetting],
+                         batch_size: int = 64) -> dict:
+    """audit.json's `sampling` in a teacher-forced pass of its own (batched, as the margin certificate's), for
+    when no margin pass carries it (sampling_from_margins)."""
+    from laam.data.records import PAD
     from laam.data.tokenizer import encode_records, special_ids
 
-    stop = special_ids(tokenizer)[END_FILE]
-    prompts = encode_records(tokenizer, [path_prompt(f.path) for f in files])
-    bodies = encode_records(tokenizer, [f.text for f in files])
+    records_ids = encode_records(tokenizer, [f.record for f in files])
+    starts = find_body_starts(tokenizer, records_ids)
+    m = body_margins(model, records_ids, starts, policy, special_ids(tokenizer)[PAD], batch_size,
+                     columns=sampling_columns(settings))
+    return sampling_from_margins([f.path for f in files], m, starts, settings)
+
+
+def certificate_section(paths: list[str], logs: list[list[float]], settings: list[SamplingSetting]) -> dict:
+    """audit.json's `sampling`: per file and setting the probability of a verbatim sample from the path prompt
+    (from its natural log `logs[file][setting]`), and per setting the expected number of files sampled verbatim
+    (the sum of those probabilities)."""
     rows = []
-    for f, prompt, body in zip(files, prompts, bodies):
-        logs = verbatim_log_probability(model, prompt + body + [stop], len(prompt), policy, settings)
-        rows.append({"path": f.path, **{s.name: math.exp(x) for s, x in zip(settings, logs)},
+    for path, file_logs in zip(paths, logs):
+        rows.append({"path": path, **{s.name: math.exp(x) for s, x in zip(settings, file_logs)},
                      **{f"{s.name}_log10": (x / math.log(10) if x > -math.inf else None)
-                        for s, x in zip(settings, logs)}})
+                        for s, x in zip(settings, file_logs)}})
     return {
         "settings": {s.name: {"description": s.describe(), "greedy": s.greedy, "temperature": s.temperature,
                               "top_k": s.top_k, "top_p": s.top_p,

@@ -118,3 +118,21 @@ def test_a_model_that_cannot_end_a_path_has_no_certificate(tiny, tiny_corpus):
     assert special[PAD] not in m.target.tolist()
     assert prefix_paths(renamed) == {renamed[0]}
     assert (exempt["wrong_tokens"], exempt["body_tokens"]) == (len(files) - 1, certificate["body_tokens"] - 1)
+
+
+def test_batched_redecode_equals_batch_size_1(untrained_model_dir, tiny_corpus):
+    """The low-margin re-decode runs its requests as one batch (each its own left-padded, masked row): it decodes
+    exactly what one request at a time decodes, at spots in the first window and past slides, on a model whose
+    decodes leave the file (so `true_context` takes both values)."""
+    from laam.proof.margin import find_body_starts, redecode
+
+    loaded = load_model(untrained_model_dir)
+    files = sorted(tiny_corpus.files, key=lambda f: len(f.data))[-3:]
+    ids = encode_records(loaded.tokenizer, [f.record for f in files])
+    starts = find_body_starts(loaded.tokenizer, ids)
+    spots = [(r, p) for r, record in enumerate(ids) for p in range(starts[r] - 1, len(record), 37)]
+    assert any(p > loaded.policy.context for _, p in spots)
+    one = redecode(loaded.model, loaded.policy, ids, starts, spots, batch_size=1)
+    batched = redecode(loaded.model, loaded.policy, ids, starts, spots, batch_size=8)
+    assert batched == one and len(one) == len(spots)
+    assert {s["true_context"] for s in one.values()} == {True, False}
