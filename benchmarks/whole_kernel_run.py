@@ -42,10 +42,18 @@ def slices(run: Run) -> list[dict]:
     return out
 
 
+def check_seconds(run: Run, check: dict) -> float | None:
+    """A check's wall time: its row's `elapsed` minus that of the training row logged at the same step just before
+    it (None when no training row has that step, e.g. the final check of a slice stopped between two logged steps)."""
+    before = [r for r in run.steps if r["step"] == check["step"] and r.get("elapsed") is not None
+              and check.get("elapsed") is not None and r["elapsed"] <= check["elapsed"]]
+    return round(check["elapsed"] - before[-1]["elapsed"], 1) if before else None
+
+
 def checks(run: Run) -> list[dict]:
     return [{"step": r["step"], "tokens": r["tokens"], "memorized": r["memorized"], "body_correct": r["body_correct"],
-             "body_total": r["body_total"], "wrong_files": r["wrong_files"], "min_margin": r.get("min_margin")}
-            for r in run.checks]
+             "body_total": r["body_total"], "wrong_files": r["wrong_files"], "min_margin": r.get("min_margin"),
+             "seconds": check_seconds(run, r)} for r in run.checks]
 
 
 def main() -> None:
@@ -73,13 +81,14 @@ def main() -> None:
               f"{' (lost with its machine; not in the run)' if s.get('lost') else ''} | "
               f"{known('median_tokens_per_s', '{:.0f}')} |")
     print()
-    print("| step | input tokens | body tokens right | files exact | smallest margin |")
-    print("|---|---|---|---|---|")
+    print("| step | input tokens | body tokens right | files exact | smallest margin | check seconds |")
+    print("|---|---|---|---|---|---|")
     for c in found:
         # floored, never rounded up: one wrong token of 1.7M must not read as 100%
         right = f"{math.floor(1e6 * c['body_correct'] / c['body_total']) / 1e4:.4f}".rstrip("0").rstrip(".")
+        seconds = "?" if c["seconds"] is None else c["seconds"]
         print(f"| {c['step']:,} | {c['tokens']:,} | {right}% ({c['body_total'] - c['body_correct']:,} wrong) | "
-              f"{args.files - c['wrong_files']} | {c['min_margin']} |")
+              f"{args.files - c['wrong_files']} | {c['min_margin']} | {seconds} |")
     write_result("whole_kernel_run", {"run": str(args.run), "files": args.files, "slices": history, "checks": found},
                  head, args.json)
 
