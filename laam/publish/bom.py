@@ -11,6 +11,7 @@ against the official CycloneDX 1.6 JSON schema that the library ships.
 from __future__ import annotations
 
 import json
+import os
 from importlib import metadata as package_metadata
 from pathlib import Path
 
@@ -19,7 +20,15 @@ from laam.data.licenses import NOASSERTION, combine, normalize
 from laam.errors import LaamError
 from laam.io import atomic_write_text, sha256_file
 from laam.model.folder import WEIGHTS_FILE
-from laam.publish.facts import CardConfig, Facts, audited_decoders, quoted_training, training_binding_note
+from laam.proof.margin import MARGINS_FILE
+from laam.publish.facts import (
+    SHIP_FILE,
+    CardConfig,
+    Facts,
+    audited_decoders,
+    quoted_training,
+    training_binding_note,
+)
 from laam.publish.sections import audit_selection
 
 MODEL_REF, DATASET_REF, MODEL_CARD_REF = "model", "dataset", "model-card"
@@ -85,11 +94,14 @@ def build_bom(facts: Facts, config: CardConfig):
         external_references=source_refs, components=files,
     )
     weights = facts.folder / WEIGHTS_FILE
+    cited = evidence(facts)
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=config.repo_id or facts.name, bom_ref=MODEL_REF,
         licenses=[_license(config.license)],
         description=f"{facts.parameters:,}-parameter Llama trained to memorize {corpus.name}",
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=sha256_file(weights))] if weights.is_file() else [],
+        external_references=[ref for ref, _ in cited if ref is not None],
+        properties=[note for _, note in cited if note is not None],
     )
     libraries = []
     ran_with, source = library_versions(facts)
@@ -106,6 +118,31 @@ def build_bom(facts: Facts, config: CardConfig):
     bom = Bom(metadata=BomMetaData(component=model, tools=tools), components=[dataset, *libraries])
     bom.register_dependency(model, [dataset, *libraries])
     return bom
+
+
+# what each evidence file backs, for the BOM's reference to it
+EVIDENCE = {MARGINS_FILE: "every scored position's margin (laam audit), bound to these weights",
+            SHIP_FILE: "the shipped dtype and its exactness check (laam ship), bound to these weights"}
+
+
+def evidence(facts: Facts) -> list[tuple]:
+    """Per evidence file (margins.npz, ship.json): an `evidence` reference naming it with its SHA-256 when
+    publish.facts found it bound to these weights (find_margins, find_ship: the card's rule), else a
+    `laam:<file>` property saying why it is not cited. Pairs of (reference or None, property or None)."""
+    from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
+
+    out = []
+    for name, path in ((MARGINS_FILE, facts.margins_path), (SHIP_FILE, facts.ship_path)):
+        if path is not None:
+            # as reached from the BOM beside the weights (os.path: Path.relative_to walks up only from 3.12)
+            where = XsUri(os.path.relpath(path, facts.folder))
+            digest = HashType(alg=HashAlgorithm.SHA_256, content=sha256_file(path))
+            out.append((ExternalReference(type=ExternalReferenceType.EVIDENCE, url=where, comment=EVIDENCE[name],
+                                          hashes=[digest]), None))
+            continue
+        why = "; ".join(facts.evidence_notes.get(name) or []) or "none found"
+        out.append((None, Property(name=f"laam:{name}", value=f"not cited: {why}")))
+    return out
 
 
 def library_versions(facts: Facts) -> tuple[dict[str, str | None], str]:

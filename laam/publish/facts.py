@@ -26,6 +26,7 @@ from laam.model.info import ModelInfo, load_training_corpus
 from laam.model.weights import safetensors_header
 from laam.proof.compress.run import REPORT_FILE as COMPRESSION_FILE
 from laam.proof.compress.run import read_compression
+from laam.proof.margin import MARGINS_FILE
 from laam.provenance import folder_revision, git_commit
 from laam.train.metrics import find_metrics, read_metrics
 
@@ -94,8 +95,12 @@ class Facts:
     report_notes: list[str] = field(default_factory=list)  # reports found but not quoted, one line each
     revision: str | None = None  # the git/Hub commit holding exactly these decoding files (provenance.folder_revision)
     ship: dict | None = None  # ship.json (laam ship), when its binding matches the folder now
+    ship_path: Path | None = None  # the ship.json quoted
     margins: dict | None = None  # margins.npz's {"positions", "files"}, when bound to these files (find_margins)
     margins_path: Path | None = None  # the margins.npz quoted
+    # per evidence file (margins.npz, ship.json): why each one found was left out (find_margins, find_ship); the
+    # BOM says it beside the file it does not cite, the card among report_notes
+    evidence_notes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def training(self) -> dict:
@@ -221,7 +226,7 @@ def find_margins(folder: Path, audit_path: Path | None, audit: dict | None) -> C
     on) beside the quoted audit, else in the model folder, MODEL/audit/, its run folder or RUN/audit/, read through
     proof.margin.read_margins, which refuses one of other files. Quoted as {"positions", "files"} only with a quoted
     audit whose certificate counts the same positions; any other found is left out with its note."""
-    from laam.proof.margin import MARGINS_FILE, MarginsNotBound, read_margins
+    from laam.proof.margin import MarginsNotBound, read_margins
 
     folder = Path(folder)
     chosen, seen = ChosenReport(), set()
@@ -325,8 +330,9 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     facts.margins, facts.margins_path = margins.report, margins.path
     facts.report_notes += margins.notes
     ship = find_ship(folder)
-    facts.ship = ship.report
+    facts.ship, facts.ship_path = ship.report, ship.path
     facts.report_notes += ship.notes
+    facts.evidence_notes = {MARGINS_FILE: margins.notes, SHIP_FILE: ship.notes}
     training = training_binding_note(facts.training, folder)
     if training:
         facts.report_notes.append(training)
