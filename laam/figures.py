@@ -2,8 +2,8 @@
 
 A share just under a round number must never read as that number: one wrong byte of 1,694,724 is 99.99994%,
 which `f"{x:.1f}%"` prints as "100.0%", a claim of exactness the measurement refutes. `laam audit`'s console
-output, its HTML report (proof.pages) and the model card (publish.sections) all print figures through `floored`,
-so the three say the same thing about the same audit.json. Shared (a top-level module) because proof/ and
+output, its HTML report (proof.pages), the foreign-model audit's page (proof.foreign_report) and the model card
+(publish.sections) all print figures through `floored`, so they say the same thing about the same audit.json. Shared (a top-level module) because proof/ and
 publish/ both print figures and publish/ may not be where proof/ imports from.
 """
 
@@ -23,6 +23,12 @@ def floored(value: float, digits: int) -> str:
 def pct(value: float | None, digits: int = 2, missing: str = MISSING) -> str:
     """A percentage, floored to `digits` decimals, with its % sign; `missing` when it was not measured."""
     return missing if value is None else f"{floored(value, digits)}%"
+
+
+def share_pct(share: float | None, digits: int = 2, missing: str = MISSING) -> str:
+    """A share of 1 as a percentage, floored like `pct`: scaled by 100 in decimal, since the float product can
+    fall just under the figure (100 * 0.29 is 28.999999999999996, which would floor to 28.9)."""
+    return missing if share is None else pct(float(Decimal(repr(float(share))).scaleb(2)), digits)
 
 
 def score(value: float | None, digits: int = 3, missing: str = MISSING) -> str:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from laam.data.corpus import CorpusFile
+from laam.figures import share_pct
 from laam.io import atomic_write_text
 from laam.proof.pages import marked
 from laam.proof.pages import render as render_page
@@ -33,7 +34,8 @@ def write_csv(continuations, files: list[CorpusFile], folder: Path) -> Path:
 
 
 def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
+    """A share of 1 (a rate, a score) as a percentage, rounded down (laam.figures): 0.99996 is 99.9%, not 100%."""
+    return share_pct(x, 1, "–")
 
 
 def render(audit: dict, continuations, files: list[CorpusFile]) -> str:

@@ -10,7 +10,7 @@ from laam import __version__
 from laam.data.corpus import CorpusFile
 from laam.data.licenses import GPL2, satisfied_by
 from laam.engine.forcing import MIN_MARGIN
-from laam.figures import floored, pct
+from laam.figures import floored, pct, share_pct
 from laam.io import sha256_file
 from laam.model.binding import BINDING_KEY
 from laam.model.folder import CUSTOM_GENERATE_FILE
@@ -227,7 +227,7 @@ def curve_section(facts: Facts) -> str:
     if evals:
         last = f"Body tokens memorized at the last evaluation (step {evals[-1].get('step')}): "
         if training_bound(facts.training, facts.folder):
-            parts.append(last + f"{pct(100 * evals[-1]['memorized'], 3)}.")
+            parts.append(last + f"{share_pct(evals[-1]['memorized'], 3)}.")
         else:
             why = ("laam.json's training result records no binding either" if not isinstance(
                 facts.training.get(BINDING_KEY), dict) else "the training result it belongs to is recorded for "

@@ -32,3 +32,20 @@ def test_the_foreign_report_shows_a_model_id_with_markup_as_text():
     assert "<title>extraction audit of &lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
     assert "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>" in page and "linux-1.0 &amp; more" in page
     assert "a &lt;b&gt;greedy&lt;/b&gt; continuation" in page
+
+
+def test_the_foreign_report_floors_its_rates_never_up_to_100():
+    """The foreign page prints shares of 1 through laam.figures: 0.99996 is 99.9%, and 0.29 (whose float product
+    with 100 is 28.999…) is 29.0%."""
+    from laam.figures import share_pct
+
+    assert [share_pct(x, 1, "–") for x in (0.99996, 0.29, 1.0, None)] == ["99.9%", "29.0%", "100.0%", "–"]
+    summary = {"files": 1, "caught_files": 1, "exact": 24999, "prompts": 25000, "exact_rate": 0.99996,
+               "longest_span": 9, "gpl2_traced_bytes": 9}
+    setting = {"prefix": 32, "suffix": 32, "samples": 25000, "exact": 24999, "exact_rate": 0.99996,
+               "memorization_score": 0.29, "files_extracted": 1, "longest_span": 9}
+    audit = {"model": "m", "summary": summary, "corpus": {"name": "linux-1.0"}, "document_format": "file text",
+             "context": 512, "settings": {"p32": setting}, "licenses": {}, "files": [], "method": {}}
+    page = render(audit, [], [])
+    assert "(99.9%)" in page and "<td>99.9%</td>" in page and "<td>29.0%</td>" in page
+    assert "100.0%" not in page and "28.9%" not in page
