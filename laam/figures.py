@@ -3,8 +3,9 @@
 A share just under a round number must never read as that number: one wrong byte of 1,694,724 is 99.99994%,
 which `f"{x:.1f}%"` prints as "100.0%", a claim of exactness the measurement refutes. `laam audit`'s console
 output, its HTML report (proof.pages), the foreign-model audit's page (proof.foreign_report) and the model card
-(publish.sections) all print figures through `floored`, so they say the same thing about the same audit.json. Shared (a top-level module) because proof/ and
-publish/ both print figures and publish/ may not be where proof/ imports from.
+(publish.sections) all print figures through `floored`, so they say the same thing about the same audit.json.
+Shared (a top-level module) because proof/ and publish/ both print figures and publish/ may not be where proof/
+imports from.
 """
 
 from __future__ import annotations
