@@ -306,7 +306,7 @@ def evaluation_section(facts: Facts) -> str:
         parts.append(unquoted)
     if facts.audit_html:
         parts.append(f"A readable report is alongside: [`{AUDIT_HTML}`]({AUDIT_HTML}).")
-    margin = margin_section(facts.audit, facts.margins)
+    margin = margin_section(facts.audit, facts.margins, bool(facts.evidence_notes.get(MARGINS_FILE)))
     if margin:
         parts.append(margin)
     chances = sampling_section(facts.audit)
@@ -355,9 +355,10 @@ def margin_drift(root: Path = Path(__file__).resolve().parents[2]) -> float | No
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def margin_section(audit: dict, margins: dict | None = None) -> str:
+def margin_section(audit: dict, margins: dict | None = None, left_out: bool = False) -> str:
     """The margin certificate (proof.margin): smallest gap overall and per file, and its histogram, compactly; and
-    where every margin is (margins.npz: publish.facts.find_margins, when bound to these files)."""
+    where every margin is (margins.npz: publish.facts.find_margins, when bound to these files; `left_out`: one was
+    found and not quoted)."""
     m = audit.get("margin")
     if not m or m.get("min_margin") is None:
         return ""
@@ -390,16 +391,19 @@ def margin_section(audit: dict, margins: dict | None = None) -> str:
               [(f"`{r['path']}`", floored(r['min_margin'], 3), r.get("under_safe_margin", "n/a")) for r in shown]),
         more,
         table(("margin", *m["histogram"]["bins"]), [("body tokens", *(f"{c:,}" for c in m["histogram"]["counts"]))]),
-        margins_sentence(margins),
+        margins_sentence(margins, left_out),
     ] if part)
 
 
-def margins_sentence(margins: dict | None) -> str:
+def margins_sentence(margins: dict | None, left_out: bool = False) -> str:
     """Where the certificate's every position is: margins.npz when its binding matches this folder (read through
-    proof.margin.read_margins and counted against the audit's certificate); else that it is not quoted here."""
+    proof.margin.read_margins and counted against the audit's certificate); else that it is not quoted here, and
+    whether one was found and left out (`left_out`, named under "Not quoted") or none was found."""
     if not margins:
+        found = ("one found is named under \"Not quoted\"" if left_out else
+                 "none was found beside the audit or in the model or run folder")
         return (f"The per-position margins (`{MARGINS_FILE}`) are not cited: none bound to these files and holding "
-                "this audit's positions was found (one found is named under \"Not quoted\").")
+                f"this audit's positions was found ({found}).")
     return (f"Every position's margin: [`{MARGINS_FILE}`]({MARGINS_FILE}), {margins['positions']:,} positions of "
             f"{margins['files']:,} files (the certificate's count), bound to these weights: its recorded binding "
             "matched this folder's files when the card was written.")

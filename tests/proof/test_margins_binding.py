@@ -161,3 +161,12 @@ def test_the_card_cites_margins_npz_only_when_bound_and_counting_the_audits_posi
         "`model/audit/margins.npz`: it holds 3 positions, while the quoted audit's certificate counts 4: not the same "
         "run", "`model/margins.npz`: it holds 3 positions, while the quoted audit's certificate counts 4: not the same "
         "run"]
+
+
+def test_the_card_says_whether_an_uncited_margins_file_was_found():
+    """Not cited: the sentence points at a "Not quoted" line only when one was found and left out."""
+    from laam.publish.sections import margins_sentence
+
+    assert margins_sentence(None, left_out=True).endswith("(one found is named under \"Not quoted\").")
+    assert margins_sentence(None).endswith("(none was found beside the audit or in the model or run folder).")
+    assert "Not quoted" not in margins_sentence(None)
