@@ -27,6 +27,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from laam.figures import pct
+
 console = Console(stderr=True, soft_wrap=True)  # progress and status messages; results go to stdout (the CLI's `out`)
 LOG_EVERY = 60.0  # seconds between plain progress lines where the console is not a terminal
 
@@ -37,7 +39,8 @@ def _clock(seconds: float | None) -> str:
 
 def plain_line(task: Task) -> str:
     """One task as a line for a log: done/total, elapsed, ETA and its fields (loss, tokens/s...)."""
-    done = f"{task.completed:,.0f}" + (f"/{task.total:,.0f} ({task.percentage:.1f}%)" if task.total else "")
+    # the share done rounded down (laam.figures): a step one item short never reads 100%
+    done = f"{task.completed:,.0f}" + (f"/{task.total:,.0f} ({pct(task.percentage, 1)})" if task.total else "")
     fields = "".join(f", {name} {value:.4g}" if isinstance(value, float) else f", {name} {value}"
                      for name, value in task.fields.items())
     eta = f", ETA {_clock(task.time_remaining)}" if task.total else ""

@@ -44,3 +44,11 @@ def test_plain_line_shows_a_task_s_fields():
     bars.advance(task, 10)
     line = progress.plain_line(bars.tasks[0])
     assert line.startswith("training: 10/1,000 (1.0%)") and "loss 0.25" in line and "tps 4395" in line
+
+
+def test_plain_line_never_rounds_an_unfinished_step_up_to_100():
+    bars = progress.task_bar(True)
+    task = bars.add_task("regenerating", total=5600)
+    bars.start_task(task)
+    bars.advance(task, 5599)
+    assert progress.plain_line(bars.tasks[0]).startswith("regenerating: 5,599/5,600 (99.9%)")
