@@ -84,8 +84,7 @@ class Facts:
     card_commit: str  # of the code writing the card now ("unknown" outside a git checkout)
     audit: dict | None = None
     git_dirty: bool | None = None  # whether that code had uncommitted changes (None: not recorded)
-    audit_html: bool = False  # the quoted audit's page is beside it (facts.audit_report)
-    audit_html_path: Path | None = None  # that page
+    audit_html_path: Path | None = None  # the quoted audit's page beside it, when it is its own (audit_report)
     compression: dict | None = None  # compression.json from `laam compress`, when the folder has one
     metrics: list[dict] = field(default_factory=list)
     curve: bool = False  # training_curve.png in the folder
@@ -101,6 +100,11 @@ class Facts:
     # per evidence file (margins.npz, ship.json): why each one found was left out (find_margins, find_ship); the
     # BOM says it beside the file it does not cite, the card among report_notes
     evidence_notes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def audit_html(self) -> bool:
+        """The quoted audit's page is beside it (audit_html_path)."""
+        return self.audit_html_path is not None
 
     @property
     def training(self) -> dict:
@@ -315,7 +319,7 @@ def gather_facts(folder: Path, config: CardConfig | None = None, cache: Path | N
     if audit.report is not None:
         facts.audit, facts.audit_path = audit.report, audit.path
         page, why = audit_report(audit.path, audit.report, folder)
-        facts.audit_html, facts.audit_html_path = page is not None, page
+        facts.audit_html_path = page
         facts.report_notes += [why] if why else []
     metrics = find_metrics(folder)
     facts.metrics = read_metrics(metrics) if metrics else []
