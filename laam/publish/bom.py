@@ -134,11 +134,14 @@ def evidence(facts: Facts) -> list[tuple]:
     out = []
     for name, path in ((MARGINS_FILE, facts.margins_path), (SHIP_FILE, facts.ship_path)):
         if path is not None:
-            # as reached from the BOM beside the weights (os.path: Path.relative_to walks up only from 3.12)
-            where = XsUri(os.path.relpath(path, facts.folder))
-            digest = HashType(alg=HashAlgorithm.SHA_256, content=sha256_file(path))
-            out.append((ExternalReference(type=ExternalReferenceType.EVIDENCE, url=where, comment=EVIDENCE[name],
-                                          hashes=[digest]), None))
+            sha256, copy = sha256_file(path), facts.folder / name
+            # the folder's own copy when it holds the same bytes (the card copies margins.npz there, and a push
+            # uploads the folder's top), else the file as reached from the BOM beside the weights (os.path:
+            # Path.relative_to walks up only from 3.12)
+            shown = name if copy.is_file() and sha256_file(copy) == sha256 else os.path.relpath(path, facts.folder)
+            digest = HashType(alg=HashAlgorithm.SHA_256, content=sha256)
+            out.append((ExternalReference(type=ExternalReferenceType.EVIDENCE, url=XsUri(shown),
+                                          comment=EVIDENCE[name], hashes=[digest]), None))
             continue
         why = "; ".join(facts.evidence_notes.get(name) or []) or "none found"
         out.append((None, Property(name=f"laam:{name}", value=f"not cited: {why}")))

@@ -5,6 +5,7 @@ a `laam:<file>` property on the model says why."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 
@@ -52,6 +53,10 @@ def test_the_bom_cites_margins_and_ship_only_when_bound_to_these_weights(tiny_mo
     assert refs["audit/margins.npz"]["hashes"] == [{"alg": "SHA-256", "content": sha256_file(margins)}]
     assert refs[SHIP_FILE]["hashes"] == [{"alg": "SHA-256", "content": sha256_file(model / SHIP_FILE)}]
     assert f"laam:{MARGINS_FILE}" not in properties and f"laam:{SHIP_FILE}" not in properties
+    shutil.copy(margins, model / MARGINS_FILE)  # the card's copy at the folder's top, which a push uploads
+    refs, _ = _model(_bom(model))
+    assert set(refs) == {MARGINS_FILE, SHIP_FILE}
+    (model / MARGINS_FILE).unlink()
 
     other = report_binding(model)
     other["files"]["model.safetensors"] = "0" * 64  # measured on other weights
