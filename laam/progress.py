@@ -70,14 +70,15 @@ class LoggedProgress(Progress):
 
 def download_bar(enabled: bool) -> Progress:
     """Bytes received, speed and ETA of a download."""
-    return LoggedProgress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=console, disable=not enabled, transient=True)
+    return LoggedProgress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                          TransferSpeedColumn(), TimeRemainingColumn(), console=console, disable=not enabled,
+                          transient=True)
 
 
 def counter(enabled: bool, what: str = "items") -> Progress:
     """A spinner and a count, for work whose total is unknown in advance (members of a compressed tar)."""
     return LoggedProgress(SpinnerColumn(), TextColumn(f"{{task.description}}: {{task.completed}} {what}"),
-                    TimeElapsedColumn(), console=console, disable=not enabled, transient=True)
+                          TimeElapsedColumn(), console=console, disable=not enabled, transient=True)
 
 
 def task_bar(enabled: bool, unit: str = "", to: Console | None = None, transient: bool = True) -> Progress:

@@ -251,16 +251,24 @@ def find_margins(folder: Path, audit_path: Path | None, audit: dict | None) -> C
         except LaamError as error:
             chosen.notes.append(f"`{shown}`: unreadable ({error.__cause__ or error})")
             continue
-        counted = ((audit or {}).get("margin") or {}).get("body_tokens")
-        if audit is None:
-            chosen.notes.append(f"`{shown}`: no audit of these files is quoted beside it")
-        elif counted != len(margins):
-            chosen.notes.append(f"`{shown}`: it holds {len(margins):,} positions, while the quoted audit's "
-                                f"certificate counts {'none' if counted is None else format(counted, ',')}: "
-                                "not the same run")
+        unlike = not_the_audits_margins(len(margins), audit)
+        if unlike:
+            chosen.notes.append(f"`{shown}`: {unlike}")
         elif chosen.report is None:
             chosen.path, chosen.report = candidate, {"positions": len(margins), "files": len(paths)}
     return chosen
+
+
+def not_the_audits_margins(positions: int, audit: dict | None, audit_name: str = "the quoted audit") -> str | None:
+    """Why a bound margins.npz of `positions` positions is not the certificate of `audit` (None: it may be): the
+    card and `laam push` judge it by this one rule."""
+    counted = ((audit or {}).get("margin") or {}).get("body_tokens")
+    if audit is None:
+        return "no audit of these files to compare it with"
+    if counted != positions:
+        return (f"it holds {positions:,} positions, while {audit_name}'s certificate counts "
+                f"{'none' if counted is None else format(counted, ',')}: not the same run")
+    return None
 
 
 def audit_report(audit_path: Path, audit: dict, folder: Path) -> tuple[Path | None, str | None]:

@@ -30,6 +30,7 @@ from laam.publish.facts import (
     MANIFEST_FILE,
     SHIP_FILE,
     TRAINING_VERDICT,
+    not_the_audits_margins,
     training_binding_note,
 )
 
@@ -101,9 +102,14 @@ def plan_push(folder: Path, repo_id: str) -> PushPlan:
                               f"it, then `laam card`" for problem in _report_problems(folder / name, folder)]
     if MARGINS_FILE in names:
         try:
-            read_margins(folder / MARGINS_FILE, folder)  # its binding checked as the card checked it
+            margins, _ = read_margins(folder / MARGINS_FILE, folder)  # its binding checked as the card checked it
         except LaamError as error:
             plan.problems.append(f"{error}: rerun `laam audit`, then `laam card`")
+        else:
+            audit = json.loads((folder / AUDIT_FILE).read_text()) if AUDIT_FILE in names else None
+            unlike = not_the_audits_margins(len(margins), audit, AUDIT_FILE)
+            if unlike:
+                plan.problems.append(f"{MARGINS_FILE}: {unlike}: rerun `laam card`, which copies the audit's own")
     if "laam.json" in names:
         plan_training(plan, names)
     return plan

@@ -170,3 +170,20 @@ def test_the_card_says_whether_an_uncited_margins_file_was_found():
     assert margins_sentence(None, left_out=True).endswith("(one found is named under \"Not quoted\").")
     assert margins_sentence(None).endswith("(none was found beside the audit or in the model or run folder).")
     assert "Not quoted" not in margins_sentence(None)
+
+
+def test_a_push_refuses_bound_margins_of_another_audit_of_the_same_weights(tiny_model_dir, tmp_path):
+    """margins.npz bound to these weights but counting other positions than the folder's audit.json certificate is
+    another audit's: the card would not cite it, so a push does not upload it either (one rule: facts)."""
+    from laam.publish.hub import plan_push
+    from tests.publish.test_card import AUDIT, bound, make_run
+
+    model = make_run(tiny_model_dir, tmp_path, audit=False) / "model"
+    write_margins(_margins(), ["a.c", "b.c"], model, report_binding(model))  # 3 positions
+    audit = {**AUDIT, "margin": {"body_tokens": 4}}
+    (model / "audit.json").write_text(json.dumps(bound(audit, model)))
+    problems = [p for p in plan_push(model, "laam-test/tiny").problems if p.startswith("margins.npz")]
+    assert problems == ["margins.npz: it holds 3 positions, while audit.json's certificate counts 4: not the same run: "
+                        "rerun `laam card`, which copies the audit's own"]
+    (model / "audit.json").write_text(json.dumps(bound({**audit, "margin": {"body_tokens": 3}}, model)))
+    assert not [p for p in plan_push(model, "laam-test/tiny").problems if p.startswith("margins.npz")]
