@@ -44,7 +44,10 @@ def slices(run: Run) -> list[dict]:
 
 def check_seconds(run: Run, check: dict) -> float | None:
     """A check's wall time: its row's `elapsed` minus that of the training row logged at the same step just before
-    it (None when no training row has that step, e.g. the final check of a slice stopped between two logged steps)."""
+    it. None for a slice's final check (after its `stop` event: its row carries the stop's elapsed, not its own
+    end) and when no training row has that step."""
+    if any(e.get("event") == "stop" and e["step"] == check["step"] for e in run.events):
+        return None
     before = [r for r in run.steps if r["step"] == check["step"] and r.get("elapsed") is not None
               and check.get("elapsed") is not None and r["elapsed"] <= check["elapsed"]]
     return round(check["elapsed"] - before[-1]["elapsed"], 1) if before else None
