@@ -198,11 +198,18 @@ def margins_size(r: dict) -> str:
                      f"{row['compact_bytes'] / row['positions']:.2f} bytes per position" for row in r["rows"])
 
 
+def fork_run(r: dict) -> str:
+    ends = {name: b["checks"][-1] for name, b in r["branches"].items() if b["checks"]}
+    return (f"from step {r['fork']['step']:,}, {r['steps']:,} steps each: "
+            + "; ".join(f"{name} {c['body_wrong']:,} body tokens wrong, {c['files_exact']} files exact"
+                        for name, c in ends.items()))
+
+
 HEADLINES = {f.__name__: f for f in (
     throughput, head_loss, memorize_efficiency, demo, gpu_memorize, margin_drift, min_margin_cost, equivalence,
     stock_pipeline_check, licenses, modern_kernel, threads_under_load, tail_errors, memorize_scaling, memorize_kernel,
     recipe_sweep, sampling_certificate, foreign_audit, trace_speed, whole_kernel_run, step_speed, bench_audit,
-    bench_compress, margins_size)}
+    bench_compress, margins_size, fork_run)}
 
 MEANING = {
     "throughput": "Non-pad input tokens per second of training steps, the original LaaM's HF Trainer against "
@@ -250,6 +257,9 @@ MEANING = {
                   "speed.",
     "bench_audit": "Estimated minutes of a whole Linux 1.0 audit from measured decoding rates.",
     "bench_compress": "`laam compress` speed and exactness by batch size.",
+    "fork_run": "A long run forked at one checkpoint into branches that differ only in the flags listed, each "
+                "trained the same number of steps: its memorization checks after the fork (which setting brings the "
+                "run to 100% sooner).",
     "margins_size": "Bytes per scored position of the margin certificate (margins.npz) in its first layout (every "
                     "column int64) and the compact one, for a real audit's and a synthetic one of Linux 1.0's size.",
 }

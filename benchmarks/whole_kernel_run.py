@@ -20,6 +20,15 @@ from pathlib import Path
 from harness import Run, header, read_run, write_result
 
 
+def run_history(run: Run) -> list[dict]:
+    """The run's allowed setting changes ({"step", "changed"}), from model/laam.json, which every slice's end
+    rewrites; none before a slice has ended."""
+    try:
+        return run.training().get("history", [])
+    except FileNotFoundError:
+        return []
+
+
 def slices(run: Run) -> list[dict]:
     """One entry per start event, closed by the next stop event (a slice killed without one has no stop)."""
     out, current = [], None
@@ -34,7 +43,11 @@ def slices(run: Run) -> list[dict]:
             current.update(stop_step=row["step"], stop_tokens=row["tokens"], stopped=row["time"],
                            status=row["status"], seconds=row["slice_seconds"])
             current = None
+    # settings changed on resume (--allow-change) are in the run's history, by the step the slice resumed at
+    changed = {h["step"]: h["changed"] for h in run_history(run)}
     for entry in out:
+        if entry["start_step"] in changed:
+            entry["changed"] = changed[entry["start_step"]]
         trained = [r for r in run.steps if entry["start_step"] < r["step"] <= entry.get("stop_step", 1e18)]
         rates = [r["tokens_per_s"] for r in trained if r.get("tokens_per_s")]
         entry["threads_used"] = sorted({r["threads"] for r in trained if "threads" in r})
@@ -81,7 +94,9 @@ def main() -> None:
                   if s.get("stop_tokens") is not None and s.get("start_tokens") is not None else "?")
         print(f"| {i} | {s['cpu']} ({s['cpus']} CPUs) | {known('start_step')} → {known('stop_step')} | {tokens} | "
               f"{known('seconds', '{:.0f}')} | {s.get('status', 'no stop logged')}"
-              f"{' (lost with its machine; not in the run)' if s.get('lost') else ''} | "
+              f"{' (lost with its machine; not in the run)' if s.get('lost') else ''}"
+              + "".join(f"; {name} {old} -> {new} from its start (allowed change)"
+                        for name, (old, new) in s.get("changed", {}).items()) + " | "
               f"{known('median_tokens_per_s', '{:.0f}')} |")
     print()
     print("| step | input tokens | body tokens right | files exact | smallest margin | check seconds |")

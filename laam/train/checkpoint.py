@@ -88,12 +88,28 @@ def read_state(folder: Path) -> dict:
     return json.loads((Path(folder) / "state.json").read_text())
 
 
+def apply_schedule(optimizer, scheduler) -> None:
+    """Set each parameter group's LR to what the LambdaLR gives at its current step, as its step() would: after a
+    resume with a changed peak LR or schedule, the saved LR is the old schedule's."""
+    for group, peak, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = peak * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
 def load_checkpoint(folder: Path, model, optimizer, scheduler, sampler=None) -> dict:
     from safetensors.torch import load_model
 
     load_model(model, str(folder / "model.safetensors"))
+    # the settings this invocation has (equal to the saved ones unless --allow-change changed one): torch's state
+    # dicts carry the saved peak LR, betas and weight decay, which would silently override a changed setting
+    settings = [{k: group[k] for k in ("betas", "weight_decay", "eps")} for group in optimizer.param_groups]
+    peaks = list(scheduler.base_lrs)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+    scheduler.base_lrs = peaks
+    for group, setting, peak in zip(optimizer.param_groups, settings, peaks):
+        group.update(setting, initial_lr=peak)
+    apply_schedule(optimizer, scheduler)
     rng = torch.load(folder / "rng.pt", weights_only=True)
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():

@@ -35,7 +35,7 @@ from laam.progress import console, train_bar
 from laam.provenance import cpu_description, git_commit
 from laam.train.ambiguity import ambiguous_positions, describe
 from laam.train.batches import IGNORE, WindowSampler, WindowSet
-from laam.train.checkpoint import load_checkpoint, save_checkpoint
+from laam.train.checkpoint import apply_schedule, load_checkpoint, save_checkpoint
 from laam.train.claim import claimed_status
 from laam.train.config import DecayStart, TrainConfig, lr_lambda, planned_steps
 from laam.train.loss import WindowLoss
@@ -169,6 +169,7 @@ class Trainer:
         self.last_summary = self.steering_summary = state.get("check") or {}
         if self.decay is not None:
             self.decay.step = self.state["decay_start"]
+            apply_schedule(self.optimizer, self.schedule)  # the schedule's LR now that it knows where decay began
         if changed:
             self.state["history"] = [*self.state["history"], {"step": self.state["step"], "changed": changed}]
 

@@ -475,6 +475,41 @@ def test_cli_train_writes_a_run_folder_and_refuses_to_clobber_it(tiny_tokenizer_
     assert resumed.exit_code == 0, resumed.output
     training = read_model_info(out / "model").training
     assert training["steps"] == 5 and training["history"] == [{"step": 3, "changed": {"decay_steps": [3, 5]}}]
+    # an allowed change of the peak LR takes effect (the saved optimizer and scheduler state carry the old one)
+    slower = [*args[:-3], "--max-steps", "7", "--decay-steps", "5", "--log-every", "1", "--lr", "1e-4",
+              "--allow-change", "lr", "--out", str(out), "--resume", "-q"]
+    resumed = CliRunner().invoke(app, slower)
+    assert resumed.exit_code == 0, resumed.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    warmup = PRESETS["tiny"]["train"]["warmup_steps"]  # steps 6 and 7 are still warming up to the new peak
+    assert [r["lr"] for r in rows if "loss" in r and r["step"] > 5] == pytest.approx([1e-4 * 7 / warmup,
+                                                                                       1e-4 * 8 / warmup])
+
+
+def test_a_resumed_checkpoint_takes_this_run_s_optimizer_settings_and_keeps_its_state(tmp_path):
+    from laam.train.checkpoint import load_checkpoint, save_checkpoint
+
+    def make(lr, betas, weight_decay):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+        return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+
+    model, optimizer, scheduler = make(1e-2, (0.9, 0.95), 0.0)
+    model(torch.ones(4, 3)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    save_checkpoint(tmp_path, model, optimizer, scheduler, {"step": 1}, keep=1)
+    model2, optimizer2, scheduler2 = make(4e-2, (0.8, 0.99), 0.1)
+    load_checkpoint(tmp_path / "checkpoints" / "step-00000001", model2, optimizer2, scheduler2)
+    group = optimizer2.param_groups[0]
+    assert group["lr"] == 4e-2 * 0.5 and scheduler2.get_last_lr() == [4e-2 * 0.5] and scheduler2.base_lrs == [4e-2]
+    assert group["betas"] == (0.8, 0.99) and group["weight_decay"] == 0.1 and scheduler2.last_epoch == 1
+    saved, loaded = optimizer.state_dict()["state"][0], optimizer2.state_dict()["state"][0]
+    assert torch.equal(saved["exp_avg"], loaded["exp_avg"]) and torch.equal(model.weight, model2.weight)
+    unchanged = make(1e-2, (0.9, 0.95), 0.0)  # the same settings resume exactly where the saved run stood
+    load_checkpoint(tmp_path / "checkpoints" / "step-00000001", *unchanged)
+    assert unchanged[1].param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
 
 
 def test_unknown_or_missing_tracker_is_a_clear_error(tiny_corpus, tiny_tokenizer_dir, tmp_path):
