@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import RESULTS, ROOT, header, mirror, read_run, write_result
+from harness import RESULTS, ROOT, header, mirror, read_run, train_argv, write_result
 
 from laam.train.checkpoint import checkpoints, read_state
 from laam.train.resume import LATER_SETTINGS, TRAINING_SETTINGS
@@ -54,15 +54,7 @@ def mode_flags(run_dir: Path, precision: str) -> list[str]:
 def run_settings(identity: dict) -> list[str]:
     """`laam train` flags for the training settings the run has now (its checkpoint's identity: the preset's, or
     a value changed on an earlier resume), so a branch without flags continues the run as it is."""
-    flags = []
-    for name in (*TRAINING_SETTINGS, *LATER_SETTINGS):
-        if name in identity:
-            value, flag = identity[name], name.replace("_", "-")
-            if isinstance(value, bool):
-                flags.append(f"--{flag}" if value else f"--no-{flag}")
-            else:
-                flags += [f"--{flag}", str(value)]
-    return flags
+    return train_argv({name: identity[name] for name in (*TRAINING_SETTINGS, *LATER_SETTINGS) if name in identity})
 
 
 def parse_branch(text: str) -> tuple[str, list[str]]:
