@@ -135,12 +135,19 @@ def main() -> None:
     results = {}
     for name, flags in branches.items():
         checks = [r for r in read_run(args.work / name / "run").checks if r["step"] > start]
-        results[name] = {"flags": shlex.join(flags), "checks": [check_figures(r, args.files) for r in checks]}
+        trained = [r["train_seconds"] for r in read_run(args.work / name / "run").rows
+                   if r["step"] > start and "train_seconds" in r]
+        # the branch's own training time (checks excluded): a variant that costs more per step (a grown model)
+        # must win per second, not only per step
+        seconds = round(trained[-1] - state["train_seconds"], 1) if trained else None
+        results[name] = {"flags": shlex.join(flags), "train_seconds": seconds,
+                         "checks": [check_figures(r, args.files) for r in checks]}
         last = results[name]["checks"][-1] if checks else None
-        print(f"{name:>16}: " + (f"step {last['step']}: {last['body_wrong']:,} body tokens wrong "
-                                 f"({last['body_wrong'] - fork['body_wrong']:+,} since step {fork['step']}), "
-                                 f"{last['files_exact']} files exact, min margin {last['min_margin']}"
-                                 if last and fork else "no check after the fork"))
+        print(f"{name:>16}: {seconds} s of training, "
+              + (f"step {last['step']}: {last['body_wrong']:,} body tokens wrong "
+                 f"({last['body_wrong'] - fork['body_wrong']:+,} since step {fork['step']}), "
+                 f"{last['files_exact']} files exact, min margin {last['min_margin']}"
+                 if last and fork else "no check after the fork"))
     if args.json:
         write_result("fork_run", {"run": str(args.run),
                                   "fork": {"checkpoint": source.name, "step": start, "last_check": fork},

@@ -96,15 +96,19 @@ def apply_schedule(optimizer, scheduler) -> None:
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
-def load_checkpoint(folder: Path, model, optimizer, scheduler, sampler=None) -> dict:
+def load_checkpoint(folder: Path, model, optimizer, scheduler, sampler=None, grow=None) -> dict:
+    """Continue from a checkpoint (grow: a train.grow.Growth when `model` is a grown version of the saved one)."""
     from safetensors.torch import load_model
 
-    load_model(model, str(folder / "model.safetensors"))
     # the settings this invocation has (equal to the saved ones unless --allow-change changed one): torch's state
     # dicts carry the saved peak LR, betas and weight decay, which would silently override a changed setting
     settings = [{k: group[k] for k in ("betas", "weight_decay", "eps")} for group in optimizer.param_groups]
     peaks = list(scheduler.base_lrs)
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    if grow is None:
+        load_model(model, str(folder / "model.safetensors"))
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    else:
+        optimizer.load_state_dict(grow.load(folder, model, optimizer))
     scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
     scheduler.base_lrs = peaks
     for group, setting, peak in zip(optimizer.param_groups, settings, peaks):

@@ -35,12 +35,14 @@ from laam.progress import console, train_bar
 from laam.provenance import cpu_description, git_commit
 from laam.train.ambiguity import ambiguous_positions, describe
 from laam.train.batches import IGNORE, WindowSampler, WindowSet
-from laam.train.checkpoint import apply_schedule, load_checkpoint, save_checkpoint
+from laam.train.checkpoint import apply_schedule, load_checkpoint, read_state, save_checkpoint
 from laam.train.claim import claimed_status
 from laam.train.config import DecayStart, TrainConfig, lr_lambda, planned_steps
+from laam.train.grow import Growth
 from laam.train.loss import WindowLoss
 from laam.train.memorization import NO_WRONG, measure_memorization, reached, summarize, verify_records
 from laam.train.metrics import TRACKERS, Metrics, plot_metrics
+from laam.train.optimizer import build_optimizer
 from laam.train.resume import resume_from, run_identity
 from laam.train.signals import StopSignal
 from laam.train.step_mode import StepMode, candidates, choose_step_mode, probe_step, worth_probing
@@ -97,7 +99,7 @@ class Trainer:
         if len(self.tokenizer) != model_config.vocab_size:
             raise LaamError(f"tokenizer {tokenizer_dir} has {len(self.tokenizer)} tokens but the model expects "
                             f"{model_config.vocab_size}; retrain it with --vocab-size {model_config.vocab_size}")
-        special = special_ids(self.tokenizer)
+        self.special = special = special_ids(self.tokenizer)
         self.pad_id = special[PAD]
         if accelerator.is_main_process:  # tokenizes once; the other processes read its files after the barrier
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,11 +119,7 @@ class Trainer:
             check_model_folder(init_from)  # safetensors only, a consistent folder
             load_model(self.model, str(Path(init_from) / WEIGHTS_FILE))
         self.loss_module = WindowLoss(self.model, config.loss_chunk)
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        other = [p for p in self.model.parameters() if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                            {"params": other, "weight_decay": 0.0}],
-                                           lr=config.lr, betas=(config.beta1, config.beta2))
+        self.optimizer = build_optimizer(self.model, config)
         self.total_steps = planned_steps(config, len(self.window_set))
         decay_steps = config.decay_steps or self.total_steps
         self.decay = DecayStart(math.ceil(config.decay_epochs * len(self.window_set) / config.batch_size)) \
@@ -160,8 +158,10 @@ class Trainer:
             if main:
                 console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
-        load = lambda folder: load_checkpoint(folder, self.model, self.optimizer, self.schedule,  # noqa: E731
-                                              self.sampler)
+        def load(folder: Path) -> dict:  # a model grown since the checkpoint starts as the same function
+            grow = Growth.between(read_state(folder).get("identity"), self.model_config, self.special, self.config.seed)
+            return load_checkpoint(folder, self.model, self.optimizer, self.schedule, self.sampler, grow)
+
         self.last_checkpoint, state, changed = resume_from(self.run_dir, self.identity, self.model_config.to_dict(),
                                                            self.allow_changes, load, report, main)
         self.state.update({k: v for k, v in state.items() if k in self.state})

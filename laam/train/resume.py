@@ -90,6 +90,8 @@ def resume_from(run_dir: Path, identity: dict, model_config: dict, allowed, load
             changed = {}
         try:
             state = load(folder)
+        except LaamError:  # the checkpoint is sound, this run's settings cannot start from it
+            raise
         except Exception as error:  # a file that passed its manifest check but does not load
             set_aside(folder, f"{type(error).__name__}: {error}"[:300], report, move)
             continue

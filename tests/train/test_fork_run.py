@@ -51,6 +51,7 @@ def test_branches_resume_the_same_checkpoint_and_differ_only_in_their_flags(tarb
     for name, branch in branches.items():
         last = branch["checks"][-1]
         assert 40 < last["step"] <= 60 and 0 <= last["files_exact"] <= 12, (name, branch)
+        assert branch["train_seconds"] > 0, (name, branch)
         assert name in done.stdout
     # each branch resumed the run's checkpoint; only the slow one records a changed learning rate
     history = {name: [json.loads(line) for line in (tmp_path / "forks" / name / "run" / "metrics.jsonl")

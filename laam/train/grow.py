@@ -1,0 +1,143 @@
+"""Growing a trained model at resume: more layers or a wider MLP, starting as the same function.
+
+A model that has stopped gaining at the end of a long run may lack the capacity for the last wrong tokens.
+Training a larger one from scratch throws away the run; instead `--resume --num-layers N --allow-change
+model.num_layers` (or `--intermediate-size`) starts the larger model from the checkpoint so that it computes
+exactly what the checkpoint computed, and only training moves it away:
+
+- a new layer is a copy of the layer before it whose two output projections (attention `o_proj`, MLP
+  `down_proj`) are zero, so it adds nothing to the residual stream until trained (LLaMA Pro's block
+  expansion, arXiv:2401.02415); new layers are spread evenly, each after the old layer that ends its group;
+- a wider MLP gets new `gate_proj`/`up_proj` rows drawn like a fresh model's and zero `down_proj` columns.
+
+The optimizer state follows the parameters (Adam moments of a widened matrix are padded with zeros; a new
+layer starts with none), so the old weights go on exactly as they would have. transformers has no such
+operation (its resize only covers embeddings), hence this module. Every other shape change is refused:
+the saved weights cannot start such a model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from laam.errors import LaamError
+from laam.model.config import ModelConfig, llama_config
+from laam.train.optimizer import parameter_groups
+
+GROWABLE = ("num_layers", "intermediate_size")
+# settings that give the weights their shapes; the others (context, precision, RoPE base) load as they are
+SHAPES = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "vocab_size",
+          "tie_embeddings")
+OUTPUTS = ("self_attn.o_proj.weight", "mlp.down_proj.weight")  # zero in a new layer: it starts as the identity
+_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+
+
+def growth(saved: ModelConfig, now: ModelConfig) -> dict[str, tuple]:
+    """{setting: (saved, now)} for each shape setting that differs; an error unless each one grows the model."""
+    differ = {name: (getattr(saved, name), getattr(now, name)) for name in SHAPES
+              if getattr(saved, name) != getattr(now, name)}
+    refused = [f"{name} {old} -> {new}" for name, (old, new) in differ.items()
+               if name not in GROWABLE or new < old]
+    if refused:
+        raise LaamError(f"cannot start this model from the checkpoint ({', '.join(refused)}): a trained model can "
+                        f"only grow its {' or '.join(GROWABLE)}; keep the other shape settings")
+    return differ
+
+
+def layer_sources(old: int, new: int) -> list[tuple[int, bool]]:
+    """For each layer of the grown model, (the old layer it starts from, whether it is a new copy)."""
+    extra = new - old
+    after = [0] * old  # new layers inserted after each old one: evenly, each at the end of its group
+    for j in range(extra):
+        after[max(0, (j + 1) * old // extra - 1)] += 1
+    return [source for i in range(old) for source in [(i, False)] + [(i, True)] * after[i]]
+
+
+class Growth:
+    """Loads a checkpoint of a smaller model into a grown one, weights and optimizer state."""
+
+    def __init__(self, saved: ModelConfig, now: ModelConfig, special: dict[str, int], seed: int):
+        self.saved, self.now, self.seed = saved, now, seed
+        self.changes, self.special = growth(saved, now), special
+
+    @classmethod
+    def between(cls, saved_identity: dict | None, now: ModelConfig, special: dict[str, int],
+                seed: int) -> Growth | None:
+        """The growth from a checkpoint's identity (train.resume.run_identity) to `now`; None if the shapes match."""
+        if not saved_identity:
+            return None
+        saved = {k.removeprefix("model."): v for k, v in saved_identity.items() if k.startswith("model.")}
+        saved = ModelConfig.from_dict({**now.to_dict(), **saved})  # settings added later keep their defaults
+        return cls(saved, now, special, seed) if growth(saved, now) else None
+
+    def sources(self, old_names) -> dict[str, tuple[str, bool]]:
+        """{grown parameter: (the saved parameter it starts from, whether it belongs to a new layer)}."""
+        per_layer = {}
+        for name in old_names:
+            match = _LAYER.match(name)
+            if match and match[1] == "0":
+                per_layer[match[2]] = True
+        out = {name: (name, False) for name in old_names if not _LAYER.match(name)}
+        for k, (i, copy) in enumerate(layer_sources(self.saved.num_layers, self.now.num_layers)):
+            for suffix in per_layer:
+                out[f"model.layers.{k}.{suffix}"] = (f"model.layers.{i}.{suffix}", copy)
+        return out
+
+    def widen(self, name: str, tensor: torch.Tensor, fill: Callable[[tuple], torch.Tensor]) -> torch.Tensor:
+        """`tensor` (a saved parameter or its Adam moment) at the grown MLP width; `fill` makes the new part."""
+        extra = self.now.intermediate_size - self.saved.intermediate_size
+        if not extra or tensor.dim() != 2:
+            return tensor
+        if name.endswith(("mlp.gate_proj.weight", "mlp.up_proj.weight")):  # [intermediate, hidden]: new rows
+            return torch.cat([tensor, fill((extra, tensor.shape[1])).to(tensor.dtype)], 0)
+        if name.endswith("mlp.down_proj.weight"):  # [hidden, intermediate]: new columns, zero
+            return torch.cat([tensor, torch.zeros(tensor.shape[0], extra, dtype=tensor.dtype)], 1)
+        return tensor
+
+    def weights(self, saved: dict[str, torch.Tensor], std: float) -> dict[str, torch.Tensor]:
+        """The grown model's state dict from the saved one: it computes the same function."""
+        generator = torch.Generator().manual_seed(self.seed)
+        fresh = lambda shape: torch.randn(shape, generator=generator) * std  # noqa: E731 (like a new model's init)
+        out = {}
+        for name, (source, copy) in self.sources(saved).items():
+            tensor = self.widen(source, saved[source].clone(), fresh)
+            out[name] = torch.zeros_like(tensor) if copy and source.endswith(OUTPUTS) else tensor
+        return out
+
+    def optimizer_state(self, saved: dict, sources: dict[str, tuple[str, bool]], model, optimizer) -> dict:
+        """The optimizer state dict for the grown model: each old parameter's moments, padded where widened."""
+        from transformers import LlamaForCausalLM
+
+        with torch.device("meta"):  # the saved model's parameter order, without allocating it
+            old_model = LlamaForCausalLM(llama_config(self.saved, self.special))
+        old_names = [name for group in parameter_groups(old_model) for name in group]
+        by_name = {old_names[index]: state for index, state in saved["state"].items()}
+        zeros = lambda shape: torch.zeros(shape)  # noqa: E731
+        state = {}
+        for index, name in enumerate(name for group in parameter_groups(model) for name in group):
+            source, copy = sources[name]
+            if copy or source not in by_name:  # a new layer starts its own moments
+                continue
+            state[index] = {key: self.widen(source, value, zeros) if torch.is_tensor(value) else value
+                            for key, value in by_name[source].items()}
+        grown = optimizer.state_dict()["param_groups"]  # the grown model's parameter indices
+        return {"state": state, "param_groups": [{**old, "params": new["params"]}
+                                                 for old, new in zip(saved["param_groups"], grown)]}
+
+    def load(self, folder: Path, model, optimizer) -> dict:
+        """Load the checkpoint's weights into the grown `model`; return its optimizer state for the grown model."""
+        from safetensors.torch import load_file
+
+        saved = load_file(str(Path(folder) / "model.safetensors"))
+        sources = self.sources(saved)
+        result = model.load_state_dict(self.weights(saved, model.config.initializer_range), strict=False)
+        tied = {"lm_head.weight"} if self.now.tie_embeddings else set()  # saved once, as the input embedding
+        if result.unexpected_keys or set(result.missing_keys) - tied:
+            raise LaamError(f"{folder}: its weights do not fit the grown model (missing {result.missing_keys}, "
+                            f"unexpected {result.unexpected_keys})")
+        return self.optimizer_state(torch.load(Path(folder) / "optimizer.pt", weights_only=True), sources, model,
+                                    optimizer)
