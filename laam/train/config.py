@@ -31,6 +31,10 @@ class TrainConfig:
                                    "tokens, then decay over --decay-epochs, ending with the planned run at the latest "
                                    "(0: decay over the whole planned run).")
     decay_epochs: float = setting(10.0, "Epochs the decay lasts with --decay-at.")
+    # a new layer's output projections start at zero and a trained one's weights are ~15x a fresh model's: at the
+    # LR of a run's tail they would take tens of thousands of steps to matter (train.grow)
+    grown_lr_scale: float = setting(1.0, "LR multiple for the parts a resume grew the model by (--num-layers, "
+                                         "--intermediate-size: train.grow).")
     weight_decay: float = setting(0.0, "AdamW weight decay.")
     beta1: float = setting(0.9, "AdamW beta1.")
     beta2: float = setting(0.95, "AdamW beta2.")
@@ -74,7 +78,8 @@ class TrainConfig:
     RULES: ClassVar[dict] = {
         "batch_size": AT_LEAST_1, "micro_batch_size": AT_LEAST_0, "lr": POSITIVE, "min_lr_ratio": FRACTION,
         "warmup_steps": AT_LEAST_0, "schedule": OneOf(SCHEDULES), "decay_steps": AT_LEAST_0,
-        "decay_at": Range(0, 1, high_open=True), "decay_epochs": POSITIVE, "weight_decay": AT_LEAST_0,
+        "decay_at": Range(0, 1, high_open=True), "decay_epochs": POSITIVE, "grown_lr_scale": POSITIVE,
+        "weight_decay": AT_LEAST_0,
         "beta1": Range(0, 1, high_open=True), "beta2": Range(0, 1, high_open=True), "grad_clip": AT_LEAST_0,
         "seed": AT_LEAST_0, "epochs": POSITIVE, "max_steps": AT_LEAST_0, "max_time": AT_LEAST_0,
         "target": Range(0, 1, low_open=True), "min_margin": AT_LEAST_0, "eval_every": AT_LEAST_0,

@@ -8,7 +8,8 @@ exactly what the checkpoint computed, and only training moves it away:
 - a new layer is a copy of the layer before it whose two output projections (attention `o_proj`, MLP
   `down_proj`) are zero, so it adds nothing to the residual stream until trained (LLaMA Pro's block
   expansion, arXiv:2401.02415); new layers are spread evenly, each after the old layer that ends its group;
-- a wider MLP gets new `gate_proj`/`up_proj` rows drawn like a fresh model's and zero `down_proj` columns.
+- a wider MLP gets new `gate_proj`/`up_proj` rows drawn at the spread of the trained rows, and zero
+  `down_proj` columns.
 
 The optimizer state follows the parameters (Adam moments of a widened matrix are padded with zeros; a new
 layer starts with none), so the old weights go on exactly as they would have. transformers has no such
@@ -74,18 +75,34 @@ class Growth:
         saved = ModelConfig.from_dict({**now.to_dict(), **saved})  # settings added later keep their defaults
         return cls(saved, now, special, seed) if growth(saved, now) else None
 
-    def sources(self, old_names) -> dict[str, tuple[str, bool]]:
-        """{grown parameter: (the saved parameter it starts from, whether it belongs to a new layer)}."""
+    def sources(self, names) -> dict[str, tuple[str, bool]]:
+        """{grown parameter: (the saved parameter it starts from, whether it belongs to a new layer)}; `names`:
+        the parameter names of either model (they differ only in how many layers there are)."""
         per_layer = {}
-        for name in old_names:
+        for name in names:
             match = _LAYER.match(name)
             if match and match[1] == "0":
                 per_layer[match[2]] = True
-        out = {name: (name, False) for name in old_names if not _LAYER.match(name)}
+        out = {name: (name, False) for name in names if not _LAYER.match(name)}
         for k, (i, copy) in enumerate(layer_sources(self.saved.num_layers, self.now.num_layers)):
             for suffix in per_layer:
                 out[f"model.layers.{k}.{suffix}"] = (f"model.layers.{i}.{suffix}", copy)
         return out
+
+    def parts(self, sources: dict[str, tuple[str, bool]], previous=()) -> list[list]:
+        """[parameter, dim, start] for each part of the grown model the checkpoint did not have (a new layer's
+        tensors whole, a widened MLP's new rows or columns), with the `previous` growths' parts renamed to the
+        layers they moved to."""
+        moved = {source: name for name, (source, copy) in sources.items() if not copy}
+        parts = {(moved[name], dim, start) for name, dim, start in previous}
+        for name, (_, copy) in sources.items():
+            if copy:
+                parts.add((name, 0, 0))
+            elif self.now.intermediate_size > self.saved.intermediate_size and name.endswith(
+                    ("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")):
+                parts.add((name, 1 if name.endswith("down_proj.weight") else 0, self.saved.intermediate_size))
+        whole = {name for name, dim, start in parts if start == 0}
+        return sorted([name, dim, start] for name, dim, start in parts if start == 0 or name not in whole)
 
     def widen(self, name: str, tensor: torch.Tensor, fill: Callable[[tuple], torch.Tensor]) -> torch.Tensor:
         """`tensor` (a saved parameter or its Adam moment) at the grown MLP width; `fill` makes the new part."""
@@ -98,13 +115,16 @@ class Growth:
             return torch.cat([tensor, torch.zeros(tensor.shape[0], extra, dtype=tensor.dtype)], 1)
         return tensor
 
-    def weights(self, saved: dict[str, torch.Tensor], std: float) -> dict[str, torch.Tensor]:
-        """The grown model's state dict from the saved one: it computes the same function."""
+    def weights(self, saved: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The grown model's state dict from the saved one: it computes the same function. New MLP rows are drawn
+        at the spread of their tensor's trained rows (a trained model's weights are ~15x a fresh one's: rows drawn
+        like a fresh model's would hardly take part)."""
         generator = torch.Generator().manual_seed(self.seed)
-        fresh = lambda shape: torch.randn(shape, generator=generator) * std  # noqa: E731 (like a new model's init)
         out = {}
         for name, (source, copy) in self.sources(saved).items():
-            tensor = self.widen(source, saved[source].clone(), fresh)
+            spread = float(saved[source].std())
+            tensor = self.widen(source, saved[source].clone(),
+                                lambda shape, spread=spread: torch.randn(shape, generator=generator) * spread)
             out[name] = torch.zeros_like(tensor) if copy and source.endswith(OUTPUTS) else tensor
         return out
 
@@ -134,10 +154,33 @@ class Growth:
 
         saved = load_file(str(Path(folder) / "model.safetensors"))
         sources = self.sources(saved)
-        result = model.load_state_dict(self.weights(saved, model.config.initializer_range), strict=False)
+        result = model.load_state_dict(self.weights(saved), strict=False)
         tied = {"lm_head.weight"} if self.now.tie_embeddings else set()  # saved once, as the input embedding
         if result.unexpected_keys or set(result.missing_keys) - tied:
             raise LaamError(f"{folder}: its weights do not fit the grown model (missing {result.missing_keys}, "
                             f"unexpected {result.unexpected_keys})")
         return self.optimizer_state(torch.load(Path(folder) / "optimizer.pt", weights_only=True), sources, model,
                                     optimizer)
+
+
+class GrownLR:
+    """Trains the grown parts of a model at `scale` times the LR.
+
+    AdamW's update of a coordinate does not depend on its gradient's scale, and a parameter group cannot hold some
+    rows of a tensor (a widened MLP's), so the update of those coordinates is multiplied after each step: with
+    `before()` ahead of `optimizer.step()` and `after()` behind it, they move exactly as at `scale` times the LR."""
+
+    def __init__(self, model, parts: list[list], scale: float):
+        params = dict(model.named_parameters())
+        self.scale = scale
+        self.views = [params[name].data.narrow(dim, start, params[name].shape[dim] - start)
+                      for name, dim, start in parts]
+        self.saved: list[torch.Tensor] = []
+
+    def before(self) -> None:
+        self.saved = [view.clone() for view in self.views]
+
+    def after(self) -> None:
+        for view, old in zip(self.views, self.saved):
+            view.add_(view - old, alpha=self.scale - 1)
+        self.saved = []

@@ -38,7 +38,7 @@ from laam.train.batches import IGNORE, WindowSampler, WindowSet
 from laam.train.checkpoint import apply_schedule, load_checkpoint, read_state, save_checkpoint
 from laam.train.claim import claimed_status
 from laam.train.config import DecayStart, TrainConfig, lr_lambda, planned_steps
-from laam.train.grow import Growth
+from laam.train.grow import GrownLR, Growth
 from laam.train.loss import WindowLoss
 from laam.train.memorization import NO_WRONG, measure_memorization, reached, summarize, verify_records
 from laam.train.metrics import TRACKERS, Metrics, plot_metrics
@@ -139,7 +139,8 @@ class Trainer:
         # accelerate steps the scheduler once per process; ours is per optimizer step: unwrap it.
         self.schedule = scheduler.scheduler if hasattr(scheduler, "scheduler") else scheduler
         self.state = {"step": 0, "tokens": 0, "targets": 0, "seconds": 0.0, "train_seconds": 0.0, "history": [],
-                      "decay_start": None}
+                      "decay_start": None, "grown": []}
+        self.grown_lr: GrownLR | None = None  # the parts a resume grew the model by, at --grown-lr-scale (train.grow)
         self.last_checkpoint: Path | None = None
         self.last_summary: dict = {}  # the summary of the last memorization check (scheduled or final)
         # the step of the last check, and per file it found a wrong body token in, that token's position
@@ -158,13 +159,21 @@ class Trainer:
             if main:
                 console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
+        growths = {}
+
         def load(folder: Path) -> dict:  # a model grown since the checkpoint starts as the same function
-            grow = Growth.between(read_state(folder).get("identity"), self.model_config, self.special, self.config.seed)
-            return load_checkpoint(folder, self.model, self.optimizer, self.schedule, self.sampler, grow)
+            growths[folder] = Growth.between(read_state(folder).get("identity"), self.model_config, self.special,
+                                             self.config.seed)
+            return load_checkpoint(folder, self.model, self.optimizer, self.schedule, self.sampler, growths[folder])
 
         self.last_checkpoint, state, changed = resume_from(self.run_dir, self.identity, self.model_config.to_dict(),
                                                            self.allow_changes, load, report, main)
         self.state.update({k: v for k, v in state.items() if k in self.state})
+        grow = growths[self.last_checkpoint]
+        if grow is not None:
+            self.state["grown"] = grow.parts(grow.sources(self.model.state_dict()), self.state["grown"])
+        if self.state["grown"] and self.config.grown_lr_scale != 1:
+            self.grown_lr = GrownLR(self.model, self.state["grown"], self.config.grown_lr_scale)
         # the check schedule, the sampler and the LR schedule go on from the last scheduled check's result
         self.last_summary = self.steering_summary = state.get("check") or {}
         if self.decay is not None:
@@ -313,7 +322,11 @@ class Trainer:
             raise LaamError(f"training diverged: {what} is {value} at step {state['step'] + 1}; stopped without "
                             f"saving. Last good checkpoint: {self.last_checkpoint or 'none'}. Lower --lr or raise "
                             "--warmup-steps.")
+        if self.grown_lr:
+            self.grown_lr.before()
         self.optimizer.step()
+        if self.grown_lr:
+            self.grown_lr.after()
         self.schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
         state["step"] += 1

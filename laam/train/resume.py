@@ -20,7 +20,8 @@ from laam.train.checkpoint import checkpoints, newest_first, set_aside
 # TrainConfig fields that decide the weights (the others decide when to stop, log, check or save)
 TRAINING_SETTINGS = ("seed", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "schedule", "decay_steps",
                      "weight_decay", "beta1", "beta2", "grad_clip")
-LATER_SETTINGS = ("replay", "replay_wrong", "replay_margin", "replay_rest", "decay_at", "decay_epochs")
+LATER_SETTINGS = ("replay", "replay_wrong", "replay_margin", "replay_rest", "decay_at", "decay_epochs",
+                  "grown_lr_scale")
 
 
 def run_identity(model_config, config, corpus_fingerprint: str, tokenizer_sha256: str, decay_steps: int,

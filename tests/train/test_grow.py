@@ -14,7 +14,7 @@ from laam.model.config import ModelConfig, build_model
 from laam.model.presets import PRESETS
 from laam.train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from laam.train.config import TrainConfig
-from laam.train.grow import Growth, growth, layer_sources
+from laam.train.grow import GrownLR, Growth, growth, layer_sources
 from laam.train.loop import train
 from laam.train.optimizer import build_optimizer, parameter_groups
 
@@ -39,6 +39,42 @@ def test_only_more_layers_or_a_wider_mlp_can_start_from_a_checkpoint():
         growth(SMALL, replace(SMALL, hidden_size=64))
     with pytest.raises(LaamError, match="num_layers 2 -> 1"):
         growth(SMALL, replace(SMALL, num_layers=1))
+
+
+def test_the_grown_parts_are_the_new_layers_and_the_new_mlp_rows_and_follow_a_second_growth():
+    first = Growth(SMALL, replace(SMALL, num_layers=3, intermediate_size=96), SPECIAL, seed=0)
+    names = build_model(SMALL, SPECIAL).state_dict()
+    parts = first.parts(first.sources(names))
+    assert ["model.layers.2.self_attn.o_proj.weight", 0, 0] in parts  # layer 2 is the copy of layer 1
+    assert ["model.layers.0.mlp.gate_proj.weight", 0, 64] in parts and ["model.layers.1.mlp.down_proj.weight", 1, 64] \
+        in parts
+    assert not [p for p in parts if p[0].startswith("model.layers.2.") and p[2]]  # a new layer is whole
+    assert not [p for p in parts if not p[0].startswith("model.layers.")]
+    grown = replace(SMALL, num_layers=3, intermediate_size=96)
+    second = Growth(grown, replace(grown, num_layers=6), SPECIAL, seed=0)
+    again = second.parts(second.sources(build_model(grown, SPECIAL).state_dict()), parts)
+    # old layer 2 (the first growth's copy) is now layer 4 and stays grown; layer 1 moved to 2 with its new rows
+    assert ["model.layers.4.self_attn.o_proj.weight", 0, 0] in again
+    assert ["model.layers.2.mlp.gate_proj.weight", 0, 64] in again
+    assert ["model.layers.5.mlp.gate_proj.weight", 0, 0] in again  # the copy of old layer 2
+
+
+def test_grown_parts_move_at_the_scaled_learning_rate_and_the_rest_as_before():
+    def stepped(scale):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 6)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+        before = model.weight.detach().clone()
+        faster = GrownLR(model, [["weight", 0, 4]], scale)
+        model(torch.ones(2, 4)).square().sum().backward()
+        faster.before()
+        optimizer.step()
+        faster.after()
+        return model.weight.detach() - before
+
+    plain, fast = stepped(1.0), stepped(5.0)
+    assert torch.equal(fast[:4], plain[:4]) and plain[4:].abs().min() > 0
+    assert torch.allclose(fast[4:], 5 * plain[4:], rtol=1e-5)
 
 
 def trained_checkpoint(tmp_path):
@@ -107,11 +143,21 @@ def test_resume_grows_the_run_s_model_and_records_the_change(tiny_corpus, tiny_t
               tiny_tokenizer_dir, tmp_path / "run", tmp_path, resume=True, progress=False,
               allow_changes=("model",))
     assert [p.name for p in checkpoints(tmp_path / "run")] == ["step-00000004"]
-    result = train(wider, replace(config, max_steps=6), tiny_corpus, tiny_tokenizer_dir, tmp_path / "run",
-                   tmp_path, resume=True, progress=False, allow_changes=("model.num_layers",))
+    result = train(wider, replace(config, max_steps=6, grown_lr_scale=20.0), tiny_corpus, tiny_tokenizer_dir,
+                   tmp_path / "run", tmp_path, resume=True, progress=False,
+                   allow_changes=("model.num_layers", "grown_lr_scale"))
     assert result.steps == 6
     card = json.loads((result.model_dir / "config.json").read_text())
     assert card["num_hidden_layers"] == tiny.num_layers + 1
     state = json.loads((checkpoints(tmp_path / "run")[-1] / "state.json").read_text())
-    assert state["history"] == [{"step": 4, "changed": {"model.num_layers": [tiny.num_layers,
-                                                                             tiny.num_layers + 1]}}]
+    assert state["history"] == [{"step": 4, "changed": {"model.num_layers": [tiny.num_layers, tiny.num_layers + 1],
+                                                        "grown_lr_scale": [None, 20.0]}}]
+    new_layer = tiny.num_layers  # one layer added: after the last old one
+    assert state["grown"] and {name.split(".")[2] for name, _, _ in state["grown"]} == {str(new_layer)}
+    from safetensors.torch import load_file
+
+    weights = load_file(checkpoints(tmp_path / "run")[-1] / "model.safetensors")
+    # its zero output projection moved: Adam's first step moves a coordinate by the LR, so two steps at the plain
+    # LR move it by little more than twice that
+    lr = max(json.loads(line).get("lr", 0) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+    assert weights[f"model.layers.{new_layer}.mlp.down_proj.weight"].abs().max() > 10 * lr
