@@ -45,7 +45,7 @@ from laam.train.metrics import TRACKERS, Metrics, plot_metrics
 from laam.train.optimizer import build_optimizer
 from laam.train.resume import resume_from, run_identity
 from laam.train.signals import StopSignal
-from laam.train.step_mode import StepMode, candidates, choose_step_mode, probe_step, worth_probing
+from laam.train.step_mode import candidates, choose_step_mode, probe_step, worth_probing
 from laam.train.threads import set_threads
 
 
@@ -131,8 +131,10 @@ class Trainer:
             # the LR decays over --epochs; a run that is not memorized by then goes on at the final LR, for at most
             # as many steps again (the last few wrong tokens typically need a little more time at a low LR)
             self.total_steps *= 2
-        # the step's mode: what the user fixed, else measured in run() when the run is long enough (train.step_mode)
-        self.mode, self.mode_times = StepMode(bool(config.compile), False), {}
+        # the step's mode: what the user fixed (--compile and --precision together), else measured in run() when
+        # the run is long enough (train.step_mode), else the first candidate: eager, float32 unless asked for bf16
+        self.mode = candidates(config.compile, model_config.precision, accelerator.device.type)[0]
+        self.mode_times = {}
         if config.compile:
             self.loss_module = torch.compile(self.loss_module)
         self.loss_module, self.optimizer, scheduler = accelerator.prepare(self.loss_module, self.optimizer, scheduler)

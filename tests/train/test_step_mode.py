@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 import torch
 
 import laam.train.loop as loop
@@ -55,6 +58,24 @@ def test_short_runs_and_fixed_modes_are_not_probed():
     assert worth_probing([EAGER, COMPILED], 60_000, 1)  # a whole-kernel run
     assert not worth_probing([EAGER], 60_000, 1)
     assert not worth_probing([EAGER, COMPILED], 60_000, 2)  # processes would have to agree
+
+
+@pytest.mark.parametrize("compile_", [False, None])
+def test_a_run_that_is_not_probed_keeps_the_precision_it_was_given(tiny_corpus, tiny_tokenizer_dir, tmp_path,
+                                                                    compile_):
+    """--precision bf16 with --compile or --no-compile fixed (a fork of a bf16 run), or a run too short to probe:
+    its steps run in bf16 autocast and its start event says so (it used to say float32, while accelerate's mixed
+    precision autocast the forward pass)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # accelerate keeps one precision per process: the earlier runs' float32
+    try:
+        train(replace(TINY_MODEL, precision="bf16"), tiny_train_config(max_steps=2, eval_every=0, compile=compile_),
+              tiny_corpus, tiny_tokenizer_dir, tmp_path / "run", tmp_path, progress=False)
+    finally:
+        AcceleratorState._reset_state(True)
+    start = next(r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r.get("event") == "start")
+    assert start["step_mode"] == "eager bf16 autocast"
 
 
 def test_a_probe_leaves_the_run_untouched(tiny_corpus, tiny_tokenizer_dir, tmp_path):
