@@ -134,9 +134,9 @@ def main() -> None:
     fork = check_figures(before[-1], args.files) if before else None  # the run's last check before the fork
     results = {}
     for name, flags in branches.items():
-        checks = [r for r in read_run(args.work / name / "run").checks if r["step"] > start]
-        trained = [r["train_seconds"] for r in read_run(args.work / name / "run").rows
-                   if r["step"] > start and "train_seconds" in r]
+        branch = read_run(args.work / name / "run")
+        checks = [r for r in branch.checks if r["step"] > start]
+        trained = [r["train_seconds"] for r in branch.rows if r["step"] > start and "train_seconds" in r]
         # the branch's own training time (checks excluded): a variant that costs more per step (a grown model)
         # must win per second, not only per step
         seconds = round(trained[-1] - state["train_seconds"], 1) if trained else None

@@ -34,6 +34,8 @@ GROWABLE = ("num_layers", "intermediate_size")
 SHAPES = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "vocab_size",
           "tie_embeddings")
 OUTPUTS = ("self_attn.o_proj.weight", "mlp.down_proj.weight")  # zero in a new layer: it starts as the identity
+MLP_ROWS = ("mlp.gate_proj.weight", "mlp.up_proj.weight")  # [intermediate, hidden]: a wider MLP adds rows
+MLP_COLUMNS = "mlp.down_proj.weight"  # [hidden, intermediate]: a wider MLP adds columns
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 
 
@@ -62,8 +64,7 @@ class Growth:
     """Loads a checkpoint of a smaller model into a grown one, weights and optimizer state."""
 
     def __init__(self, saved: ModelConfig, now: ModelConfig, special: dict[str, int], seed: int):
-        self.saved, self.now, self.seed = saved, now, seed
-        self.changes, self.special = growth(saved, now), special
+        self.saved, self.now, self.special, self.seed = saved, now, special, seed
 
     @classmethod
     def between(cls, saved_identity: dict | None, now: ModelConfig, special: dict[str, int],
@@ -78,11 +79,7 @@ class Growth:
     def sources(self, names) -> dict[str, tuple[str, bool]]:
         """{grown parameter: (the saved parameter it starts from, whether it belongs to a new layer)}; `names`:
         the parameter names of either model (they differ only in how many layers there are)."""
-        per_layer = {}
-        for name in names:
-            match = _LAYER.match(name)
-            if match and match[1] == "0":
-                per_layer[match[2]] = True
+        per_layer = [match[2] for match in map(_LAYER.match, names) if match and match[1] == "0"]
         out = {name: (name, False) for name in names if not _LAYER.match(name)}
         for k, (i, copy) in enumerate(layer_sources(self.saved.num_layers, self.now.num_layers)):
             for suffix in per_layer:
@@ -98,9 +95,8 @@ class Growth:
         for name, (_, copy) in sources.items():
             if copy:
                 parts.add((name, 0, 0))
-            elif self.now.intermediate_size > self.saved.intermediate_size and name.endswith(
-                    ("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")):
-                parts.add((name, 1 if name.endswith("down_proj.weight") else 0, self.saved.intermediate_size))
+            elif self.now.intermediate_size > self.saved.intermediate_size and name.endswith((*MLP_ROWS, MLP_COLUMNS)):
+                parts.add((name, 1 if name.endswith(MLP_COLUMNS) else 0, self.saved.intermediate_size))
         whole = {name for name, dim, start in parts if start == 0}
         return sorted([name, dim, start] for name, dim, start in parts if start == 0 or name not in whole)
 
@@ -109,9 +105,9 @@ class Growth:
         extra = self.now.intermediate_size - self.saved.intermediate_size
         if not extra or tensor.dim() != 2:
             return tensor
-        if name.endswith(("mlp.gate_proj.weight", "mlp.up_proj.weight")):  # [intermediate, hidden]: new rows
+        if name.endswith(MLP_ROWS):
             return torch.cat([tensor, fill((extra, tensor.shape[1])).to(tensor.dtype)], 0)
-        if name.endswith("mlp.down_proj.weight"):  # [hidden, intermediate]: new columns, zero
+        if name.endswith(MLP_COLUMNS):  # new columns, zero
             return torch.cat([tensor, torch.zeros(tensor.shape[0], extra, dtype=tensor.dtype)], 1)
         return tensor
 
@@ -136,13 +132,12 @@ class Growth:
             old_model = LlamaForCausalLM(llama_config(self.saved, self.special))
         old_names = [name for group in parameter_groups(old_model) for name in group]
         by_name = {old_names[index]: state for index, state in saved["state"].items()}
-        zeros = lambda shape: torch.zeros(shape)  # noqa: E731
         state = {}
         for index, name in enumerate(name for group in parameter_groups(model) for name in group):
             source, copy = sources[name]
             if copy or source not in by_name:  # a new layer starts its own moments
                 continue
-            state[index] = {key: self.widen(source, value, zeros) if torch.is_tensor(value) else value
+            state[index] = {key: self.widen(source, value, torch.zeros) if torch.is_tensor(value) else value
                             for key, value in by_name[source].items()}
         grown = optimizer.state_dict()["param_groups"]  # the grown model's parameter indices
         return {"state": state, "param_groups": [{**old, "params": new["params"]}
